@@ -1,0 +1,53 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tiledraw/dtype.h"
+
+namespace tiledraw {
+
+struct ConvertOptions {
+  // Glob patterns (fnmatch) of tensor names to keep in floating point.
+  std::vector<std::string> keep_patterns;
+  // Matrices with fewer elements stay in floating point.
+  int64_t min_elements = 4096;
+  // Written to the metadata when not empty; otherwise the source's values are kept.
+  std::string architecture;
+  std::string config_json;
+};
+
+enum class TensorAction { Quantized, Kept, Copied };
+
+struct ConvertedTensor {
+  std::string name;
+  DType source_dtype;
+  std::vector<int64_t> shape;
+  TensorAction action;
+  std::string reason;           // why it was kept or copied
+  double relative_error = 0.0;  // ||W - q*s|| / ||W|| for quantized tensors
+};
+
+struct ConvertReport {
+  std::vector<ConvertedTensor> tensors;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  size_t quantized = 0;
+  double worst_relative_error = 0.0;
+  std::string worst_tensor;
+  double mean_relative_error = 0.0;
+};
+
+// Called after each output tensor is written: (done, total, tensor name).
+using ConvertProgress = std::function<void(size_t, size_t, const std::string&)>;
+
+// Reads a float safetensors file and writes it as 8-bit S: every matrix weight
+// (see docs/FORMAT.md for the rule) becomes I8 plus a row-scale tensor, the rest
+// is copied unchanged. The output appears only when complete.
+ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string& output_path,
+                                const ConvertOptions& options, const ConvertProgress& progress = {});
+
+}  // namespace tiledraw

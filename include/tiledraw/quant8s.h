@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tiledraw/safetensors.h"
+
+namespace tiledraw {
+
+// 8-bit S: a weight W[N, K] stored as int8 q[N, K] plus one float scale per
+// output row, W[n, k] ~= q[n, k] * scale[n]. See docs/FORMAT.md.
+inline constexpr std::string_view kFormat8BitS = "8bit-s";
+inline constexpr std::string_view kFormat8BitSVersion = "1";
+
+std::string scale_tensor_name(std::string_view weight_name);  // "<name>_scale"
+
+// Quantizes `rows` rows of `cols` finite floats:
+//   scale[r] = max(max_k |x[r, k]| / 127, FLT_MIN)   (an all-zero row never gets a zero scale)
+//   q[r, k] = clamp(round_half_even(x[r, k] / scale[r]), -127, 127)
+// so that |x - q * scale| <= scale / 2 for every element. Picks the fastest
+// kernel this CPU supports; all kernels give identical bits.
+void quantize_rows_8bit_s(const float* x, size_t rows, size_t cols, int8_t* q, float* scales);
+
+// An 8-bit S weight found in a file: the I8 tensor and its scale tensor.
+struct Weight8BitS {
+  const TensorInfo* values;
+  const TensorInfo* scale;
+  int64_t rows;  // N, the output dimension (shape[0])
+  int64_t cols;  // K, all other dimensions folded
+
+  std::vector<float> load_scales(const SafetensorsFile& file) const;
+};
+
+// Every 8-bit S weight in the file, validated: an I8 tensor of rank >= 2 whose
+// "<name>_scale" tensor exists is one, and its scale must then be F32, F16 or
+// BF16 of shape [N] or [N, 1]. Throws Error naming the file and tensor otherwise.
+std::vector<Weight8BitS> find_8bit_s_weights(const SafetensorsFile& file);
+
+}  // namespace tiledraw

@@ -1,0 +1,15 @@
+#pragma once
+
+// The whole public API of the tiledraw library.
+#include "tiledraw/convert.h"
+#include "tiledraw/cpu.h"
+#include "tiledraw/dtype.h"
+#include "tiledraw/error.h"
+#include "tiledraw/quant8s.h"
+#include "tiledraw/safetensors.h"
+
+namespace tiledraw {
+
+const char* version();
+
+}  // namespace tiledraw

@@ -1,0 +1,83 @@
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "tiledraw/tiledraw.h"
+
+namespace tiledraw::cli {
+namespace {
+
+struct ConvertArgs {
+  std::string input;
+  std::string output;
+  ConvertOptions options;
+  bool quiet = false;
+  bool verbose = false;
+};
+
+const char* action_name(TensorAction action) {
+  switch (action) {
+    case TensorAction::Quantized:
+      return "8-bit S";
+    case TensorAction::Kept:
+      return "kept";
+    case TensorAction::Copied:
+      break;
+  }
+  return "copied";
+}
+
+void run_convert(const ConvertArgs& args) {
+  Progress progress("convert", "tensors", args.quiet);
+  const ConvertReport report = convert_to_8bit_s(
+      args.input, args.output, args.options,
+      [&](size_t done, size_t total, const std::string& name) { progress.update(done, total, name); });
+  progress.finish();
+
+  size_t kept = 0, copied = 0;
+  for (const ConvertedTensor& t : report.tensors) {
+    kept += t.action == TensorAction::Kept;
+    copied += t.action == TensorAction::Copied;
+  }
+  if (args.verbose) {
+    for (const ConvertedTensor& t : report.tensors) {
+      std::printf("  %-8s %-5s %-20s %s", action_name(t.action), std::string(dtype_name(t.source_dtype)).c_str(),
+                  shape_string(t.shape).c_str(), t.name.c_str());
+      if (t.action == TensorAction::Quantized) std::printf("  (relative error %.5f)", t.relative_error);
+      if (!t.reason.empty()) std::printf("  (%s)", t.reason.c_str());
+      std::printf("\n");
+    }
+  }
+  std::printf("converted %s -> %s\n", args.input.c_str(), args.output.c_str());
+  std::printf("  quantized %zu tensors to 8-bit S, kept %zu in floating point, copied %zu unchanged\n",
+              report.quantized, kept, copied);
+  std::printf("  size %s -> %s (%.2fx smaller)\n", human_bytes(report.bytes_in).c_str(),
+              human_bytes(report.bytes_out).c_str(),
+              report.bytes_out ? static_cast<double>(report.bytes_in) / static_cast<double>(report.bytes_out) : 0.0);
+  if (report.quantized > 0) {
+    std::printf("  relative reconstruction error: mean %.5f, worst %.5f (%s)\n", report.mean_relative_error,
+                report.worst_relative_error, report.worst_tensor.c_str());
+  }
+}
+
+}  // namespace
+
+void add_convert_command(CLI::App& app) {
+  auto args = std::make_shared<ConvertArgs>();
+  CLI::App* cmd = app.add_subcommand("convert", "Convert a float safetensors file to 8-bit S weights");
+  cmd->add_option("input", args->input, "Float safetensors file (F32, F16 or BF16 tensors)")->required();
+  cmd->add_option("output", args->output, "8-bit S safetensors file to write")->required();
+  cmd->add_option("--keep", args->options.keep_patterns,
+                  "Keep tensors whose name matches this glob pattern in floating point (repeatable)");
+  cmd->add_option("--min-elements", args->options.min_elements, "Matrices smaller than this stay in floating point")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--architecture", args->options.architecture, "Model architecture to record in the metadata");
+  cmd->add_option("--config", args->options.config_json, "Model config (a JSON object) to record in the metadata");
+  cmd->add_flag("-q,--quiet", args->quiet, "No progress bar");
+  cmd->add_flag("-v,--verbose", args->verbose, "List every tensor and what was done with it");
+  cmd->callback([args] { run_convert(*args); });
+}
+
+}  // namespace tiledraw::cli

@@ -1,0 +1,28 @@
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "tiledraw/tiledraw.h"
+
+namespace tiledraw::cli {
+namespace {
+
+const char* yes_no(bool value) { return value ? "yes" : "no"; }
+
+void run_info() {
+  const CpuFeatures& f = cpu_features();
+  std::printf("tiledraw  %s\n", version());
+  std::printf("cpu       avx2 %s, avx512 %s (vnni %s, bf16 %s, fp16 %s)\n", yes_no(f.avx2), yes_no(f.avx512),
+              yes_no(f.avx512_vnni), yes_no(f.avx512_bf16), yes_no(f.avx512_fp16));
+  std::printf("amx       %s%s\n", f.amx_status.c_str(),
+              f.amx_int8 ? (f.amx_bf16 ? " (int8, bf16)" : " (int8)") : "");
+  std::printf("kernels   %s (set TILEDRAW_ISA=scalar|avx2|avx512 to use a lower level)\n",
+              isa_level_name(isa_level()));
+}
+
+}  // namespace
+
+void add_info_command(CLI::App& app) {
+  app.add_subcommand("info", "Show the version and what this CPU offers the kernels")->callback(run_info);
+}
+
+}  // namespace tiledraw::cli

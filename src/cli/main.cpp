@@ -1,0 +1,51 @@
+#include <cstdio>
+#include <exception>
+#include <new>
+
+#include "cli/commands.h"
+#include "tiledraw/tiledraw.h"
+
+int main(int argc, char** argv) {
+  tiledraw::remove_partial_files_on_interrupt();
+  CLI::App app{"tiledraw: image generation with 8-bit S weights on a matrix accelerator"};
+  app.set_version_flag("--version", std::string("tiledraw ") + tiledraw::version());
+  app.require_subcommand(1);
+  tiledraw::cli::add_convert_command(app);
+  tiledraw::cli::add_inspect_command(app);
+  tiledraw::cli::add_info_command(app);
+  // CLI11 would only say that a command is required; name the word it did not know.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; })) {
+      names += (names.empty() ? "" : ", ") + command->get_name();
+      known |= command->check_name(argv[1]);
+    }
+    if (!known) {
+      std::fprintf(stderr, "tiledraw: unknown command '%s' (commands: %s)\n", argv[1], names.c_str());
+      return 2;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "tiledraw: %s (see 'tiledraw --help')\n", e.what());
+    return 2;
+  } catch (const tiledraw::Error& e) {
+    std::fprintf(stderr, "tiledraw: error: %s\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "tiledraw: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tiledraw: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

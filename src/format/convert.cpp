@@ -1,0 +1,163 @@
+#include "tiledraw/convert.h"
+
+#include <fnmatch.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "tiledraw/error.h"
+#include "tiledraw/quant8s.h"
+#include "tiledraw/safetensors.h"
+#include "tiledraw/tiledraw.h"
+
+namespace tiledraw {
+namespace {
+
+// Rows converted and quantized at a time: bounds scratch memory for large tensors.
+constexpr size_t kBlockElements = 1 << 20;
+
+struct Decision {
+  TensorAction action;
+  std::string reason;
+};
+
+bool contains_ignoring_case(std::string_view text, std::string_view word) {
+  return std::search(text.begin(), text.end(), word.begin(), word.end(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         }) != text.end();
+}
+
+Decision decide(const TensorInfo& t, const ConvertOptions& options, const std::set<std::string>& already_8bit_s) {
+  if (already_8bit_s.count(t.name)) return {TensorAction::Copied, "already 8-bit S"};
+  for (const std::string& pattern : options.keep_patterns) {
+    if (fnmatch(pattern.c_str(), t.name.c_str(), 0) == 0) return {TensorAction::Kept, "matches --keep '" + pattern + "'"};
+  }
+  if (!is_float_dtype(t.dtype)) return {TensorAction::Copied, "not floating point"};
+  if (t.shape.size() != 2 && t.shape.size() != 4) {
+    return {TensorAction::Kept, "rank " + std::to_string(t.shape.size()) + ", not a matrix"};
+  }
+  if (!std::string_view(t.name).ends_with("weight")) return {TensorAction::Kept, "not a weight"};
+  if (contains_ignoring_case(t.name, "embedding")) return {TensorAction::Kept, "embedding table"};
+  if (t.numel() < options.min_elements) {
+    return {TensorAction::Kept, "fewer than " + std::to_string(options.min_elements) + " elements"};
+  }
+  return {TensorAction::Quantized, ""};
+}
+
+// Quantizes a weight block by block, handing each block to `visit`.
+template <typename Visit>
+void quantize_blocks(const SafetensorsFile& file, const TensorInfo& t, Visit visit) {
+  const size_t rows = static_cast<size_t>(t.shape[0]);
+  const size_t cols = rows == 0 ? 0 : static_cast<size_t>(t.numel()) / rows;
+  const size_t block_rows = std::max<size_t>(1, kBlockElements / std::max<size_t>(cols, 1));
+  std::vector<float> x(std::min(rows, block_rows) * cols);
+  std::vector<int8_t> q(x.size());
+  std::vector<float> scales(std::min(rows, block_rows));
+  const std::byte* src = file.data(t).data();
+  const size_t row_bytes = cols * dtype_size(t.dtype);
+  for (size_t r0 = 0; r0 < rows; r0 += block_rows) {
+    const size_t n = std::min(block_rows, rows - r0);
+    convert_to_f32(t.dtype, src + r0 * row_bytes, x.data(), n * cols);
+    for (size_t i = 0; i < n * cols; ++i) {
+      if (!std::isfinite(x[i])) {
+        throw Error(file.path() + ": tensor '" + t.name + "' holds NaN or infinity (row " +
+                    std::to_string(r0 + i / cols) + "); cannot quantize it");
+      }
+    }
+    quantize_rows_8bit_s(x.data(), n, cols, q.data(), scales.data());
+    visit(r0, n, cols, x.data(), q.data(), scales.data());
+  }
+}
+
+std::map<std::string, std::string> output_metadata(const SafetensorsFile& in, const ConvertOptions& options) {
+  std::map<std::string, std::string> metadata = in.metadata();
+  metadata["format"] = kFormat8BitS;
+  metadata["format_version"] = kFormat8BitSVersion;
+  metadata["converted_by"] = std::string("tiledraw ") + version();
+  if (!options.architecture.empty()) metadata["architecture"] = options.architecture;
+  if (!options.config_json.empty()) {
+    const auto config = nlohmann::json::parse(options.config_json, nullptr, false);
+    if (config.is_discarded() || !config.is_object()) throw Error("--config: not a JSON object");
+    metadata["config"] = config.dump();
+  }
+  return metadata;
+}
+
+}  // namespace
+
+ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string& output_path,
+                                const ConvertOptions& options, const ConvertProgress& progress) {
+  const SafetensorsFile in = SafetensorsFile::open(input_path);
+  const std::map<std::string, std::string> metadata = output_metadata(in, options);
+  std::set<std::string> already_8bit_s;
+  for (const Weight8BitS& w : find_8bit_s_weights(in)) {
+    already_8bit_s.insert(w.values->name);
+    already_8bit_s.insert(w.scale->name);
+  }
+
+  ConvertReport report;
+  report.bytes_in = in.file_size();
+  report.tensors.reserve(in.tensors().size());  // fills below keep pointers into it
+  std::vector<TensorSource> out;
+  std::vector<double> error_sq(in.tensors().size()), norm_sq(in.tensors().size());
+  for (const TensorInfo& t : in.tensors()) {
+    const Decision decision = decide(t, options, already_8bit_s);
+    report.tensors.push_back({t.name, t.dtype, t.shape, decision.action, decision.reason, 0.0});
+    if (decision.action != TensorAction::Quantized) {
+      out.push_back(TensorSource::from_bytes(t.name, t.dtype, t.shape, in.data(t)));
+      continue;
+    }
+    const std::string scale_name = scale_tensor_name(t.name);
+    if (in.find(scale_name)) {
+      throw Error(input_path + ": tensor '" + scale_name + "' is in the way of the scale of '" + t.name +
+                  "'; keep '" + t.name + "' in float with --keep");
+    }
+    const size_t index = report.tensors.size() - 1;
+    out.push_back({t.name, DType::I8, t.shape, [&in, &t, &error_sq, &norm_sq, index](std::span<std::byte> dst) {
+                     quantize_blocks(in, t, [&](size_t r0, size_t n, size_t cols, const float* x, const int8_t* q,
+                                                const float* scales) {
+                       std::memcpy(dst.data() + r0 * cols, q, n * cols);
+                       for (size_t r = 0; r < n; ++r) {
+                         for (size_t k = 0; k < cols; ++k) {
+                           const double w = x[r * cols + k];
+                           const double e = w - static_cast<double>(q[r * cols + k]) * scales[r];
+                           error_sq[index] += e * e;
+                           norm_sq[index] += w * w;
+                         }
+                       }
+                     });
+                   }});
+    out.push_back({scale_name, DType::F32, {t.shape[0]}, [&in, &t](std::span<std::byte> dst) {
+                     quantize_blocks(in, t, [&](size_t r0, size_t n, size_t, const float*, const int8_t*,
+                                                const float* scales) {
+                       std::memcpy(dst.data() + r0 * sizeof(float), scales, n * sizeof(float));
+                     });
+                   }});
+  }
+
+  write_safetensors(output_path, std::move(out), metadata, progress);
+
+  double error_total = 0.0;
+  for (size_t i = 0; i < report.tensors.size(); ++i) {
+    ConvertedTensor& t = report.tensors[i];
+    if (t.action != TensorAction::Quantized) continue;
+    t.relative_error = norm_sq[i] > 0.0 ? std::sqrt(error_sq[i] / norm_sq[i]) : 0.0;
+    ++report.quantized;
+    error_total += t.relative_error;
+    if (report.worst_tensor.empty() || t.relative_error > report.worst_relative_error) {
+      report.worst_relative_error = t.relative_error;
+      report.worst_tensor = t.name;
+    }
+  }
+  report.mean_relative_error = report.quantized ? error_total / static_cast<double>(report.quantized) : 0.0;
+  struct stat st {};
+  if (stat(output_path.c_str(), &st) == 0) report.bytes_out = static_cast<uint64_t>(st.st_size);
+  return report;
+}
+
+}  // namespace tiledraw

@@ -1,0 +1,55 @@
+#include "tiledraw/quant8s.h"
+
+#include <cmath>
+
+#include "kernels/quantize/quantize_rows.h"
+#include "tiledraw/cpu.h"
+#include "tiledraw/error.h"
+
+namespace tiledraw {
+
+std::string scale_tensor_name(std::string_view weight_name) { return std::string(weight_name) + "_scale"; }
+
+void quantize_rows_8bit_s(const float* x, size_t rows, size_t cols, int8_t* q, float* scales) {
+  static const kernels::QuantizeRowsFn kernel = kernels::quantize_rows_kernel(isa_level());
+  kernel(x, rows, cols, q, scales);
+}
+
+std::vector<float> Weight8BitS::load_scales(const SafetensorsFile& file) const {
+  std::vector<float> out(static_cast<size_t>(rows));
+  convert_to_f32(scale->dtype, file.data(*scale).data(), out.data(), out.size());
+  for (size_t r = 0; r < out.size(); ++r) {
+    if (!std::isfinite(out[r])) {
+      throw Error(file.path() + ": tensor '" + scale->name + "': scale of row " + std::to_string(r) + " is not finite");
+    }
+  }
+  return out;
+}
+
+std::vector<Weight8BitS> find_8bit_s_weights(const SafetensorsFile& file) {
+  std::vector<Weight8BitS> weights;
+  for (const TensorInfo& values : file.tensors()) {
+    if (values.dtype != DType::I8) continue;
+    const TensorInfo* scale = file.find(scale_tensor_name(values.name));
+    if (!scale) continue;
+    const std::string where = file.path() + ": 8-bit S weight '" + values.name + "': ";
+    if (values.shape.size() < 2) {
+      throw Error(where + "has rank " + std::to_string(values.shape.size()) + ", expected a matrix (rank 2 or more)");
+    }
+    const int64_t rows = values.shape[0];
+    if (scale->dtype != DType::F32 && scale->dtype != DType::F16 && scale->dtype != DType::BF16) {
+      throw Error(where + "scale '" + scale->name + "' is " + std::string(dtype_name(scale->dtype)) +
+                  ", expected F32, F16 or BF16");
+    }
+    const bool row_shape = (scale->shape.size() == 1 && scale->shape[0] == rows) ||
+                           (scale->shape.size() == 2 && scale->shape[0] == rows && scale->shape[1] == 1);
+    if (!row_shape) {
+      throw Error(where + "scale '" + scale->name + "' has shape " + shape_string(scale->shape) + ", expected [" + std::to_string(rows) +
+                  "] (one per output row)");
+    }
+    weights.push_back({&values, scale, rows, rows == 0 ? 0 : values.numel() / rows});
+  }
+  return weights;
+}
+
+}  // namespace tiledraw

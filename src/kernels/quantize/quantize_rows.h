@@ -1,0 +1,29 @@
+#pragma once
+
+#include <cfloat>
+#include <cstddef>
+#include <cstdint>
+
+#include "tiledraw/cpu.h"
+
+// Row-wise symmetric int8 quantization (8-bit S) of finite float rows:
+// scale = max(absmax / 127, FLT_MIN), q = clamp(round_half_even(x / scale), -127, 127).
+// Every variant gives the same bits; names state element types and ISA.
+namespace tiledraw::kernels {
+
+using QuantizeRowsFn = void (*)(const float* x, size_t rows, size_t cols, int8_t* q, float* scales);
+
+void f32_qs8_quantize_rows__scalar(const float* x, size_t rows, size_t cols, int8_t* q, float* scales);
+void f32_qs8_quantize_rows__avx2(const float* x, size_t rows, size_t cols, int8_t* q, float* scales);
+void f32_qs8_quantize_rows__avx512(const float* x, size_t rows, size_t cols, int8_t* q, float* scales);
+
+QuantizeRowsFn quantize_rows_kernel(IsaLevel level);
+
+// Kept static so that each ISA's translation unit has its own copy: a shared
+// inline function could be linked from the AVX-512 unit into scalar code.
+static inline float qs8_scale_from_absmax(float absmax) {
+  const float scale = absmax / 127.0f;
+  return scale < FLT_MIN ? FLT_MIN : scale;
+}
+
+}  // namespace tiledraw::kernels

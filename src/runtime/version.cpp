@@ -1,0 +1,7 @@
+#include "tiledraw/tiledraw.h"
+
+namespace tiledraw {
+
+const char* version() { return TILEDRAW_VERSION; }
+
+}  // namespace tiledraw

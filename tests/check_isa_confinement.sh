@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The program must run on any x86-64 CPU: AVX, AVX-512 and AMX instructions may
+# appear only in kernel functions whose names say the ISA (..._avx2, ..._avx512,
+# ..._amx). Catches a kernel flag leaking into shared code, including inline
+# functions the linker took from a kernel's translation unit.
+set -euo pipefail
+binary=${1:?usage: check_isa_confinement.sh BINARY}
+command -v objdump >/dev/null || { echo "objdump not found (package binutils)"; exit 1; }
+
+objdump -d --no-show-raw-insn -C "$binary" | awk '
+  /^[0-9a-f]+ <.*>:$/ { fn = substr($0, index($0, "<") + 1); fn = substr(fn, 1, length(fn) - 2); next }
+  NF < 2 { next }
+  {
+    line = $0
+    sub(/^[ \t]*[0-9a-f]+:[ \t]*/, "", line)
+    split(line, parts, /[ \t]+/)
+    mnemonic = parts[1]
+    needs = ""
+    if (line ~ /%zmm|%k[0-7]/) needs = "avx512"
+    else if (line ~ /%tmm|tileloadd|tilestored|ldtilecfg|tdpb/) needs = "amx"
+    else if (mnemonic ~ /^v/ || line ~ /%ymm/) needs = "avx"
+    if (needs == "") next
+    allowed = (fn ~ /__avx512|__amx/) || (needs == "avx" && fn ~ /__avx2/)
+    if (!allowed && !(fn in reported)) {
+      reported[fn] = 1
+      printf "%s instruction outside an ISA kernel: %s\n    in %s\n", needs, line, substr(fn, 1, 200)
+      bad = 1
+    }
+  }
+  END { exit bad }
+' && echo "ISA-specific instructions are confined to ISA kernels"

@@ -1,0 +1,128 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_util.h"
+#include "tiledraw/safetensors.h"
+
+namespace tiledraw {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct CommandResult {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  CommandResult run(const std::string& args) {
+    const std::string command = std::string(TILEDRAW_BINARY) + " " + args + " >" + dir_.file("stdout") + " 2>" +
+                                dir_.file("stderr") + " </dev/null";
+    const int status = std::system(command.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(dir_.file("stdout")),
+            slurp(dir_.file("stderr"))};
+  }
+  // An error is one line on stderr naming what is wrong, exit status 2.
+  void expect_error(const std::string& args, const std::string& message) {
+    const CommandResult r = run(args);
+    EXPECT_EQ(r.status, 2) << args;
+    EXPECT_THAT(r.err, StartsWith("tiledraw: ")) << args;
+    EXPECT_THAT(r.err, HasSubstr(message)) << args;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  std::string model() {
+    const std::vector<float> w = test::random_floats(128 * 64, 7, 0.1f);
+    std::vector<TensorSource> t;
+    t.push_back(TensorSource::from_bytes("blocks.0.attn.proj.weight", DType::F32, {128, 64}, test::bytes_of(w)));
+    t.push_back(TensorSource::from_bytes("blocks.0.attn.proj.bias", DType::F32, {64},
+                                         test::bytes_of(std::vector<float>(w.begin(), w.begin() + 64))));
+    write_safetensors(dir_.file("model.safetensors"), std::move(t), {{"architecture", "dit"}});
+    return dir_.file("model.safetensors");
+  }
+  test::TempDir dir_;
+};
+
+TEST_F(Cli, ConvertPrintsASummaryAndInspectShowsThe8BitSWeights) {
+  const std::string in = model();
+  const CommandResult c = run("convert -q " + in + " " + dir_.file("out.safetensors"));
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(c.err, "");
+  EXPECT_THAT(c.out, HasSubstr("quantized 1 tensors to 8-bit S, kept 1 in floating point, copied 0 unchanged"));
+  EXPECT_THAT(c.out, HasSubstr("relative reconstruction error: mean 0.00"));
+  EXPECT_THAT(c.out, HasSubstr("(blocks.0.attn.proj.weight)"));
+
+  const CommandResult i = run("inspect " + dir_.file("out.safetensors"));
+  ASSERT_EQ(i.status, 0) << i.err;
+  EXPECT_THAT(i.out, HasSubstr("format = 8bit-s"));
+  EXPECT_THAT(i.out, HasSubstr("3, of which 1 are 8-bit S weights"));
+  EXPECT_THAT(i.out, ::testing::ContainsRegex("I8 +\\[128, 64\\] +8.0 KiB +blocks.0.attn.proj.weight  \\[8-bit S\\]"));
+
+  const CommandResult j = run("inspect --json " + dir_.file("out.safetensors"));
+  ASSERT_EQ(j.status, 0) << j.err;
+  const auto doc = nlohmann::json::parse(j.out);
+  EXPECT_EQ(doc["metadata"]["architecture"], "dit");
+  std::map<std::string, std::string> roles;
+  for (const auto& t : doc["tensors"]) roles[t["name"]] = t["role"];
+  EXPECT_EQ(roles["blocks.0.attn.proj.weight"], "8bit-s-weight");
+  EXPECT_EQ(roles["blocks.0.attn.proj.weight_scale"], "8bit-s-scale");
+  EXPECT_EQ(roles["blocks.0.attn.proj.bias"], "tensor");
+}
+
+TEST_F(Cli, ConvertShowsPlainProgressLinesWhenStderrIsNotATerminal) {
+  const CommandResult c = run("convert " + model() + " " + dir_.file("out.safetensors"));
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_THAT(c.err, HasSubstr("convert: 3/3  "));
+  EXPECT_EQ(c.err.find('\r'), std::string::npos);
+}
+
+TEST_F(Cli, BadInputGetsOneLineAndExitStatusTwo) {
+  expect_error("inspect " + dir_.file("missing.safetensors"), dir_.file("missing.safetensors") + ": cannot open");
+  std::ofstream(dir_.file("notes.txt")) << "not a model, just some text in a file";
+  expect_error("inspect " + dir_.file("notes.txt"), dir_.file("notes.txt") + ": not a safetensors file");
+  expect_error("convert " + dir_.file("notes.txt") + " " + dir_.file("out.safetensors"), "not a safetensors file");
+  expect_error("convert " + model(), "output is required");
+  expect_error("convert --min-elements -5 " + model() + " " + dir_.file("out.safetensors"), "--min-elements");
+  expect_error("convert --config '[1' " + model() + " " + dir_.file("out.safetensors"), "--config: not a JSON object");
+  expect_error("convert " + model() + " " + dir_.file("no/such/dir/out.safetensors"), "cannot create a file there");
+  expect_error("inspect --frobnicate x", "--frobnicate");
+  expect_error("transmogrify", "unknown command 'transmogrify'");
+  expect_error("", "subcommand");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("out.safetensors"))) << "no partial output after a failure";
+}
+
+TEST_F(Cli, HelpVersionAndInfoSucceed) {
+  EXPECT_EQ(run("--help").status, 0);
+  EXPECT_EQ(run("convert --help").status, 0);
+  const CommandResult v = run("--version");
+  EXPECT_EQ(v.status, 0);
+  EXPECT_THAT(v.out, StartsWith("tiledraw "));
+  const CommandResult i = run("info");
+  EXPECT_EQ(i.status, 0);
+  EXPECT_THAT(i.out, HasSubstr("amx"));
+  EXPECT_THAT(i.out, HasSubstr("kernels"));
+}
+
+TEST_F(Cli, AnUnknownIsaLevelIsAnError) {
+  const std::string command = "TILEDRAW_ISA=sse9 " + std::string(TILEDRAW_BINARY) + " info >/dev/null 2>" + dir_.file("err");
+  const int status = std::system(command.c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_THAT(slurp(dir_.file("err")), HasSubstr("TILEDRAW_ISA: unknown level 'sse9'"));
+}
+
+}  // namespace
+}  // namespace tiledraw

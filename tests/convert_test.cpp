@@ -1,0 +1,196 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "test_util.h"
+#include "tiledraw/convert.h"
+#include "tiledraw/error.h"
+#include "tiledraw/quant8s.h"
+
+namespace tiledraw {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A float model file with one tensor of every kind the converter must tell apart.
+class ConvertMixedFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    add_f32("blocks.0.attn.qkv.weight", {96, 64});          // linear: quantized
+    add_f32("blocks.0.attn.qkv.bias", {96});                // bias: kept
+    add_f32("blocks.0.norm1.weight", {64});                 // norm: kept
+    add_f16("x_embedder.proj.weight", {64, 4, 4, 4});       // conv, F16 source: quantized
+    add_bf16("t_embedder.mlp.0.weight", {64, 128});         // linear, BF16 source: quantized
+    add_f32("y_embedder.embedding_table.weight", {11, 64}); // embedding: kept
+    add_f32("final_layer.linear.weight", {8, 64});          // below the size threshold: kept
+    add_f32("pos_embed", {1, 16, 64});                      // buffer: kept
+    add_f32("blocks.0.mlp.fc1.weight", {256, 64});          // matched by --keep: kept
+    add_f32("proj_out", {64, 64});                          // not named as a weight: kept
+    const std::vector<int64_t> steps = {1000};
+    owned_.push_back(std::vector<std::byte>(reinterpret_cast<const std::byte*>(steps.data()),
+                                            reinterpret_cast<const std::byte*>(steps.data()) + 8));
+    sources_.push_back(TensorSource::from_bytes("num_steps", DType::I64, {1}, owned_.back()));
+    write_safetensors(dir_.file("in.safetensors"), sources_, {{"architecture", "dit"}, {"config", "{\"depth\":1}"}});
+  }
+
+  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<std::byte> bytes) {
+    owned_.push_back(std::move(bytes));
+    sources_.push_back(TensorSource::from_bytes(name, dtype, std::move(shape), owned_.back()));
+  }
+  static size_t numel(const std::vector<int64_t>& shape) {
+    size_t n = 1;
+    for (int64_t d : shape) n *= static_cast<size_t>(d);
+    return n;
+  }
+  std::vector<float> weights(const std::vector<int64_t>& shape) {
+    return test::random_floats(numel(shape), static_cast<uint32_t>(owned_.size() + 1), 0.05f);
+  }
+  void add_f32(const std::string& name, std::vector<int64_t> shape) {
+    const std::vector<float> w = weights(shape);
+    const auto b = test::bytes_of(w);
+    add(name, DType::F32, std::move(shape), {b.begin(), b.end()});
+  }
+  template <uint16_t (*Encode)(float)>
+  void add_16bit(const std::string& name, DType dtype, std::vector<int64_t> shape) {
+    std::vector<uint16_t> bits;
+    for (float x : weights(shape)) bits.push_back(Encode(x));
+    const auto b = test::bytes_of(bits);
+    add(name, dtype, std::move(shape), {b.begin(), b.end()});
+  }
+  void add_f16(const std::string& name, std::vector<int64_t> shape) { add_16bit<float_to_half>(name, DType::F16, shape); }
+  void add_bf16(const std::string& name, std::vector<int64_t> shape) {
+    add_16bit<float_to_bf16>(name, DType::BF16, shape);
+  }
+
+  ConvertOptions options() const {
+    ConvertOptions o;
+    o.keep_patterns = {"blocks.*.mlp.*"};
+    return o;
+  }
+
+  test::TempDir dir_;
+  std::vector<std::vector<std::byte>> owned_;
+  std::vector<TensorSource> sources_;
+};
+
+TEST_F(ConvertMixedFile, QuantizesExactlyTheMatrixWeights) {
+  const ConvertReport report = convert_to_8bit_s(dir_.file("in.safetensors"), dir_.file("out.safetensors"), options());
+  const SafetensorsFile in = SafetensorsFile::open(dir_.file("in.safetensors"));
+  const SafetensorsFile out = SafetensorsFile::open(dir_.file("out.safetensors"));
+
+  const std::set<std::string> expected = {"blocks.0.attn.qkv.weight", "x_embedder.proj.weight", "t_embedder.mlp.0.weight"};
+  std::set<std::string> quantized;
+  for (const Weight8BitS& w : find_8bit_s_weights(out)) quantized.insert(w.values->name);
+  EXPECT_EQ(quantized, expected);
+  EXPECT_EQ(report.quantized, 3u);
+  EXPECT_EQ(out.tensors().size(), in.tensors().size() + 3);
+
+  for (const TensorInfo& t : in.tensors()) {
+    const TensorInfo& o = out.at(t.name);
+    EXPECT_EQ(o.shape, t.shape) << t.name;
+    if (expected.count(t.name)) {
+      EXPECT_EQ(o.dtype, DType::I8);
+      EXPECT_EQ(out.at(t.name + "_scale").shape, std::vector<int64_t>{t.shape[0]});
+      EXPECT_EQ(out.at(t.name + "_scale").dtype, DType::F32);
+    } else {
+      EXPECT_EQ(o.dtype, t.dtype) << t.name;
+      ASSERT_EQ(o.nbytes, t.nbytes);
+      EXPECT_EQ(std::memcmp(out.data(o).data(), in.data(t).data(), t.nbytes), 0) << t.name << " must be copied as is";
+    }
+  }
+  std::map<std::string, std::string> reasons;
+  std::map<std::string, TensorAction> actions;
+  for (const ConvertedTensor& t : report.tensors) {
+    reasons[t.name] = t.reason;
+    actions[t.name] = t.action;
+  }
+  EXPECT_EQ(reasons["y_embedder.embedding_table.weight"], "embedding table");
+  EXPECT_EQ(reasons["blocks.0.mlp.fc1.weight"], "matches --keep 'blocks.*.mlp.*'");
+  EXPECT_EQ(reasons["final_layer.linear.weight"], "fewer than 4096 elements");
+  EXPECT_EQ(reasons["blocks.0.attn.qkv.bias"], "rank 1, not a matrix");
+  EXPECT_EQ(reasons["proj_out"], "not a weight");
+  EXPECT_EQ(actions["num_steps"], TensorAction::Copied);
+}
+
+TEST_F(ConvertMixedFile, QuantizedWeightsReconstructTheirSourceWithinHalfAScale) {
+  const ConvertReport report = convert_to_8bit_s(dir_.file("in.safetensors"), dir_.file("out.safetensors"), options());
+  const SafetensorsFile in = SafetensorsFile::open(dir_.file("in.safetensors"));
+  const SafetensorsFile out = SafetensorsFile::open(dir_.file("out.safetensors"));
+  for (const Weight8BitS& w : find_8bit_s_weights(out)) {
+    const TensorInfo& source = in.at(w.values->name);
+    std::vector<float> original(static_cast<size_t>(source.numel()));
+    convert_to_f32(source.dtype, in.data(source).data(), original.data(), original.size());
+    const std::vector<float> scales = w.load_scales(out);
+    const auto* q = reinterpret_cast<const int8_t*>(out.data(*w.values).data());
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < original.size(); ++i) {
+      const float s = scales[i / static_cast<size_t>(w.cols)];
+      const float recon = static_cast<float>(q[i]) * s;
+      ASSERT_TRUE(test::within_half_scale(original[i], q[i], s)) << w.values->name << " element " << i;
+      err += (original[i] - recon) * (original[i] - recon);
+      norm += original[i] * original[i];
+    }
+    const auto reported = std::find_if(report.tensors.begin(), report.tensors.end(),
+                                       [&](const ConvertedTensor& t) { return t.name == w.values->name; });
+    ASSERT_NE(reported, report.tensors.end());
+    EXPECT_NEAR(reported->relative_error, std::sqrt(err / norm), 1e-9);
+  }
+  EXPECT_GT(report.worst_relative_error, 0.0);
+  EXPECT_LT(report.worst_relative_error, 0.01);  // int8 on Gaussian rows: about 0.006
+  EXPECT_LE(report.mean_relative_error, report.worst_relative_error);
+}
+
+TEST_F(ConvertMixedFile, WritesTheFormatMetadataAndKeepsTheSources) {
+  ConvertOptions o = options();
+  o.config_json = R"({"depth": 2, "hidden_size": 64})";
+  convert_to_8bit_s(dir_.file("in.safetensors"), dir_.file("out.safetensors"), o);
+  const SafetensorsFile out = SafetensorsFile::open(dir_.file("out.safetensors"));
+  EXPECT_EQ(out.metadata().at("format"), "8bit-s");
+  EXPECT_EQ(out.metadata().at("format_version"), "1");
+  EXPECT_EQ(out.metadata().at("architecture"), "dit");
+  EXPECT_EQ(nlohmann::json::parse(out.metadata().at("config"))["hidden_size"], 64);
+  EXPECT_THAT(out.metadata().at("converted_by"), HasSubstr("tiledraw"));
+}
+
+TEST_F(ConvertMixedFile, ConvertingTwiceChangesNothing) {
+  convert_to_8bit_s(dir_.file("in.safetensors"), dir_.file("once.safetensors"), options());
+  const ConvertReport again = convert_to_8bit_s(dir_.file("once.safetensors"), dir_.file("twice.safetensors"), options());
+  EXPECT_EQ(again.quantized, 0u);
+  const SafetensorsFile once = SafetensorsFile::open(dir_.file("once.safetensors"));
+  const SafetensorsFile twice = SafetensorsFile::open(dir_.file("twice.safetensors"));
+  ASSERT_EQ(once.tensors().size(), twice.tensors().size());
+  for (const TensorInfo& t : once.tensors()) {
+    const TensorInfo& u = twice.at(t.name);
+    ASSERT_EQ(t.nbytes, u.nbytes);
+    EXPECT_EQ(std::memcmp(once.data(t).data(), twice.data(u).data(), t.nbytes), 0) << t.name;
+  }
+}
+
+TEST(Convert, RefusesNonFiniteWeightsAndWritesNothing) {
+  test::TempDir dir;
+  std::vector<float> w = test::random_floats(64 * 64, 3);
+  w[70] = INFINITY;
+  std::vector<TensorSource> t;
+  t.push_back(TensorSource::from_bytes("lin.weight", DType::F32, {64, 64}, test::bytes_of(w)));
+  write_safetensors(dir.file("in.safetensors"), std::move(t), {});
+  EXPECT_THAT([&] { convert_to_8bit_s(dir.file("in.safetensors"), dir.file("out.safetensors"), {}); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("tensor 'lin.weight' holds NaN or infinity (row 1)")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out.safetensors")));
+  EXPECT_EQ(dir.entries().size(), 1u);
+}
+
+TEST(Convert, RefusesAConfigThatIsNotAJsonObject) {
+  test::TempDir dir;
+  write_safetensors(dir.file("in.safetensors"), {}, {});
+  ConvertOptions o;
+  o.config_json = "[1, 2";
+  EXPECT_THAT([&] { convert_to_8bit_s(dir.file("in.safetensors"), dir.file("out.safetensors"), o); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("--config: not a JSON object")));
+}
+
+}  // namespace
+}  // namespace tiledraw

@@ -1,0 +1,179 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+
+#include "kernels/quantize/quantize_rows.h"
+#include "test_util.h"
+#include "tiledraw/cpu.h"
+#include "tiledraw/error.h"
+#include "tiledraw/quant8s.h"
+
+namespace tiledraw {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The format's definition, written out plainly in double precision where it can be.
+void oracle_quantize(const std::vector<float>& x, size_t rows, size_t cols, std::vector<int8_t>& q,
+                     std::vector<float>& scales) {
+  q.assign(rows * cols, 0);
+  scales.assign(rows, 0.0f);
+  for (size_t r = 0; r < rows; ++r) {
+    float absmax = 0.0f;
+    for (size_t k = 0; k < cols; ++k) absmax = std::max(absmax, std::abs(x[r * cols + k]));
+    scales[r] = std::max(absmax / 127.0f, FLT_MIN);
+    for (size_t k = 0; k < cols; ++k) {
+      const double v = std::nearbyint(x[r * cols + k] / scales[r]);
+      q[r * cols + k] = static_cast<int8_t>(std::clamp(v, -127.0, 127.0));
+    }
+  }
+}
+
+TEST(Quant8s, EveryElementIsWithinHalfAScaleOfItsWeight) {
+  const size_t rows = 37, cols = 301;
+  std::vector<float> w = test::random_floats(rows * cols, 1, 0.02f);
+  w[5 * cols + 7] = 3.0f;  // an outlier row
+  std::vector<int8_t> q(rows * cols);
+  std::vector<float> scales(rows);
+  quantize_rows_8bit_s(w.data(), rows, cols, q.data(), scales.data());
+  for (size_t r = 0; r < rows; ++r) {
+    ASSERT_GT(scales[r], 0.0f);
+    bool reaches_127 = false;
+    for (size_t k = 0; k < cols; ++k) {
+      ASSERT_TRUE(test::within_half_scale(w[r * cols + k], q[r * cols + k], scales[r])) << r << "," << k;
+      ASSERT_GE(q[r * cols + k], -127);
+      reaches_127 |= std::abs(q[r * cols + k]) == 127;
+    }
+    EXPECT_TRUE(reaches_127) << "the largest element of row " << r << " must use the full range";
+  }
+  EXPECT_NEAR(scales[5], 3.0f / 127.0f, 1e-9f);
+}
+
+TEST(Quant8s, AllZeroAndTinyRowsNeverGetAZeroScale) {
+  std::vector<float> w = {0, 0, 0, 0, 1e-42f, -1e-42f, 0, 0, -0.0f, 0, 0, 0};
+  std::vector<int8_t> q(12);
+  std::vector<float> scales(3);
+  quantize_rows_8bit_s(w.data(), 3, 4, q.data(), scales.data());
+  for (float s : scales) EXPECT_EQ(s, FLT_MIN);
+  for (size_t i = 0; i < 12; ++i) {
+    EXPECT_EQ(q[i], 0);
+    EXPECT_TRUE(test::within_half_scale(w[i], q[i], scales[i / 4]));
+  }
+}
+
+TEST(Quant8s, TiesRoundToEven) {
+  // absmax 127 gives scale 1, so x / scale is exact and the ties are visible.
+  std::vector<float> w = {127.0f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -126.5f, 3.49f};
+  std::vector<int8_t> q(8);
+  float scale = 0;
+  quantize_rows_8bit_s(w.data(), 1, 8, q.data(), &scale);
+  EXPECT_EQ(scale, 1.0f);
+  EXPECT_EQ(q, (std::vector<int8_t>{127, 0, 2, 2, 0, -2, -126, 3}));
+}
+
+class QuantizeKernel : public ::testing::TestWithParam<IsaLevel> {};
+
+TEST_P(QuantizeKernel, MatchesTheOracleBitForBitAtEveryTailLength) {
+  if (GetParam() > isa_level()) GTEST_SKIP() << "this CPU lacks " << isa_level_name(GetParam());
+  const kernels::QuantizeRowsFn kernel = kernels::quantize_rows_kernel(GetParam());
+  for (size_t cols : {1, 7, 8, 15, 16, 17, 31, 33, 64, 100, 257}) {
+    const size_t rows = 5;
+    const std::vector<float> x = test::random_floats(rows * cols, static_cast<uint32_t>(cols), 3.0f);
+    std::vector<int8_t> q(rows * cols), expected_q;
+    std::vector<float> scales(rows), expected_scales;
+    kernel(x.data(), rows, cols, q.data(), scales.data());
+    oracle_quantize(x, rows, cols, expected_q, expected_scales);
+    ASSERT_EQ(scales, expected_scales) << "cols " << cols;
+    ASSERT_EQ(q, expected_q) << "cols " << cols;
+  }
+}
+
+}  // namespace
+
+void PrintTo(IsaLevel level, std::ostream* os) { *os << isa_level_name(level); }
+
+namespace {
+
+INSTANTIATE_TEST_SUITE_P(Quant8s, QuantizeKernel, ::testing::Values(IsaLevel::Scalar, IsaLevel::Avx2, IsaLevel::Avx512),
+                         [](const ::testing::TestParamInfo<IsaLevel>& info) { return isa_level_name(info.param); });
+
+class Find8BitS : public ::testing::Test {
+ protected:
+  SafetensorsFile write(std::vector<TensorSource> tensors) {
+    write_safetensors(dir_.file("m.safetensors"), std::move(tensors), {});
+    return SafetensorsFile::open(dir_.file("m.safetensors"));
+  }
+  TensorSource zeros(const std::string& name, DType dtype, std::vector<int64_t> shape) {
+    return {name, dtype, std::move(shape), {}};
+  }
+  TensorSource scales(const std::string& name, std::vector<float> values) {
+    values_.push_back(std::move(values));
+    return TensorSource::from_bytes(name, DType::F32, {static_cast<int64_t>(values_.back().size())},
+                                    test::bytes_of(values_.back()));
+  }
+  test::TempDir dir_;
+  std::vector<std::vector<float>> values_;
+};
+
+TEST_F(Find8BitS, PairsAnInt8MatrixWithItsRowScales) {
+  std::vector<TensorSource> t;
+  t.push_back(zeros("lin.weight", DType::I8, {3, 4}));
+  t.push_back(scales("lin.weight_scale", {0.5f, 1.0f, 2.0f}));
+  t.push_back(zeros("conv.weight", DType::I8, {2, 3, 3, 3}));
+  t.push_back(zeros("conv.weight_scale", DType::BF16, {2, 1}));  // ComfyUI-style [N, 1] in BF16
+  t.push_back(zeros("plain.int8", DType::I8, {4, 4}));           // no scale: just an I8 tensor
+  t.push_back(zeros("norm.weight", DType::F32, {4}));
+  const SafetensorsFile file = write(std::move(t));
+  const std::vector<Weight8BitS> found = find_8bit_s_weights(file);
+  ASSERT_EQ(found.size(), 2u);
+  std::map<std::string, Weight8BitS> by_name;
+  for (const Weight8BitS& w : found) by_name.emplace(w.values->name, w);
+  EXPECT_EQ(by_name.at("lin.weight").rows, 3);
+  EXPECT_EQ(by_name.at("lin.weight").cols, 4);
+  EXPECT_EQ(by_name.at("lin.weight").load_scales(file), (std::vector<float>{0.5f, 1.0f, 2.0f}));
+  EXPECT_EQ(by_name.at("conv.weight").cols, 27);
+  EXPECT_EQ(by_name.at("conv.weight").scale->name, "conv.weight_scale");
+}
+
+TEST_F(Find8BitS, RejectsAScaleOfTheWrongShape) {
+  std::vector<TensorSource> t;
+  t.push_back(zeros("lin.weight", DType::I8, {3, 4}));
+  t.push_back(scales("lin.weight_scale", {1, 1, 1, 1}));
+  const SafetensorsFile file = write(std::move(t));
+  EXPECT_THAT([&] { find_8bit_s_weights(file); },
+              ::testing::ThrowsMessage<Error>(HasSubstr(
+                  "8-bit S weight 'lin.weight': scale 'lin.weight_scale' has shape [4], expected [3] (one per output row)")));
+}
+
+TEST_F(Find8BitS, RejectsAScaleOfTheWrongDtype) {
+  std::vector<TensorSource> t;
+  t.push_back(zeros("lin.weight", DType::I8, {3, 4}));
+  t.push_back(zeros("lin.weight_scale", DType::I32, {3}));
+  const SafetensorsFile file = write(std::move(t));
+  EXPECT_THAT([&] { find_8bit_s_weights(file); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("scale 'lin.weight_scale' is I32, expected F32, F16 or BF16")));
+}
+
+TEST_F(Find8BitS, RejectsAVectorWithAScale) {
+  std::vector<TensorSource> t;
+  t.push_back(zeros("lin.weight", DType::I8, {3}));
+  t.push_back(scales("lin.weight_scale", {1, 1, 1}));
+  const SafetensorsFile file = write(std::move(t));
+  EXPECT_THAT([&] { find_8bit_s_weights(file); }, ::testing::ThrowsMessage<Error>(HasSubstr("has rank 1")));
+}
+
+TEST_F(Find8BitS, RejectsNonFiniteScalesWhenLoaded) {
+  std::vector<TensorSource> t;
+  t.push_back(zeros("lin.weight", DType::I8, {2, 4}));
+  t.push_back(scales("lin.weight_scale", {1.0f, NAN}));
+  const SafetensorsFile file = write(std::move(t));
+  const auto found = find_8bit_s_weights(file);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_THAT([&] { found[0].load_scales(file); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("tensor 'lin.weight_scale': scale of row 1 is not finite")));
+}
+
+}  // namespace
+}  // namespace tiledraw
