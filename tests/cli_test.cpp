@@ -96,9 +96,11 @@ TEST_F(Cli, BadInputGetsOneLineAndExitStatusTwo) {
   expect_error("inspect " + dir_.file("notes.txt"), dir_.file("notes.txt") + ": not a safetensors file");
   expect_error("convert " + dir_.file("notes.txt") + " " + dir_.file("out.safetensors"), "not a safetensors file");
   expect_error("convert " + model(), "output is required");
-  expect_error("convert --min-elements -5 " + model() + " " + dir_.file("out.safetensors"), "--min-elements");
+  expect_error("convert --min-elements -5 " + model() + " " + dir_.file("out.safetensors"),
+               "--min-elements: must be a whole number >= 0");
   expect_error("convert --config '[1' " + model() + " " + dir_.file("out.safetensors"), "--config: not a JSON object");
   expect_error("convert " + model() + " " + dir_.file("no/such/dir/out.safetensors"), "cannot create a file there");
+  expect_error("convert " + model() + " " + dir_.path().string(), "is a folder; name the file to write");
   expect_error("inspect --frobnicate x", "--frobnicate");
   expect_error("transmogrify", "unknown command 'transmogrify'");
   expect_error("", "subcommand");

@@ -72,7 +72,11 @@ void add_convert_command(CLI::App& app) {
                   "Keep tensors whose name matches this glob pattern in floating point (repeatable)");
   cmd->add_option("--min-elements", args->options.min_elements, "Matrices smaller than this stay in floating point")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Validator(
+          [](const std::string& value) {
+            return value.find_first_not_of("0123456789") == std::string::npos ? "" : "must be a whole number >= 0";
+          },
+          "N"));
   cmd->add_option("--architecture", args->options.architecture, "Model architecture to record in the metadata");
   cmd->add_option("--config", args->options.config_json, "Model config (a JSON object) to record in the metadata");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress bar");

@@ -31,7 +31,10 @@ Progress::Progress(std::string label, std::string unit, bool quiet)
 
 void Progress::update(size_t done, size_t total, std::string_view item) {
   if (quiet_ || total == 0) return;
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const auto now = std::chrono::steady_clock::now();
+  if (terminal_ && done != total && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  last_draw_ = now;
+  const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double rate = elapsed > 0.0 ? static_cast<double>(done) / elapsed : 0.0;
   const double eta = rate > 0.0 ? static_cast<double>(total - done) / rate : 0.0;
   char stats[96];

@@ -23,6 +23,7 @@ class Progress {
   size_t last_tenth_ = 0;
   bool drawn_ = false;
   std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_draw_;
 };
 
 std::string human_bytes(uint64_t bytes);

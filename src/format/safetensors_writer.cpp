@@ -40,7 +40,10 @@ class TempFile {
     const size_t slash = final_path.rfind('/');
     const std::string dir = slash == std::string::npos ? "." : final_path.substr(0, slash + 1);
     const std::string base = slash == std::string::npos ? final_path : final_path.substr(slash + 1);
-    if (base.empty()) throw Error(final_path + ": output path names a folder, not a file");
+    struct stat st {};
+    if (base.empty() || (stat(final_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
+      throw Error(final_path + ": is a folder; name the file to write");
+    }
     path_ = (slash == std::string::npos ? "" : dir) + "." + base + ".tmp-XXXXXX";
     fd_ = mkstemp(path_.data());
     if (fd_ < 0) throw Error(final_path + ": cannot create a file there: " + std::strerror(errno));
