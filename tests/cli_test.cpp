@@ -47,10 +47,10 @@ class Cli : public ::testing::Test {
   }
   std::string model() {
     const std::vector<float> w = test::random_floats(128 * 64, 7, 0.1f);
+    const std::vector<float> bias(w.begin(), w.begin() + 64);
     std::vector<TensorSource> t;
     t.push_back(TensorSource::from_bytes("blocks.0.attn.proj.weight", DType::F32, {128, 64}, test::bytes_of(w)));
-    t.push_back(TensorSource::from_bytes("blocks.0.attn.proj.bias", DType::F32, {64},
-                                         test::bytes_of(std::vector<float>(w.begin(), w.begin() + 64))));
+    t.push_back(TensorSource::from_bytes("blocks.0.attn.proj.bias", DType::F32, {64}, test::bytes_of(bias)));
     write_safetensors(dir_.file("model.safetensors"), std::move(t), {{"architecture", "dit"}});
     return dir_.file("model.safetensors");
   }

@@ -92,6 +92,8 @@ struct MalformedCase {
   const char* message;
 };
 
+void PrintTo(const MalformedCase& c, std::ostream* os) { *os << c.name; }
+
 class MalformedFile : public ::testing::TestWithParam<MalformedCase> {};
 
 TEST_P(MalformedFile, IsRejectedWithItsOwnMessageNamingTheFile) {

@@ -91,6 +91,7 @@ uint16_t float_to_bf16(float value) {
 
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
   const auto* p = static_cast<const std::byte*>(src);
+  if (count == 0) return;
   switch (dtype) {
     case DType::F32:
       std::memcpy(dst, p, count * sizeof(float));

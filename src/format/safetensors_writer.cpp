@@ -123,7 +123,9 @@ TensorSource TensorSource::from_bytes(std::string name, DType dtype, std::vector
     throw Error("tensor '" + source.name + "': " + std::to_string(bytes.size()) + " bytes given, its shape needs " +
                 std::to_string(expected));
   }
-  source.fill = [bytes](std::span<std::byte> out) { std::memcpy(out.data(), bytes.data(), bytes.size()); };
+  source.fill = [bytes](std::span<std::byte> out) {
+    if (!bytes.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
+  };
   return source;
 }
 
@@ -163,7 +165,7 @@ void write_safetensors(const std::string& path, std::vector<TensorSource> tensor
     const std::span<std::byte> data(buffer.data(), sizes[i]);
     if (tensors[i].fill) {
       tensors[i].fill(data);
-    } else {
+    } else if (!data.empty()) {
       std::memset(data.data(), 0, data.size());
     }
     out.write_all(data.data(), data.size());
