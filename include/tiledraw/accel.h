@@ -1,0 +1,156 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <map>
+#include <vector>
+
+namespace tiledraw {
+
+// The one operation a matrix accelerator runs, the 8-bit S linear layer:
+//   y[m, n] = act( (sum_k qx[m, k] * qw[n, k]) * sx[m] * sw[n] + bias[n] )  (+ y[m, n] when accumulating)
+// with the int8 products summed exactly in int32 over the whole of K.
+enum class Activation : uint8_t { None, GeluTanh, Silu };
+
+struct Epilogue {
+  bool bias = false;
+  Activation activation = Activation::None;
+  bool accumulate = false;  // add into y (a residual) instead of overwriting it
+
+  auto operator<=>(const Epilogue&) const = default;
+};
+
+struct MatmulShape {
+  int64_t m = 0;  // rows of x (tokens)
+  int64_t n = 0;  // outputs
+  int64_t k = 0;  // inputs
+  Epilogue epilogue;
+
+  auto operator<=>(const MatmulShape&) const = default;
+};
+
+// An 8-bit S weight as it lies in a file: q[n, k] row-major, one scale per row.
+struct WeightView {
+  const int8_t* q;
+  const float* scale;
+  int64_t n;
+  int64_t k;
+};
+
+// Activations quantized per row, sx[m] = max_k |x[m, k]| / 127, round half to
+// even, as 8-bit S weights are. Rows are padded with zeros to a multiple of 64
+// bytes, the layout every backend reads directly. Quantize once, use for every
+// linear layer that reads the same input (Q, K and V; the adaLN outputs).
+class QuantizedActivation {
+ public:
+  static constexpr int64_t kRowAlign = 64;
+
+  void quantize(const float* x, int64_t rows, int64_t cols, int64_t ldx);
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  int64_t stride() const { return stride_; }
+  const int8_t* data() const { return q_.get(); }
+  const float* scales() const { return scales_.data(); }
+
+ private:
+  struct FreeAligned {
+    void operator()(int8_t* p) const;
+  };
+  int64_t rows_ = 0, cols_ = 0, stride_ = 0, capacity_ = 0;
+  std::unique_ptr<int8_t, FreeAligned> q_;
+  std::vector<float> scales_;
+};
+
+// A weight re-laid out, once at load, into what one backend's kernels read.
+class PackedWeight {
+ public:
+  virtual ~PackedWeight() = default;
+  int64_t n() const { return n_; }
+  int64_t k() const { return k_; }
+
+ protected:
+  PackedWeight(int64_t n, int64_t k) : n_(n), k_(k) {}
+
+ private:
+  int64_t n_, k_;
+};
+
+// Everything a backend decides per shape (blocking, thread split, kernel).
+// Prepared for a bucket of m, it runs any m up to shape().m.
+class Program {
+ public:
+  virtual ~Program() = default;
+  const MatmulShape& shape() const { return shape_; }
+
+ protected:
+  explicit Program(const MatmulShape& shape) : shape_(shape) {}
+
+ private:
+  MatmulShape shape_;
+};
+
+struct MatmulArgs {
+  const QuantizedActivation* x;  // [m, k]
+  const PackedWeight* weight;    // [n, k], packed by the same backend
+  const float* bias;             // [n], when the epilogue has a bias
+  float* y;                      // [m, n] with row stride ldy
+  int64_t ldy;
+};
+
+class Accelerator {
+ public:
+  virtual ~Accelerator() = default;
+  virtual std::string_view name() const = 0;
+  // The kernel this backend runs here, for `tiledraw info` and benchmarks.
+  virtual std::string kernel() const { return std::string(name()); }
+  // Whether this backend can run the shape at all (not whether it is fast).
+  virtual bool supports(const MatmulShape& shape) const = 0;
+  virtual std::unique_ptr<PackedWeight> pack(const WeightView& weight) const = 0;
+  virtual std::unique_ptr<Program> prepare(const MatmulShape& shape) const = 0;
+  // Runs x.rows() rows (at most program.shape().m) with the program's threads.
+  virtual void run(const Program& program, const MatmulArgs& args) const = 0;
+};
+
+// Backends by name: "ref", "vnni", "onednn", "amx"; "auto" picks the best this
+// machine runs. Returns null for a backend this machine or build cannot run,
+// with the reason in `why`. Throws Error for an unknown name.
+std::unique_ptr<Accelerator> make_accelerator(std::string_view name, std::string* why = nullptr);
+// The backend `auto` stands for here, and why; TILEDRAW_ACCEL overrides it.
+std::string default_accelerator_name(std::string* why = nullptr);
+std::vector<std::string> accelerator_names();
+
+// Programs by (backend, m bucket, n, k, epilogue): with weights passed at run
+// time, one program serves every layer of a shape. Safe from several threads.
+class ProgramCache {
+ public:
+  struct Stats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    double prepare_seconds = 0.0;
+    size_t programs = 0;
+  };
+
+  const Program& get(const Accelerator& accel, const MatmulShape& shape);
+  Stats stats() const;
+  // Token counts that differ a little share a program: m rounds up to 16, then
+  // to a quarter of its power of two (at most 25% above m).
+  static int64_t bucket_m(int64_t m);
+
+ private:
+  using Key = std::tuple<std::string, MatmulShape>;
+  mutable std::mutex mutex_;
+  std::map<Key, std::unique_ptr<Program>> programs_;
+  Stats stats_;
+};
+
+// Quantizes x, finds or prepares the program, and runs it: the whole 8-bit S
+// linear layer. `scratch` keeps its buffer between calls.
+void linear_8bit_s(const Accelerator& accel, ProgramCache& cache, const float* x, int64_t m, int64_t ldx,
+                   const PackedWeight& weight, const float* bias, const Epilogue& epilogue, float* y, int64_t ldy,
+                   QuantizedActivation& scratch);
+
+}  // namespace tiledraw

@@ -1,0 +1,24 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "tiledraw/accel.h"
+
+// Constructors of the backends, each in its own folder. A backend that cannot
+// run on this machine returns null and says why.
+namespace tiledraw::accel {
+
+// Checks what every backend's pack relies on: a non-empty shape and values in
+// [-127, 127] (8-bit S never writes -128; the AVX2 kernel's sign trick needs it).
+void validate_weight(const WeightView& weight);
+
+// Checks that the arguments of a run agree with the program and with each other.
+void validate_run(const Program& program, const MatmulArgs& args);
+
+std::unique_ptr<Accelerator> make_ref_backend();
+std::unique_ptr<Accelerator> make_vnni_backend(std::string* why);
+std::unique_ptr<Accelerator> make_onednn_backend(std::string* why);
+std::unique_ptr<Accelerator> make_amx_backend(std::string* why);
+
+}  // namespace tiledraw::accel

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+
+#include "tiledraw/accel.h"
+
+// The vnni backend's packed weight layout and micro-kernels.
+//
+// Weights are packed in panels of 64 output columns. Within a panel, for each
+// group of 4 consecutive k (K padded with zeros to a multiple of 64, like the
+// activation rows), 64 columns x 4 bytes: the operand of VPDPBUSD, which sums 4
+// byte products into each 32-bit lane. Columns past N are zero.
+namespace tiledraw::accel::vnni {
+
+inline constexpr int64_t kPanel = 64;       // output columns per packed panel
+inline constexpr int64_t kGroupBytes = 256;  // one k-group of a panel: 64 columns x 4 k
+
+// One call: up to a kernel's row count of x against one panel of weights.
+struct GemmTile {
+  const int8_t* a;         // first row of quantized x
+  int64_t lda;             // its row stride, a multiple of 64
+  const float* a_scale;    // one per row
+  const int8_t* b;         // the panel
+  int64_t k_groups;        // padded K / 4
+  const float* b_scale;    // 64 per-column scales (zero past N)
+  const int32_t* b_sum;    // 64 per-column sums of the int8 weights
+  const float* bias;       // the panel's first bias, or null
+  float* y;
+  int64_t ldy;
+  int64_t rows;            // valid rows, up to the kernel's
+  int64_t cols;            // valid columns, up to 64
+  Activation activation;
+  bool accumulate;
+};
+
+// 6 rows x 64 columns; x as unsigned bytes (x ^ 0x80 = x + 128), corrected by
+// 128 * b_sum in the epilogue.
+void qs8_qc8w_gemm_f32__avx512vnni_6x64(const GemmTile& tile);
+inline constexpr int64_t kRowsAvx512 = 6;
+
+// 4 rows x 64 columns in four 16-column passes; |x| times sign(x) * w with
+// VPMADDUBSW, which cannot saturate since |x|, |w| <= 127.
+void qs8_qc8w_gemm_f32__avx2_4x16(const GemmTile& tile);
+inline constexpr int64_t kRowsAvx2 = 4;
+
+}  // namespace tiledraw::accel::vnni

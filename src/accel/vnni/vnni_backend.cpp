@@ -1,0 +1,143 @@
+#include <omp.h>
+
+#include <algorithm>
+
+#include "accel/aligned.h"
+#include "accel/backends.h"
+#include "accel/vnni/gemm.h"
+#include "tiledraw/cpu.h"
+
+namespace tiledraw::accel {
+namespace {
+
+using vnni::GemmTile;
+using vnni::kGroupBytes;
+using vnni::kPanel;
+
+class VnniWeight final : public PackedWeight {
+ public:
+  explicit VnniWeight(const WeightView& w)
+      : PackedWeight(w.n, w.k),
+        panels((w.n + kPanel - 1) / kPanel),
+        k_groups((w.k + QuantizedActivation::kRowAlign - 1) / QuantizedActivation::kRowAlign *
+                 QuantizedActivation::kRowAlign / 4),
+        data(static_cast<size_t>(panels * k_groups * kGroupBytes)),
+        scale(static_cast<size_t>(panels * kPanel)),
+        sum(static_cast<size_t>(panels * kPanel)) {
+    for (int64_t n = 0; n < w.n; ++n) {
+      int8_t* column = data.data() + (n / kPanel) * k_groups * kGroupBytes + (n % kPanel) * 4;
+      int32_t total = 0;
+      for (int64_t k = 0; k < w.k; ++k) {
+        const int8_t q = w.q[n * w.k + k];
+        column[(k / 4) * kGroupBytes + k % 4] = q;
+        total += q;
+      }
+      scale[static_cast<size_t>(n)] = w.scale[n];
+      sum[static_cast<size_t>(n)] = total;
+    }
+  }
+  const int8_t* panel(int64_t p) const { return data.data() + p * k_groups * kGroupBytes; }
+
+  int64_t panels;
+  int64_t k_groups;
+  AlignedArray<int8_t> data;
+  AlignedArray<float> scale;
+  AlignedArray<int32_t> sum;
+};
+
+class VnniProgram final : public Program {
+ public:
+  VnniProgram(const MatmulShape& shape, int64_t rows_per_task, int threads)
+      : Program(shape), rows_per_task(rows_per_task), threads(threads) {}
+  int64_t rows_per_task;  // a multiple of the kernel's rows
+  int threads;
+};
+
+using GemmKernel = void (*)(const GemmTile&);
+
+// AVX512-VNNI (or AVX2) int8 kernels on the CPU cores: for CPUs without AMX,
+// and for small M, where AMX's set-up does not pay.
+class VnniBackend final : public Accelerator {
+ public:
+  VnniBackend(GemmKernel kernel, int64_t kernel_rows, const char* kernel_name)
+      : kernel_(kernel), kernel_rows_(kernel_rows), kernel_name_(kernel_name) {}
+
+  std::string_view name() const override { return "vnni"; }
+  std::string kernel() const override { return kernel_name_; }
+  bool supports(const MatmulShape& shape) const override {
+    return shape.m > 0 && shape.n > 0 && shape.k > 0 && shape.k <= (int64_t{1} << 16);  // int32 sums cannot overflow
+  }
+  std::unique_ptr<PackedWeight> pack(const WeightView& w) const override {
+    validate_weight(w);
+    return std::make_unique<VnniWeight>(w);
+  }
+
+  // Work is split in tasks of (one weight panel) x (a run of rows), panel-major
+  // so that each thread keeps its panels in its own cache. Rows are split only
+  // when there are too few panels to keep every thread busy.
+  std::unique_ptr<Program> prepare(const MatmulShape& shape) const override {
+    const int threads = omp_get_max_threads();
+    const int64_t panels = (shape.n + kPanel - 1) / kPanel;
+    const int64_t row_blocks = (shape.m + kernel_rows_ - 1) / kernel_rows_;
+    const int64_t row_splits = std::clamp<int64_t>((4 * threads + panels - 1) / panels, 1, row_blocks);
+    const int64_t rows_per_task = (row_blocks + row_splits - 1) / row_splits * kernel_rows_;
+    return std::make_unique<VnniProgram>(shape, rows_per_task, threads);
+  }
+
+  void run(const Program& program, const MatmulArgs& args) const override {
+    validate_run(program, args);
+    const auto& p = static_cast<const VnniProgram&>(program);
+    const auto& w = static_cast<const VnniWeight&>(*args.weight);
+    const QuantizedActivation& x = *args.x;
+    const Epilogue& e = p.shape().epilogue;
+    const int64_t m = x.rows();
+    const int64_t row_tasks = (m + p.rows_per_task - 1) / p.rows_per_task;
+    const int64_t tasks = w.panels * row_tasks;
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.threads > 1 && tasks > 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t panel = task / row_tasks;
+      const int64_t col0 = panel * kPanel;
+      GemmTile tile{};
+      tile.lda = x.stride();
+      tile.b = w.panel(panel);
+      tile.k_groups = w.k_groups;
+      tile.b_scale = w.scale.data() + col0;
+      tile.b_sum = w.sum.data() + col0;
+      tile.bias = e.bias ? args.bias + col0 : nullptr;
+      tile.ldy = args.ldy;
+      tile.cols = std::min(kPanel, w.n() - col0);
+      tile.activation = e.activation;
+      tile.accumulate = e.accumulate;
+      const int64_t row_end = std::min(m, (task % row_tasks + 1) * p.rows_per_task);
+      for (int64_t row = (task % row_tasks) * p.rows_per_task; row < row_end; row += kernel_rows_) {
+        tile.a = x.data() + row * x.stride();
+        tile.a_scale = x.scales() + row;
+        tile.y = args.y + row * args.ldy + col0;
+        tile.rows = std::min(kernel_rows_, row_end - row);
+        kernel_(tile);
+      }
+    }
+  }
+
+ private:
+  GemmKernel kernel_;
+  int64_t kernel_rows_;
+  const char* kernel_name_;
+};
+
+}  // namespace
+
+std::unique_ptr<Accelerator> make_vnni_backend(std::string* why) {
+  if (isa_level() >= IsaLevel::Avx512 && cpu_features().avx512_vnni) {
+    return std::make_unique<VnniBackend>(vnni::qs8_qc8w_gemm_f32__avx512vnni_6x64, vnni::kRowsAvx512,
+                                         "qs8_qc8w_gemm_f32__avx512vnni_6x64");
+  }
+  if (isa_level() >= IsaLevel::Avx2) {
+    return std::make_unique<VnniBackend>(vnni::qs8_qc8w_gemm_f32__avx2_4x16, vnni::kRowsAvx2,
+                                         "qs8_qc8w_gemm_f32__avx2_4x16");
+  }
+  if (why) *why = "needs AVX2 (this CPU, or TILEDRAW_ISA, allows " + std::string(isa_level_name(isa_level())) + ")";
+  return nullptr;
+}
+
+}  // namespace tiledraw::accel

@@ -1,0 +1,233 @@
+// Every matmul backend against the scalar oracle, on the awkward shapes and
+// values a diffusion model produces, plus the program cache.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstdlib>
+#include <thread>
+
+#include "kernels/activation/activation.h"
+#include "test_util.h"
+#include "tiledraw/accel.h"
+#include "tiledraw/cpu.h"
+#include "tiledraw/error.h"
+#include "tiledraw/quant8s.h"
+
+namespace tiledraw {
+namespace {
+
+struct Problem {
+  int64_t m, n, k;
+  std::vector<float> x;       // [m, k]
+  std::vector<int8_t> q;      // [n, k]
+  std::vector<float> scale;   // [n]
+  std::vector<float> bias;    // [n]
+  std::vector<float> y_init;  // [m, n], what y holds before an accumulating run
+};
+
+Problem random_problem(int64_t m, int64_t n, int64_t k, uint32_t seed) {
+  Problem p{m, n, k, test::random_floats(static_cast<size_t>(m * k), seed), {}, {}, {}, {}};
+  const std::vector<float> w = test::random_floats(static_cast<size_t>(n * k), seed + 1, 1.0f / std::sqrt(float(k)));
+  p.q.resize(w.size());
+  p.scale.resize(static_cast<size_t>(n));
+  quantize_rows_8bit_s(w.data(), static_cast<size_t>(n), static_cast<size_t>(k), p.q.data(), p.scale.data());
+  p.bias = test::random_floats(static_cast<size_t>(n), seed + 2);
+  p.y_init = test::random_floats(static_cast<size_t>(m * n), seed + 3);
+  return p;
+}
+
+std::vector<float> run(const Accelerator& accel, const Problem& p, const Epilogue& e, int64_t ldy_pad = 0) {
+  const std::unique_ptr<PackedWeight> w = accel.pack({p.q.data(), p.scale.data(), p.n, p.k});
+  const std::unique_ptr<Program> program = accel.prepare({ProgramCache::bucket_m(p.m), p.n, p.k, e});
+  QuantizedActivation x;
+  x.quantize(p.x.data(), p.m, p.k, p.k);
+  const int64_t ldy = p.n + ldy_pad;
+  std::vector<float> y(static_cast<size_t>(p.m * ldy), -7.0f);
+  for (int64_t r = 0; r < p.m; ++r) std::copy_n(&p.y_init[r * p.n], p.n, &y[r * ldy]);
+  accel.run(*program, {&x, w.get(), p.bias.data(), y.data(), ldy});
+  std::vector<float> out;
+  for (int64_t r = 0; r < p.m; ++r) out.insert(out.end(), &y[r * ldy], &y[r * ldy] + p.n);
+  for (int64_t r = 0; r < p.m && ldy_pad > 0; ++r) {
+    for (int64_t c = p.n; c < ldy; ++c) EXPECT_EQ(y[r * ldy + c], -7.0f) << "wrote past the row at " << r;
+  }
+  return out;
+}
+
+class Backend : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string why;
+    accel_ = make_accelerator(GetParam(), &why);
+    if (!accel_) GTEST_SKIP() << GetParam() << " cannot run here: " << why;
+    oracle_ = make_accelerator("ref");
+  }
+  // Pre-activation sums can cancel, so the bound scales with the largest term.
+  void expect_close(const Problem& p, const Epilogue& e, double tolerance) {
+    const std::vector<float> expected = run(*oracle_, p, e);
+    const std::vector<float> actual = run(*accel_, p, e, 5);
+    double worst = 0;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      const double err = std::abs(double(actual[i]) - expected[i]) / (1.0 + std::abs(double(expected[i])));
+      worst = std::max(worst, err);
+      ASSERT_LE(err, tolerance) << accel_->kernel() << " m=" << p.m << " n=" << p.n << " k=" << p.k << " at (" << i / p.n
+                                << ", " << i % p.n << "): " << actual[i] << " vs " << expected[i];
+    }
+    worst_ = std::max(worst_, worst);
+  }
+  void TearDown() override {
+    if (accel_) RecordProperty("worst_relative_error", std::to_string(worst_));
+  }
+  std::unique_ptr<Accelerator> accel_, oracle_;
+  double worst_ = 0;
+};
+
+const std::vector<Epilogue> kEpilogues = {
+    {false, Activation::None, false},    {true, Activation::None, false},  {true, Activation::GeluTanh, false},
+    {false, Activation::Silu, true},     {true, Activation::GeluTanh, true}, {true, Activation::None, true},
+};
+
+// Relative to 1 + |y|, for the activations' exp approximation (worst seen 4.7e-7).
+// Without an activation every backend follows the oracle's order of float
+// operations, so the result must be identical.
+constexpr double kTolerance = 2e-6;
+double tolerance(const Epilogue& e) { return e.activation == Activation::None ? 0.0 : kTolerance; }
+
+TEST_P(Backend, MatchesTheOracleOnAwkwardShapesAndEveryEpilogue) {
+  const std::vector<std::array<int64_t, 3>> shapes = {
+      {1, 1, 1152}, {7, 17, 1000}, {33, 1152, 1152}, {250, 17, 4608}, {1, 3456, 1152},
+      {250, 130, 1000}, {16, 64, 64}, {7, 65, 3}, {64, 1152, 4608}, {250, 1152, 1152},
+  };
+  uint32_t seed = 10;
+  for (const auto& [m, n, k] : shapes) {
+    const Problem p = random_problem(m, n, k, seed += 10);
+    for (const Epilogue& e : kEpilogues) expect_close(p, e, tolerance(e));
+  }
+}
+
+TEST_P(Backend, IntegerSumsAreExact) {
+  // Scales of exactly 1 (rows that reach +-127) make y the int32 sum itself; K = 1000
+  // keeps every sum below 2^24, where float holds integers exactly.
+  const int64_t m = 37, n = 70, k = 1000;
+  Problem p{m, n, k, {}, {}, std::vector<float>(n, 1.0f), std::vector<float>(n), std::vector<float>(m * n)};
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> value(-127, 127);
+  for (int64_t i = 0; i < m * k; ++i) p.x.push_back(float(i % k == 0 ? 127 : value(rng)));
+  for (int64_t i = 0; i < n * k; ++i) p.q.push_back(static_cast<int8_t>(i % 3 == 0 ? -127 : value(rng)));
+  const std::vector<float> y = run(*accel_, p, {});
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      int64_t sum = 0;
+      for (int64_t i = 0; i < k; ++i) sum += int64_t(p.x[r * k + i]) * p.q[c * k + i];
+      ASSERT_EQ(y[r * n + c], float(sum)) << "row " << r << " column " << c;
+    }
+  }
+}
+
+TEST_P(Backend, HandlesZeroRowsOutliersAndSaturatedWeights) {
+  Problem p = random_problem(9, 40, 300, 77);
+  std::fill_n(p.x.begin(), 300, 0.0f);       // row 0: all zero
+  p.x[2 * 300 + 17] = 1e6f;                  // row 2: one huge value
+  std::fill_n(p.q.begin(), 300, int8_t{-127});  // weight row 0: all -127
+  std::fill_n(p.q.begin() + 300, 300, int8_t{127});
+  for (const Epilogue& e : kEpilogues) expect_close(p, e, tolerance(e));
+  const std::vector<float> y = run(*accel_, p, {true, Activation::None, false});
+  for (int64_t c = 0; c < 40; ++c) EXPECT_EQ(y[c], p.bias[c]) << "a zero row gives the bias alone";
+}
+
+TEST_P(Backend, RefusesMinus128AndMismatchedOperands) {
+  const Problem p = random_problem(4, 8, 64, 3);
+  std::vector<int8_t> bad = p.q;
+  bad[70] = -128;
+  EXPECT_THAT([&] { accel_->pack({bad.data(), p.scale.data(), 8, 64}); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("holds -128 at row 1")));
+  const auto w = accel_->pack({p.q.data(), p.scale.data(), 8, 64});
+  const auto program = accel_->prepare({16, 8, 32, {}});
+  QuantizedActivation x;
+  x.quantize(p.x.data(), 4, 32, 64);
+  std::vector<float> y(32);
+  EXPECT_THROW(accel_->run(*program, {&x, w.get(), nullptr, y.data(), 8}), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(Accel, Backend, ::testing::Values("vnni", "onednn", "amx"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST(ActivationOracle, MatchesHandComputedValues) {
+  EXPECT_NEAR(kernels::activate(Activation::GeluTanh, 1.0f), 0.8411920f, 1e-6);
+  EXPECT_NEAR(kernels::activate(Activation::GeluTanh, -3.0f), -0.0036373f, 1e-6);
+  EXPECT_NEAR(kernels::activate(Activation::Silu, 2.0f), 1.7615942f, 1e-6);
+  EXPECT_EQ(kernels::activate(Activation::None, -2.5f), -2.5f);
+}
+
+TEST(ProgramCache, BucketsTokenCountsThatDifferALittle) {
+  EXPECT_EQ(ProgramCache::bucket_m(1), 16);
+  EXPECT_EQ(ProgramCache::bucket_m(16), 16);
+  EXPECT_EQ(ProgramCache::bucket_m(17), 32);
+  EXPECT_EQ(ProgramCache::bucket_m(240), 256);
+  EXPECT_EQ(ProgramCache::bucket_m(250), 256);
+  EXPECT_EQ(ProgramCache::bucket_m(256), 256);
+  EXPECT_EQ(ProgramCache::bucket_m(257), 320);
+  EXPECT_EQ(ProgramCache::bucket_m(1024), 1024);
+  EXPECT_EQ(ProgramCache::bucket_m(1025), 1280);
+  for (int64_t m = 1; m < 5000; ++m) {
+    ASSERT_GE(ProgramCache::bucket_m(m), m);
+    ASSERT_LE(ProgramCache::bucket_m(m), std::max<int64_t>((m + 15) / 16 * 16, m + m / 4 + 1)) << m;
+  }
+}
+
+TEST(ProgramCache, CountsHitsAndMissesAndSharesABucket) {
+  const auto accel = make_accelerator("ref");
+  ProgramCache cache;
+  const Program& a = cache.get(*accel, {250, 64, 128, {}});
+  const Program& b = cache.get(*accel, {240, 64, 128, {}});
+  cache.get(*accel, {250, 64, 128, {true, Activation::None, false}});
+  EXPECT_EQ(&a, &b);
+  EXPECT_EQ(a.shape().m, 256);
+  const ProgramCache::Stats s = cache.stats();
+  EXPECT_EQ(s.hits, 1u);
+  EXPECT_EQ(s.misses, 2u);
+  EXPECT_EQ(s.programs, 2u);
+  EXPECT_GE(s.prepare_seconds, 0.0);
+}
+
+TEST(ProgramCache, ServesTwoThreadsAtOnce) {
+  std::string why;
+  const auto accel = make_accelerator("auto", &why);
+  const auto oracle = make_accelerator("ref");
+  ProgramCache cache;
+  const Problem p = random_problem(100, 96, 320, 9);
+  const auto w = accel->pack({p.q.data(), p.scale.data(), p.n, p.k});
+  const std::vector<float> expected = run(*oracle, p, {});
+  auto worker = [&](int64_t rows, std::vector<float>& y) {
+    QuantizedActivation scratch;
+    y.assign(static_cast<size_t>(rows * p.n), 0.0f);
+    for (int i = 0; i < 20; ++i) {
+      linear_8bit_s(*accel, cache, p.x.data(), rows, p.k, *w, nullptr, {}, y.data(), p.n, scratch);
+    }
+  };
+  std::vector<float> y1, y2;
+  std::thread t1(worker, 100, std::ref(y1));
+  std::thread t2(worker, 37, std::ref(y2));
+  t1.join();
+  t2.join();
+  for (size_t i = 0; i < y1.size(); ++i) ASSERT_NEAR(y1[i], expected[i], kTolerance * (1 + std::abs(expected[i])));
+  for (size_t i = 0; i < y2.size(); ++i) ASSERT_NEAR(y2[i], expected[i], kTolerance * (1 + std::abs(expected[i])));
+  EXPECT_EQ(cache.stats().hits + cache.stats().misses, 40u);
+}
+
+TEST(Accelerators, TheDefaultIsAmxWheneverTheOsGrantsIt) {
+  if (std::getenv("TILEDRAW_ACCEL")) GTEST_SKIP() << "TILEDRAW_ACCEL overrides the default";
+  std::string why;
+  const std::string chosen = default_accelerator_name(&why);
+  if (cpu_features().amx_int8) {
+    EXPECT_EQ(chosen, "amx") << why;
+  } else {
+    EXPECT_EQ(chosen, cpu_features().avx2 ? "vnni" : "ref") << why;
+  }
+  EXPECT_FALSE(why.empty());
+  EXPECT_THROW(make_accelerator("tpu"), Error);
+}
+
+}  // namespace
+}  // namespace tiledraw
