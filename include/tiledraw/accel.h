@@ -55,6 +55,9 @@ class QuantizedActivation {
   int64_t stride() const { return stride_; }
   const int8_t* data() const { return q_.get(); }
   const float* scales() const { return scales_.data(); }
+  // sum_k q[m, k], for kernels that multiply unsigned bytes: with weights
+  // stored as w + 128, sum_k (w + 128) * q = sum_k w * q + 128 * row_sum.
+  const int32_t* row_sums() const { return row_sums_.data(); }
 
  private:
   struct FreeAligned {
@@ -63,6 +66,7 @@ class QuantizedActivation {
   int64_t rows_ = 0, cols_ = 0, stride_ = 0, capacity_ = 0;
   std::unique_ptr<int8_t, FreeAligned> q_;
   std::vector<float> scales_;
+  std::vector<int32_t> row_sums_;
 };
 
 // A weight re-laid out, once at load, into what one backend's kernels read.
@@ -119,7 +123,8 @@ class Accelerator {
 // machine runs. Returns null for a backend this machine or build cannot run,
 // with the reason in `why`. Throws Error for an unknown name.
 std::unique_ptr<Accelerator> make_accelerator(std::string_view name, std::string* why = nullptr);
-// The backend `auto` stands for here, and why; TILEDRAW_ACCEL overrides it.
+// The backend `auto` stands for here (amx, else vnni, else ref: the first that
+// runs), and why; TILEDRAW_ACCEL names another.
 std::string default_accelerator_name(std::string* why = nullptr);
 std::vector<std::string> accelerator_names();
 

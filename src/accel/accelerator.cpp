@@ -25,10 +25,14 @@ void QuantizedActivation::quantize(const float* x, int64_t rows, int64_t cols, i
   cols_ = cols;
   stride_ = stride;
   scales_.resize(static_cast<size_t>(rows));
+  row_sums_.resize(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
     int8_t* row = q_.get() + r * stride;
     quantize_rows_8bit_s(x + r * ldx, 1, static_cast<size_t>(cols), row, &scales_[static_cast<size_t>(r)]);
     std::memset(row + cols, 0, static_cast<size_t>(stride - cols));
+    int32_t sum = 0;
+    for (int64_t k = 0; k < cols; ++k) sum += row[k];
+    row_sums_[static_cast<size_t>(r)] = sum;
   }
 }
 
@@ -106,31 +110,35 @@ void validate_run(const Program& program, const MatmulArgs& args) {
 
 std::vector<std::string> accelerator_names() { return {"auto", "amx", "vnni", "onednn", "ref"}; }
 
-std::string default_accelerator_name(std::string* why) {
-  if (const char* env = std::getenv("TILEDRAW_ACCEL"); env && *env && std::string_view(env) != "auto") {
-    if (why) *why = "set by TILEDRAW_ACCEL";
-    return env;
+namespace {
+
+// The first backend in order of preference that runs here: AMX, then the CPU's
+// own int8 instructions, then plain C++.
+std::unique_ptr<Accelerator> make_best(std::string* why) {
+  std::string passed_over;
+  for (const char* name : {"amx", "vnni"}) {
+    std::string reason;
+    if (std::unique_ptr<Accelerator> accel = make_accelerator(name, &reason)) {
+      if (why) *why = passed_over.empty() ? "the preferred backend" : passed_over;
+      return accel;
+    }
+    passed_over += (passed_over.empty() ? "" : "; ") + std::string(name) + ": " + reason;
   }
-  const CpuFeatures& cpu = cpu_features();
-  if (cpu.amx_int8) {
-    if (why) *why = "AMX-INT8 is available";
-    return "amx";
-  }
-  if (cpu.avx2) {
-    if (why) *why = "no usable AMX (" + cpu.amx_status + "); AVX" + (cpu.avx512_vnni ? "512-VNNI" : "2") + " int8 kernels";
-    return "vnni";
-  }
-  if (why) *why = "no AVX2: plain C++";
-  return "ref";
+  if (why) *why = passed_over;
+  return make_accelerator("ref");
 }
+
+}  // namespace
+
+std::string default_accelerator_name(std::string* why) { return std::string(make_accelerator("auto", why)->name()); }
 
 std::unique_ptr<Accelerator> make_accelerator(std::string_view name, std::string* why) {
   if (name == "auto") {
-    std::string reason;
-    const std::string chosen = default_accelerator_name(&reason);
-    if (chosen == "auto") throw Error("TILEDRAW_ACCEL: 'auto' cannot name itself");
-    std::unique_ptr<Accelerator> accel = make_accelerator(chosen, why);
-    if (why) *why = reason;
+    const char* env = std::getenv("TILEDRAW_ACCEL");
+    if (!env || !*env || std::string_view(env) == "auto") return make_best(why);
+    std::unique_ptr<Accelerator> accel = make_accelerator(env, why);
+    if (!accel) throw Error(std::string("TILEDRAW_ACCEL=") + env + ": cannot run here: " + (why ? *why : ""));
+    if (why) *why = "set by TILEDRAW_ACCEL";
     return accel;
   }
   if (name == "ref") return accel::make_ref_backend();

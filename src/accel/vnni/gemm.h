@@ -7,9 +7,14 @@
 // The vnni backend's packed weight layout and micro-kernels.
 //
 // Weights are packed in panels of 64 output columns. Within a panel, for each
-// group of 4 consecutive k (K padded with zeros to a multiple of 64, like the
-// activation rows), 64 columns x 4 bytes: the operand of VPDPBUSD, which sums 4
-// byte products into each 32-bit lane. Columns past N are zero.
+// group of 4 consecutive k (K padded to a multiple of 64, like the activation
+// rows), 64 columns x 4 bytes: one operand of VPDPBUSD / VPMADDUBSW, which sum
+// byte products into each 32-bit lane. Padding is the value zero.
+//
+// The AVX512-VNNI kernel multiplies unsigned by signed bytes, so its weights
+// are stored shifted, w + 128 (= w ^ 0x80), and the activation is the signed
+// operand, broadcast straight from memory; the epilogue removes 128 * row_sum.
+// The AVX2 kernel keeps w signed (see below).
 namespace tiledraw::accel::vnni {
 
 inline constexpr int64_t kPanel = 64;       // output columns per packed panel
@@ -23,7 +28,7 @@ struct GemmTile {
   const int8_t* b;         // the panel
   int64_t k_groups;        // padded K / 4
   const float* b_scale;    // 64 per-column scales (zero past N)
-  const int32_t* b_sum;    // 64 per-column sums of the int8 weights
+  const int32_t* a_sum;    // per-row sums of x, for the shifted weights
   const float* bias;       // the panel's first bias, or null
   float* y;
   int64_t ldy;
@@ -33,8 +38,7 @@ struct GemmTile {
   bool accumulate;
 };
 
-// 6 rows x 64 columns; x as unsigned bytes (x ^ 0x80 = x + 128), corrected by
-// 128 * b_sum in the epilogue.
+// 6 rows x 64 columns, weights shifted to unsigned.
 void qs8_qc8w_gemm_f32__avx512vnni_6x64(const GemmTile& tile);
 inline constexpr int64_t kRowsAvx512 = 6;
 

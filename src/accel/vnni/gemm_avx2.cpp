@@ -9,7 +9,7 @@ namespace tiledraw::accel::vnni {
 namespace {
 
 template <int kRows>
-void gemm_rows_16(const GemmTile& t, int64_t col0) {
+void gemm_rows_16_avx2(const GemmTile& t, int64_t col0) {
   __m256i acc[kRows][2];
   for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1);
@@ -43,18 +43,18 @@ void gemm_rows_16(const GemmTile& t, int64_t col0) {
 }
 
 template <int kRows>
-void gemm_rows(const GemmTile& t) {
-  for (int64_t col0 = 0; col0 < t.cols; col0 += 16) gemm_rows_16<kRows>(t, col0);
+void gemm_rows_avx2(const GemmTile& t) {
+  for (int64_t col0 = 0; col0 < t.cols; col0 += 16) gemm_rows_16_avx2<kRows>(t, col0);
 }
 
 }  // namespace
 
 void qs8_qc8w_gemm_f32__avx2_4x16(const GemmTile& tile) {
   switch (tile.rows) {
-    case 1: return gemm_rows<1>(tile);
-    case 2: return gemm_rows<2>(tile);
-    case 3: return gemm_rows<3>(tile);
-    default: return gemm_rows<4>(tile);
+    case 1: return gemm_rows_avx2<1>(tile);
+    case 2: return gemm_rows_avx2<2>(tile);
+    case 3: return gemm_rows_avx2<3>(tile);
+    default: return gemm_rows_avx2<4>(tile);
   }
 }
 

@@ -16,24 +16,19 @@ using vnni::kPanel;
 
 class VnniWeight final : public PackedWeight {
  public:
-  explicit VnniWeight(const WeightView& w)
+  VnniWeight(const WeightView& w, bool shifted)
       : PackedWeight(w.n, w.k),
         panels((w.n + kPanel - 1) / kPanel),
         k_groups((w.k + QuantizedActivation::kRowAlign - 1) / QuantizedActivation::kRowAlign *
                  QuantizedActivation::kRowAlign / 4),
         data(static_cast<size_t>(panels * k_groups * kGroupBytes)),
-        scale(static_cast<size_t>(panels * kPanel)),
-        sum(static_cast<size_t>(panels * kPanel)) {
+        scale(static_cast<size_t>(panels * kPanel)) {
+    const auto offset = static_cast<int8_t>(shifted ? 0x80 : 0);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = offset;
     for (int64_t n = 0; n < w.n; ++n) {
       int8_t* column = data.data() + (n / kPanel) * k_groups * kGroupBytes + (n % kPanel) * 4;
-      int32_t total = 0;
-      for (int64_t k = 0; k < w.k; ++k) {
-        const int8_t q = w.q[n * w.k + k];
-        column[(k / 4) * kGroupBytes + k % 4] = q;
-        total += q;
-      }
+      for (int64_t k = 0; k < w.k; ++k) column[(k / 4) * kGroupBytes + k % 4] = static_cast<int8_t>(w.q[n * w.k + k] ^ offset);
       scale[static_cast<size_t>(n)] = w.scale[n];
-      sum[static_cast<size_t>(n)] = total;
     }
   }
   const int8_t* panel(int64_t p) const { return data.data() + p * k_groups * kGroupBytes; }
@@ -42,7 +37,6 @@ class VnniWeight final : public PackedWeight {
   int64_t k_groups;
   AlignedArray<int8_t> data;
   AlignedArray<float> scale;
-  AlignedArray<int32_t> sum;
 };
 
 class VnniProgram final : public Program {
@@ -59,8 +53,8 @@ using GemmKernel = void (*)(const GemmTile&);
 // and for small M, where AMX's set-up does not pay.
 class VnniBackend final : public Accelerator {
  public:
-  VnniBackend(GemmKernel kernel, int64_t kernel_rows, const char* kernel_name)
-      : kernel_(kernel), kernel_rows_(kernel_rows), kernel_name_(kernel_name) {}
+  VnniBackend(GemmKernel kernel, int64_t kernel_rows, bool shifted_weights, const char* kernel_name)
+      : kernel_(kernel), kernel_rows_(kernel_rows), shifted_weights_(shifted_weights), kernel_name_(kernel_name) {}
 
   std::string_view name() const override { return "vnni"; }
   std::string kernel() const override { return kernel_name_; }
@@ -69,7 +63,7 @@ class VnniBackend final : public Accelerator {
   }
   std::unique_ptr<PackedWeight> pack(const WeightView& w) const override {
     validate_weight(w);
-    return std::make_unique<VnniWeight>(w);
+    return std::make_unique<VnniWeight>(w, shifted_weights_);
   }
 
   // Work is split in tasks of (one weight panel) x (a run of rows), panel-major
@@ -102,7 +96,6 @@ class VnniBackend final : public Accelerator {
       tile.b = w.panel(panel);
       tile.k_groups = w.k_groups;
       tile.b_scale = w.scale.data() + col0;
-      tile.b_sum = w.sum.data() + col0;
       tile.bias = e.bias ? args.bias + col0 : nullptr;
       tile.ldy = args.ldy;
       tile.cols = std::min(kPanel, w.n() - col0);
@@ -112,6 +105,7 @@ class VnniBackend final : public Accelerator {
       for (int64_t row = (task % row_tasks) * p.rows_per_task; row < row_end; row += kernel_rows_) {
         tile.a = x.data() + row * x.stride();
         tile.a_scale = x.scales() + row;
+        tile.a_sum = x.row_sums() + row;
         tile.y = args.y + row * args.ldy + col0;
         tile.rows = std::min(kernel_rows_, row_end - row);
         kernel_(tile);
@@ -122,6 +116,7 @@ class VnniBackend final : public Accelerator {
  private:
   GemmKernel kernel_;
   int64_t kernel_rows_;
+  bool shifted_weights_;
   const char* kernel_name_;
 };
 
@@ -129,11 +124,11 @@ class VnniBackend final : public Accelerator {
 
 std::unique_ptr<Accelerator> make_vnni_backend(std::string* why) {
   if (isa_level() >= IsaLevel::Avx512 && cpu_features().avx512_vnni) {
-    return std::make_unique<VnniBackend>(vnni::qs8_qc8w_gemm_f32__avx512vnni_6x64, vnni::kRowsAvx512,
+    return std::make_unique<VnniBackend>(vnni::qs8_qc8w_gemm_f32__avx512vnni_6x64, vnni::kRowsAvx512, true,
                                          "qs8_qc8w_gemm_f32__avx512vnni_6x64");
   }
   if (isa_level() >= IsaLevel::Avx2) {
-    return std::make_unique<VnniBackend>(vnni::qs8_qc8w_gemm_f32__avx2_4x16, vnni::kRowsAvx2,
+    return std::make_unique<VnniBackend>(vnni::qs8_qc8w_gemm_f32__avx2_4x16, vnni::kRowsAvx2, false,
                                          "qs8_qc8w_gemm_f32__avx2_4x16");
   }
   if (why) *why = "needs AVX2 (this CPU, or TILEDRAW_ISA, allows " + std::string(isa_level_name(isa_level())) + ")";
