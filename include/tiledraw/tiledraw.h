@@ -1,6 +1,7 @@
 #pragma once
 
 // The whole public API of the tiledraw library.
+#include "tiledraw/accel.h"
 #include "tiledraw/convert.h"
 #include "tiledraw/cpu.h"
 #include "tiledraw/dtype.h"

@@ -119,12 +119,12 @@ std::unique_ptr<Accelerator> make_best(std::string* why) {
   for (const char* name : {"amx", "vnni"}) {
     std::string reason;
     if (std::unique_ptr<Accelerator> accel = make_accelerator(name, &reason)) {
-      if (why) *why = passed_over.empty() ? "the preferred backend" : passed_over;
+      if (why) *why = passed_over.empty() ? "the preferred backend" : "passed over " + passed_over;
       return accel;
     }
-    passed_over += (passed_over.empty() ? "" : "; ") + std::string(name) + ": " + reason;
+    passed_over += (passed_over.empty() ? "" : ", ") + std::string(name) + " (" + reason + ")";
   }
-  if (why) *why = passed_over;
+  if (why) *why = "passed over " + passed_over;
   return make_accelerator("ref");
 }
 

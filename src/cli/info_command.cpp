@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <memory>
 
 #include "cli/commands.h"
 #include "tiledraw/tiledraw.h"
@@ -17,6 +18,15 @@ void run_info() {
               f.amx_int8 ? (f.amx_bf16 ? " (int8, bf16)" : " (int8)") : "");
   std::printf("kernels   %s (set TILEDRAW_ISA=scalar|avx2|avx512 to use a lower level)\n",
               isa_level_name(isa_level()));
+  std::string why;
+  const std::unique_ptr<Accelerator> chosen = make_accelerator("auto", &why);
+  std::printf("accel     %s: %s\n", std::string(chosen->name()).c_str(), why.c_str());
+  for (const std::string& name : accelerator_names()) {
+    if (name == "auto") continue;
+    std::string reason;
+    const std::unique_ptr<Accelerator> accel = make_accelerator(name, &reason);
+    std::printf("  %-8s %s\n", name.c_str(), accel ? accel->kernel().c_str() : ("unavailable: " + reason).c_str());
+  }
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ class RefProgram final : public Program {
 class RefBackend final : public Accelerator {
  public:
   std::string_view name() const override { return "ref"; }
+  std::string kernel() const override { return "scalar C++ loops (the oracle)"; }
   bool supports(const MatmulShape&) const override { return true; }
   std::unique_ptr<PackedWeight> pack(const WeightView& w) const override {
     validate_weight(w);
