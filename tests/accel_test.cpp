@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "accel/amx/amx_backend.h"
+#include "amx_emulation.h"
 #include "kernels/activation/activation.h"
 #include "test_util.h"
 #include "tiledraw/accel.h"
@@ -59,7 +61,12 @@ class Backend : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     std::string why;
-    accel_ = make_accelerator(GetParam(), &why);
+    if (GetParam() == "amx-emulated") {
+      if (isa_level() < IsaLevel::Avx512) GTEST_SKIP() << "the AMX kernel's epilogue needs AVX-512";
+      accel_ = accel::make_amx_backend_with(test::emulated_amx_tasks(), "AMX kernel on emulated tiles", false);
+    } else {
+      accel_ = make_accelerator(GetParam(), &why);
+    }
     if (!accel_) GTEST_SKIP() << GetParam() << " cannot run here: " << why;
     oracle_ = make_accelerator("ref");
   }
@@ -150,8 +157,12 @@ TEST_P(Backend, RefusesMinus128AndMismatchedOperands) {
   EXPECT_THROW(accel_->run(*program, {&x, w.get(), nullptr, y.data(), 8}), Error);
 }
 
-INSTANTIATE_TEST_SUITE_P(Accel, Backend, ::testing::Values("vnni", "onednn", "amx"),
-                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Accel, Backend, ::testing::Values("vnni", "onednn", "amx", "amx-emulated"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 TEST(ActivationOracle, MatchesHandComputedValues) {
   EXPECT_NEAR(kernels::activate(Activation::GeluTanh, 1.0f), 0.8411920f, 1e-6);

@@ -43,11 +43,13 @@ struct WeightView {
 
 // Activations quantized per row, sx[m] = max_k |x[m, k]| / 127, round half to
 // even, as 8-bit S weights are. Rows are padded with zeros to a multiple of 64
-// bytes, the layout every backend reads directly. Quantize once, use for every
-// linear layer that reads the same input (Q, K and V; the adaLN outputs).
+// bytes, and zero rows follow up to a multiple of 32 rows: the layout every
+// backend reads directly (AMX loads whole 16 x 64-byte tiles). Quantize once, use
+// for every linear layer that reads the same input (Q, K and V; the adaLN outputs).
 class QuantizedActivation {
  public:
   static constexpr int64_t kRowAlign = 64;
+  static constexpr int64_t kRowBlock = 32;
 
   void quantize(const float* x, int64_t rows, int64_t cols, int64_t ldx);
   int64_t rows() const { return rows_; }

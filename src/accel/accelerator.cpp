@@ -15,7 +15,8 @@ void QuantizedActivation::FreeAligned::operator()(int8_t* p) const { std::free(p
 
 void QuantizedActivation::quantize(const float* x, int64_t rows, int64_t cols, int64_t ldx) {
   const int64_t stride = (cols + kRowAlign - 1) / kRowAlign * kRowAlign;
-  const int64_t bytes = rows * stride;
+  const int64_t padded_rows = (rows + kRowBlock - 1) / kRowBlock * kRowBlock;
+  const int64_t bytes = padded_rows * stride;
   if (bytes > capacity_) {
     q_.reset(static_cast<int8_t*>(std::aligned_alloc(kRowAlign, static_cast<size_t>(std::max<int64_t>(bytes, 64)))));
     if (!q_) throw std::bad_alloc();
@@ -34,6 +35,7 @@ void QuantizedActivation::quantize(const float* x, int64_t rows, int64_t cols, i
     for (int64_t k = 0; k < cols; ++k) sum += row[k];
     row_sums_[static_cast<size_t>(r)] = sum;
   }
+  std::memset(q_.get() + rows * stride, 0, static_cast<size_t>((padded_rows - rows) * stride));
 }
 
 int64_t ProgramCache::bucket_m(int64_t m) {

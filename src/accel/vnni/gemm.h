@@ -2,23 +2,11 @@
 
 #include <cstdint>
 
+#include "accel/panel_weight.h"
 #include "tiledraw/accel.h"
 
-// The vnni backend's packed weight layout and micro-kernels.
-//
-// Weights are packed in panels of 64 output columns. Within a panel, for each
-// group of 4 consecutive k (K padded to a multiple of 64, like the activation
-// rows), 64 columns x 4 bytes: one operand of VPDPBUSD / VPMADDUBSW, which sum
-// byte products into each 32-bit lane. Padding is the value zero.
-//
-// The AVX512-VNNI kernel multiplies unsigned by signed bytes, so its weights
-// are stored shifted, w + 128 (= w ^ 0x80), and the activation is the signed
-// operand, broadcast straight from memory; the epilogue removes 128 * row_sum.
-// The AVX2 kernel keeps w signed (see below).
+// The vnni backend's micro-kernels, on PanelWeight's layout.
 namespace tiledraw::accel::vnni {
-
-inline constexpr int64_t kPanel = 64;       // output columns per packed panel
-inline constexpr int64_t kGroupBytes = 256;  // one k-group of a panel: 64 columns x 4 k
 
 // One call: up to a kernel's row count of x against one panel of weights.
 struct GemmTile {
@@ -38,12 +26,13 @@ struct GemmTile {
   bool accumulate;
 };
 
-// 6 rows x 64 columns, weights shifted to unsigned.
+// 6 rows x 64 columns, shifted weights (unsigned) times x (signed, broadcast
+// straight from memory).
 void qs8_qc8w_gemm_f32__avx512vnni_6x64(const GemmTile& tile);
 inline constexpr int64_t kRowsAvx512 = 6;
 
-// 4 rows x 64 columns in four 16-column passes; |x| times sign(x) * w with
-// VPMADDUBSW, which cannot saturate since |x|, |w| <= 127.
+// 4 rows x 64 columns in four 16-column passes, weights not shifted: |x| times
+// sign(x) * w with VPMADDUBSW, which cannot saturate since |x|, |w| <= 127.
 void qs8_qc8w_gemm_f32__avx2_4x16(const GemmTile& tile);
 inline constexpr int64_t kRowsAvx2 = 4;
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "accel/aligned.h"
 #include "accel/backends.h"
 #include "accel/vnni/gemm.h"
 #include "tiledraw/cpu.h"
@@ -11,33 +10,6 @@ namespace tiledraw::accel {
 namespace {
 
 using vnni::GemmTile;
-using vnni::kGroupBytes;
-using vnni::kPanel;
-
-class VnniWeight final : public PackedWeight {
- public:
-  VnniWeight(const WeightView& w, bool shifted)
-      : PackedWeight(w.n, w.k),
-        panels((w.n + kPanel - 1) / kPanel),
-        k_groups((w.k + QuantizedActivation::kRowAlign - 1) / QuantizedActivation::kRowAlign *
-                 QuantizedActivation::kRowAlign / 4),
-        data(static_cast<size_t>(panels * k_groups * kGroupBytes)),
-        scale(static_cast<size_t>(panels * kPanel)) {
-    const auto offset = static_cast<int8_t>(shifted ? 0x80 : 0);
-    for (size_t i = 0; i < data.size(); ++i) data[i] = offset;
-    for (int64_t n = 0; n < w.n; ++n) {
-      int8_t* column = data.data() + (n / kPanel) * k_groups * kGroupBytes + (n % kPanel) * 4;
-      for (int64_t k = 0; k < w.k; ++k) column[(k / 4) * kGroupBytes + k % 4] = static_cast<int8_t>(w.q[n * w.k + k] ^ offset);
-      scale[static_cast<size_t>(n)] = w.scale[n];
-    }
-  }
-  const int8_t* panel(int64_t p) const { return data.data() + p * k_groups * kGroupBytes; }
-
-  int64_t panels;
-  int64_t k_groups;
-  AlignedArray<int8_t> data;
-  AlignedArray<float> scale;
-};
 
 class VnniProgram final : public Program {
  public:
@@ -63,7 +35,7 @@ class VnniBackend final : public Accelerator {
   }
   std::unique_ptr<PackedWeight> pack(const WeightView& w) const override {
     validate_weight(w);
-    return std::make_unique<VnniWeight>(w, shifted_weights_);
+    return std::make_unique<PanelWeight>(w, shifted_weights_);
   }
 
   // Work is split in tasks of (one weight panel) x (a run of rows), panel-major
@@ -81,12 +53,12 @@ class VnniBackend final : public Accelerator {
   void run(const Program& program, const MatmulArgs& args) const override {
     validate_run(program, args);
     const auto& p = static_cast<const VnniProgram&>(program);
-    const auto& w = static_cast<const VnniWeight&>(*args.weight);
+    const auto& w = static_cast<const PanelWeight&>(*args.weight);
     const QuantizedActivation& x = *args.x;
     const Epilogue& e = p.shape().epilogue;
     const int64_t m = x.rows();
     const int64_t row_tasks = (m + p.rows_per_task - 1) / p.rows_per_task;
-    const int64_t tasks = w.panels * row_tasks;
+    const int64_t tasks = w.panels() * row_tasks;
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.threads > 1 && tasks > 1)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t panel = task / row_tasks;
@@ -94,8 +66,8 @@ class VnniBackend final : public Accelerator {
       GemmTile tile{};
       tile.lda = x.stride();
       tile.b = w.panel(panel);
-      tile.k_groups = w.k_groups;
-      tile.b_scale = w.scale.data() + col0;
+      tile.k_groups = w.k_groups();
+      tile.b_scale = w.scale() + col0;
       tile.bias = e.bias ? args.bias + col0 : nullptr;
       tile.ldy = args.ldy;
       tile.cols = std::min(kPanel, w.n() - col0);

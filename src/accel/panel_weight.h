@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstdint>
+
+#include "accel/aligned.h"
+#include "tiledraw/accel.h"
+
+namespace tiledraw::accel {
+
+// The packed weight layout of the vnni and amx backends.
+//
+// Weights are packed in panels of 64 output columns. Within a panel, for each
+// group of 4 consecutive k (K padded to a multiple of 64, like the activation
+// rows), 64 columns x 4 bytes: 256 bytes, the operand of VPDPBUSD (and, 16
+// columns at a time with a row stride of 256 bytes, of an AMX B tile). Padding
+// holds the value zero.
+//
+// Shifted panels store w + 128 (= w ^ 0x80) as unsigned bytes, for kernels that
+// multiply unsigned weights by signed activations (VPDPBUSD, TDPBSUD); they
+// remove 128 * sum_k x[m, k] in the epilogue.
+inline constexpr int64_t kPanel = 64;
+inline constexpr int64_t kGroupBytes = 256;
+
+class PanelWeight final : public PackedWeight {
+ public:
+  PanelWeight(const WeightView& w, bool shifted);
+
+  const int8_t* panel(int64_t p) const { return data_.data() + p * k_groups_ * kGroupBytes; }
+  int64_t panels() const { return panels_; }
+  int64_t k_groups() const { return k_groups_; }
+  bool shifted() const { return shifted_; }
+  const float* scale() const { return scale_.data(); }  // padded with zeros to panels() * 64
+
+ private:
+  int64_t panels_;
+  int64_t k_groups_;
+  bool shifted_;
+  AlignedArray<int8_t> data_;
+  AlignedArray<float> scale_;
+};
+
+}  // namespace tiledraw::accel
