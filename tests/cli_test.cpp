@@ -119,6 +119,15 @@ TEST_F(Cli, HelpVersionAndInfoSucceed) {
   EXPECT_THAT(i.out, HasSubstr("kernels"));
 }
 
+TEST_F(Cli, GlobalAccelAndThreadsOptionsReachTheRuntime) {
+  const CommandResult r = run("info --accel ref --threads 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("accel     ref: set by TILEDRAW_ACCEL"));
+  EXPECT_THAT(r.out, HasSubstr("threads   1\n"));
+  expect_error("info --accel tpu", "--accel");
+  expect_error("info --threads 0", "--threads");
+}
+
 TEST_F(Cli, AnUnknownIsaLevelIsAnError) {
   const std::string command = "TILEDRAW_ISA=sse9 " + std::string(TILEDRAW_BINARY) + " info >/dev/null 2>" + dir_.file("err");
   const int status = std::system(command.c_str());

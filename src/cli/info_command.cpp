@@ -1,3 +1,5 @@
+#include <omp.h>
+
 #include <cstdio>
 #include <memory>
 
@@ -21,6 +23,7 @@ void run_info() {
   std::string why;
   const std::unique_ptr<Accelerator> chosen = make_accelerator("auto", &why);
   std::printf("accel     %s: %s\n", std::string(chosen->name()).c_str(), why.c_str());
+  std::printf("threads   %d\n", omp_get_max_threads());
   for (const std::string& name : accelerator_names()) {
     if (name == "auto") continue;
     std::string reason;

@@ -1,4 +1,7 @@
+#include <omp.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <new>
 
@@ -10,6 +13,13 @@ int main(int argc, char** argv) {
   CLI::App app{"tiledraw: image generation with 8-bit S weights on a matrix accelerator"};
   app.set_version_flag("--version", std::string("tiledraw ") + tiledraw::version());
   app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the command: `tiledraw info --accel onednn`
+  app.add_option("--accel", "Matrix accelerator backend (default auto: amx, else vnni, else ref)")
+      ->check(CLI::IsMember(tiledraw::accelerator_names()))
+      ->each([](const std::string& name) { setenv("TILEDRAW_ACCEL", name.c_str(), 1); });
+  app.add_option("--threads", "Threads for every kernel (default: all cores)")
+      ->check(CLI::Range(1, 1024))
+      ->each([](const std::string& count) { omp_set_num_threads(std::stoi(count)); });
   tiledraw::cli::add_convert_command(app);
   tiledraw::cli::add_inspect_command(app);
   tiledraw::cli::add_info_command(app);
