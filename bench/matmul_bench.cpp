@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
         const auto shape = [&](benchmark::internal::Benchmark* b) {
           b->Args({m, k, n, threads})->ArgNames({"M", "K", "N", "threads"})->MinTime(0.2)->UseRealTime();
         };
-        for (const char* backend : {"amx", "vnni", "onednn"}) {
+        for (const char* backend : {"amx", "vnni", "onednn", "auto"}) {
           shape(benchmark::RegisterBenchmark((std::string("s8/") + backend).c_str(), BM_Linear8BitS, std::string(backend)));
         }
         shape(benchmark::RegisterBenchmark("bf16/onednn", BM_OnednnFloat, dnnl::memory::data_type::bf16));
@@ -120,6 +120,15 @@ int main(int argc, char** argv) {
     }
   }
   benchmark::RegisterBenchmark("program_cache_hit", BM_ProgramCacheHit);
+  // Next to no arithmetic (16 x 64 x 64): the per-call cost of quantizing,
+  // finding the program, the thread fork and the epilogue.
+  for (const char* backend : {"vnni", "onednn", "auto"}) {
+    benchmark::RegisterBenchmark((std::string("overhead/") + backend).c_str(), BM_Linear8BitS, std::string(backend))
+        ->Args({16, 64, 64, 2})
+        ->ArgNames({"M", "K", "N", "threads"})
+        ->MinTime(0.2)
+        ->UseRealTime();
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

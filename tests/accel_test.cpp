@@ -6,9 +6,11 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
+#include <chrono>
 #include <thread>
 
 #include "accel/amx/amx_backend.h"
+#include "accel/backends.h"
 #include "amx_emulation.h"
 #include "kernels/activation/activation.h"
 #include "test_util.h"
@@ -230,7 +232,9 @@ TEST(ProgramCache, ServesTwoThreadsAtOnce) {
 TEST(Accelerators, TheDefaultIsAmxWheneverTheOsGrantsIt) {
   if (std::getenv("TILEDRAW_ACCEL")) GTEST_SKIP() << "TILEDRAW_ACCEL overrides the default";
   std::string why;
-  const std::string chosen = default_accelerator_name(&why);
+  const std::string chosen = preferred_accelerator_name(&why);
+  const std::string preferred_kernel = make_accelerator(chosen)->kernel();
+  EXPECT_THAT(make_accelerator("auto")->kernel(), ::testing::HasSubstr(preferred_kernel));
   if (cpu_features().amx_int8) {
     EXPECT_EQ(chosen, "amx") << why;
   } else {
@@ -238,6 +242,42 @@ TEST(Accelerators, TheDefaultIsAmxWheneverTheOsGrantsIt) {
   }
   EXPECT_FALSE(why.empty());
   EXPECT_THROW(make_accelerator("tpu"), Error);
+}
+
+// Stands in for a backend: the oracle, made slower by a fixed delay per run.
+class DelayedRef final : public Accelerator {
+ public:
+  explicit DelayedRef(std::chrono::microseconds delay) : ref_(make_accelerator("ref")), delay_(delay) {}
+  std::string_view name() const override { return "delayed"; }
+  std::string kernel() const override { return "ref + " + std::to_string(delay_.count()) + " us"; }
+  bool supports(const MatmulShape& s) const override { return ref_->supports(s); }
+  std::unique_ptr<PackedWeight> pack(const WeightView& w) const override { return ref_->pack(w); }
+  std::unique_ptr<Program> prepare(const MatmulShape& s) const override { return ref_->prepare(s); }
+  void run(const Program& p, const MatmulArgs& a) const override {
+    std::this_thread::sleep_for(delay_);
+    ref_->run(p, a);
+  }
+
+ private:
+  std::unique_ptr<Accelerator> ref_;
+  std::chrono::microseconds delay_;
+};
+
+TEST(Accelerators, AutoKeepsTheFasterCandidatePerShapeAndStillComputesRight) {
+  std::vector<std::unique_ptr<Accelerator>> candidates;
+  candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(20000)));
+  candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(0)));
+  const auto chooser = accel::make_auto_backend(std::move(candidates));
+  EXPECT_THAT(chooser->kernel(), ::testing::HasSubstr("[ref + 20000 us] [ref + 0 us]"));
+  const Problem p = random_problem(5, 20, 40, 4);
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<float> y = run(*chooser, p, {true, Activation::None, false});
+  const auto first = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(y, run(*make_accelerator("ref"), p, {true, Activation::None, false}));
+  const auto again = std::chrono::steady_clock::now();
+  run(*chooser, p, {});
+  EXPECT_LT(std::chrono::steady_clock::now() - again, std::chrono::milliseconds(15))
+      << "the shape was timed once (" << std::chrono::duration<double>(first).count() << " s); runs go to the faster";
 }
 
 }  // namespace

@@ -121,13 +121,14 @@ class Accelerator {
   virtual void run(const Program& program, const MatmulArgs& args) const = 0;
 };
 
-// Backends by name: "ref", "vnni", "onednn", "amx"; "auto" picks the best this
-// machine runs. Returns null for a backend this machine or build cannot run,
-// with the reason in `why`. Throws Error for an unknown name.
+// Backends by name: "ref", "vnni", "onednn", "amx", and "auto", the default:
+// our preferred backend and onednn, timed on each new weight shape, the faster
+// kept (TILEDRAW_ACCEL names another). Returns null for a backend this machine
+// or build cannot run, with the reason in `why`. Throws Error for an unknown name.
 std::unique_ptr<Accelerator> make_accelerator(std::string_view name, std::string* why = nullptr);
-// The backend `auto` stands for here (amx, else vnni, else ref: the first that
-// runs), and why; TILEDRAW_ACCEL names another.
-std::string default_accelerator_name(std::string* why = nullptr);
+// Our own backend that `auto` puts first: amx, else vnni, else ref (the first
+// that runs here), and why.
+std::string preferred_accelerator_name(std::string* why = nullptr);
 std::vector<std::string> accelerator_names();
 
 // Programs by (backend, m bucket, n, k, epilogue): with weights passed at run

@@ -114,9 +114,9 @@ std::vector<std::string> accelerator_names() { return {"auto", "amx", "vnni", "o
 
 namespace {
 
-// The first backend in order of preference that runs here: AMX, then the CPU's
-// own int8 instructions, then plain C++.
-std::unique_ptr<Accelerator> make_best(std::string* why) {
+// Our own first backend in order of preference that runs here: AMX, then the
+// CPU's own int8 instructions, then plain C++.
+std::unique_ptr<Accelerator> make_preferred(std::string* why) {
   std::string passed_over;
   for (const char* name : {"amx", "vnni"}) {
     std::string reason;
@@ -132,12 +132,25 @@ std::unique_ptr<Accelerator> make_best(std::string* why) {
 
 }  // namespace
 
-std::string default_accelerator_name(std::string* why) { return std::string(make_accelerator("auto", why)->name()); }
+std::string preferred_accelerator_name(std::string* why) { return std::string(make_preferred(why)->name()); }
 
 std::unique_ptr<Accelerator> make_accelerator(std::string_view name, std::string* why) {
   if (name == "auto") {
     const char* env = std::getenv("TILEDRAW_ACCEL");
-    if (!env || !*env || std::string_view(env) == "auto") return make_best(why);
+    if (!env || !*env || std::string_view(env) == "auto") {
+      std::string reason;
+      std::unique_ptr<Accelerator> preferred = make_preferred(&reason);
+      std::unique_ptr<Accelerator> onednn = make_accelerator("onednn");
+      if (!onednn) {
+        if (why) *why = std::string(preferred->name()) + ", " + reason;
+        return preferred;
+      }
+      if (why) *why = std::string(preferred->name()) + " (" + reason + ") or onednn, whichever is faster per shape";
+      std::vector<std::unique_ptr<Accelerator>> candidates;
+      candidates.push_back(std::move(preferred));
+      candidates.push_back(std::move(onednn));
+      return accel::make_auto_backend(std::move(candidates));
+    }
     std::unique_ptr<Accelerator> accel = make_accelerator(env, why);
     if (!accel) throw Error(std::string("TILEDRAW_ACCEL=") + env + ": cannot run here: " + (why ? *why : ""));
     if (why) *why = "set by TILEDRAW_ACCEL";

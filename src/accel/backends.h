@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tiledraw/accel.h"
 
@@ -15,6 +16,15 @@ void validate_weight(const WeightView& weight);
 
 // Checks that the arguments of a run agree with the program and with each other.
 void validate_run(const Program& program, const MatmulArgs& args);
+
+// The best of a few runs of `program` on random data of its shape (weights
+// packed by `accel`): how backends choose between kernels when preparing.
+double seconds_per_run(const Accelerator& accel, const Program& program);
+
+// Packs each weight for whichever candidate ran its shape (n, k) faster, timed
+// once per shape at 256 rows (DiT's token count at 256 x 256), and sends every
+// run to that candidate: one packed copy per weight, whichever wins.
+std::unique_ptr<Accelerator> make_auto_backend(std::vector<std::unique_ptr<Accelerator>> candidates);
 
 std::unique_ptr<Accelerator> make_ref_backend();
 std::unique_ptr<Accelerator> make_vnni_backend(std::string* why);

@@ -3,9 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
-#include <random>
-#include <vector>
 
 #include "accel/backends.h"
 #include "accel/panel_weight.h"
@@ -81,31 +78,6 @@ class AmxBackend final : public Accelerator {
   }
 
  private:
-  // The best of a few runs on random data of the program's shape, bounded to a
-  // few milliseconds for the largest shapes.
-  static double seconds_per_run(const Accelerator& accel, const Program& program) {
-    const MatmulShape& s = program.shape();
-    std::mt19937 rng(1);
-    std::uniform_int_distribution<int> value(-127, 127);
-    std::vector<int8_t> q(static_cast<size_t>(s.n * s.k));
-    for (int8_t& v : q) v = static_cast<int8_t>(value(rng));
-    const std::vector<float> ones(static_cast<size_t>(s.n), 1.0f);
-    const std::unique_ptr<PackedWeight> w = accel.pack({q.data(), ones.data(), s.n, s.k});
-    std::vector<float> x(static_cast<size_t>(s.m * s.k));
-    for (float& v : x) v = static_cast<float>(value(rng));
-    QuantizedActivation xq;
-    xq.quantize(x.data(), s.m, s.k, s.k);
-    std::vector<float> y(static_cast<size_t>(s.m * s.n));
-    double best = 1e30;
-    for (int i = 0; i < 4; ++i) {
-      const auto start = std::chrono::steady_clock::now();
-      accel.run(program, {&xq, w.get(), ones.data(), y.data(), s.n});
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (i > 0) best = std::min(best, seconds);  // the first run warms caches
-    }
-    return best;
-  }
-
   amx::AmxTasksFn tasks_;
   const char* kernel_name_;
   bool measure_fallback_;
