@@ -23,6 +23,7 @@ test: build
 
 bench: build
 	@$(BUILD_DIR)/bench/tiledraw_bench
+	@bench/matmul_table.py $(BUILD_DIR)/bench/tiledraw_matmul_bench
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log
