@@ -1,0 +1,25 @@
+#pragma once
+
+#include <cstdint>
+
+#include "tiledraw/cpu.h"
+
+// Row-wise normalisations of contiguous float rows (y may be x):
+//   layer norm  y = (x - mean) / sqrt(var + eps) * gamma + beta   (biased variance, as PyTorch)
+//   RMS norm    y = x / sqrt(mean(x^2) + eps) * gamma
+//   softmax     y = exp(x - max) / sum exp(x - max)
+// gamma and beta may be null (no affine).
+namespace tiledraw::kernels {
+
+struct RowKernels {
+  void (*layer_norm)(const float* x, const float* gamma, const float* beta, float eps, float* y, int64_t rows,
+                     int64_t cols);
+  void (*rms_norm)(const float* x, const float* gamma, float eps, float* y, int64_t rows, int64_t cols);
+  void (*softmax)(const float* x, float* y, int64_t rows, int64_t cols);
+};
+
+extern const RowKernels kRowScalar;
+extern const RowKernels kRowAvx512;
+const RowKernels& row_kernels(IsaLevel level);
+
+}  // namespace tiledraw::kernels

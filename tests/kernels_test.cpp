@@ -1,0 +1,112 @@
+// Each CPU op's fast kernel against its scalar oracle, odd sizes included.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/elementwise/elementwise.h"
+#include "kernels/norm/norm.h"
+#include "test_util.h"
+#include "tiledraw/cpu.h"
+
+namespace tiledraw {
+namespace {
+
+using kernels::Binary;
+using kernels::Unary;
+
+const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1}, {3, 15}, {2, 16}, {5, 17}, {7, 100}, {4, 1152}, {3, 4099}};
+
+void expect_near_all(const std::vector<float>& actual, const std::vector<float>& expected, double tolerance,
+                     const std::string& what) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    ASSERT_LE(std::abs(double(actual[i]) - expected[i]), tolerance * (1.0 + std::abs(double(expected[i]))))
+        << what << " at " << i << ": " << actual[i] << " vs " << expected[i];
+  }
+}
+
+class FastKernels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (isa_level() < IsaLevel::Avx512) GTEST_SKIP() << "no AVX-512 kernels on this CPU";
+  }
+};
+
+TEST_F(FastKernels, UnaryActivationsMatchTheOracle) {
+  const auto& fast = kernels::elementwise_kernels(IsaLevel::Avx512);
+  for (const auto& [rows, cols] : kShapes) {
+    const std::vector<float> x = test::random_floats(static_cast<size_t>(rows * cols), uint32_t(cols), 4.0f);
+    for (Unary op : {Unary::GeluTanh, Unary::GeluErf, Unary::Silu}) {
+      std::vector<float> expected(x.size()), actual(x.size());
+      kernels::kElementwiseScalar.unary(op, x.data(), expected.data(), rows * cols);
+      fast.unary(op, x.data(), actual.data(), rows * cols);
+      // exp to 2e-7; erf (Abramowitz-Stegun) to 1.5e-7 absolute.
+      expect_near_all(actual, expected, 1e-6, "unary " + std::to_string(int(op)));
+    }
+  }
+}
+
+TEST_F(FastKernels, BinaryOpsAndModulateAreExact) {
+  const auto& fast = kernels::elementwise_kernels(IsaLevel::Avx512);
+  for (const auto& [rows, cols] : kShapes) {
+    const size_t n = static_cast<size_t>(rows * cols);
+    const std::vector<float> a = test::random_floats(n, 1), b = test::random_floats(n, 2);
+    const std::vector<float> row = test::random_floats(static_cast<size_t>(cols), 3);
+    for (Binary op : {Binary::Add, Binary::Mul}) {
+      for (bool broadcast : {false, true}) {
+        std::vector<float> expected(n), actual(n);
+        const float* rhs = broadcast ? row.data() : b.data();
+        kernels::kElementwiseScalar.binary(op, a.data(), rhs, broadcast, expected.data(), rows, cols);
+        fast.binary(op, a.data(), rhs, broadcast, actual.data(), rows, cols);
+        ASSERT_EQ(actual, expected);
+      }
+    }
+    std::vector<float> expected(n), actual(a);
+    kernels::kElementwiseScalar.modulate(a.data(), row.data(), b.data(), expected.data(), rows, cols);
+    fast.modulate(actual.data(), row.data(), b.data(), actual.data(), rows, cols);  // in place
+    ASSERT_EQ(actual, expected);
+  }
+}
+
+TEST_F(FastKernels, NormsAndSoftmaxMatchTheOracle) {
+  const auto& fast = kernels::row_kernels(IsaLevel::Avx512);
+  for (const auto& [rows, cols] : kShapes) {
+    const size_t n = static_cast<size_t>(rows * cols);
+    std::vector<float> x = test::random_floats(n, 5, 3.0f);
+    for (float& v : x) v += 10.0f;  // an offset, as residual streams have
+    const std::vector<float> gamma = test::random_floats(static_cast<size_t>(cols), 6);
+    const std::vector<float> beta = test::random_floats(static_cast<size_t>(cols), 7);
+    std::vector<float> expected(n), actual(n);
+    for (bool affine : {false, true}) {
+      kernels::kRowScalar.layer_norm(x.data(), affine ? gamma.data() : nullptr, affine ? beta.data() : nullptr, 1e-6f,
+                                     expected.data(), rows, cols);
+      fast.layer_norm(x.data(), affine ? gamma.data() : nullptr, affine ? beta.data() : nullptr, 1e-6f, actual.data(),
+                      rows, cols);
+      expect_near_all(actual, expected, 2e-5, "layer norm");
+      kernels::kRowScalar.rms_norm(x.data(), affine ? gamma.data() : nullptr, 1e-6f, expected.data(), rows, cols);
+      fast.rms_norm(x.data(), affine ? gamma.data() : nullptr, 1e-6f, actual.data(), rows, cols);
+      expect_near_all(actual, expected, 2e-6, "rms norm");
+    }
+    kernels::kRowScalar.softmax(x.data(), expected.data(), rows, cols);
+    fast.softmax(x.data(), actual.data(), rows, cols);
+    expect_near_all(actual, expected, 2e-6, "softmax");
+  }
+}
+
+TEST(KernelOracles, MatchHandComputedValues) {
+  float y[3];
+  const float x[3] = {1.0f, -1.0f, 0.0f};
+  kernels::kElementwiseScalar.unary(Unary::GeluErf, x, y, 3);
+  EXPECT_NEAR(y[0], 0.8413447f, 1e-6);
+  EXPECT_NEAR(y[1], -0.1586553f, 1e-6);
+  EXPECT_EQ(y[2], 0.0f);
+  const float row[4] = {1, 2, 3, 4};
+  float out[4];
+  kernels::kRowScalar.layer_norm(row, nullptr, nullptr, 0.0f, out, 1, 4);  // mean 2.5, variance 1.25
+  EXPECT_NEAR(out[0], -1.5f / std::sqrt(1.25f), 1e-6);
+  kernels::kRowScalar.softmax(row, out, 1, 4);
+  EXPECT_NEAR(out[3], std::exp(4.0) / (std::exp(1.0) + std::exp(2.0) + std::exp(3.0) + std::exp(4.0)), 1e-7);
+}
+
+}  // namespace
+}  // namespace tiledraw
