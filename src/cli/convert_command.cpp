@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "runtime/text.h"
 #include "tiledraw/tiledraw.h"
 
 namespace tiledraw::cli {

@@ -26,6 +26,4 @@ class Progress {
   std::chrono::steady_clock::time_point last_draw_;
 };
 
-std::string human_bytes(uint64_t bytes);
-
 }  // namespace tiledraw::cli

@@ -1,0 +1,135 @@
+#include "runtime/executor.h"
+
+#include <chrono>
+
+#include "runtime/text.h"
+#include "tiledraw/cpu.h"
+#include "tiledraw/error.h"
+
+namespace tiledraw::runtime {
+
+void Profile::add(OpKind kind, double seconds, double ops) {
+  Entry& e = entries_[static_cast<size_t>(kind)];
+  ++e.calls;
+  e.seconds += seconds;
+  e.ops += ops;
+}
+
+void Profile::print(std::FILE* out, const Accelerator& accel, const ProgramCache::Stats& cache,
+                    int64_t arena_bytes) const {
+  double total = 0.0;
+  for (const Entry& e : entries_) total += e.seconds;
+  std::fprintf(out, "%-12s %8s %10s %7s %9s  %s\n", "op", "calls", "ms", "share", "GOP/s", "backend");
+  for (int k = 0; k < kOpKinds; ++k) {
+    const Entry& e = entries_[static_cast<size_t>(k)];
+    if (e.calls == 0) continue;
+    const bool linear = static_cast<OpKind>(k) == OpKind::Linear;
+    std::fprintf(out, "%-12s %8lld %10.2f %6.1f%% ", op_name(static_cast<OpKind>(k)), static_cast<long long>(e.calls),
+                 e.seconds * 1e3, total > 0 ? 100.0 * e.seconds / total : 0.0);
+    if (e.ops > 0 && e.seconds > 0) {
+      std::fprintf(out, "%9.1f", e.ops / e.seconds / 1e9);
+    } else {
+      std::fprintf(out, "%9s", "");
+    }
+    std::fprintf(out, "  %s\n", linear ? accel.kernel().c_str() : isa_level_name(isa_level()));
+  }
+  std::fprintf(out, "total %.2f ms; programs %zu (cache hits %llu, misses %llu, prepare %.2f ms); arena %s\n",
+               total * 1e3, cache.programs, static_cast<unsigned long long>(cache.hits),
+               static_cast<unsigned long long>(cache.misses), cache.prepare_seconds * 1e3,
+               human_bytes(static_cast<uint64_t>(arena_bytes)).c_str());
+}
+
+Executor::Executor(const Graph& graph, const Accelerator& accel, ProgramCache& cache, bool reuse_memory)
+    : graph_(graph),
+      accel_(accel),
+      cache_(cache),
+      plan_(plan_memory(graph, reuse_memory)),
+      arena_(static_cast<size_t>(plan_.arena_bytes)),
+      quantized_(graph.values().size()),
+      quantized_in_run_(graph.values().size(), -1),
+      elementwise_(kernels::elementwise_kernels(isa_level())),
+      rows_(kernels::row_kernels(isa_level())) {}
+
+float* Executor::address(int value) const {
+  const int root = graph_.root(value);
+  if (graph_.values()[static_cast<size_t>(root)].producer < 0) {
+    for (size_t i = 0; i < graph_.inputs().size(); ++i) {
+      if (graph_.inputs()[i] == root) return const_cast<float*>(inputs_[i]);
+    }
+  }
+  return reinterpret_cast<float*>(const_cast<std::byte*>(arena_.data()) + plan_.offset[static_cast<size_t>(root)]);
+}
+
+const float* Executor::data(int value) const { return address(value); }
+
+const QuantizedActivation& Executor::quantized(int value) {
+  const int root = graph_.root(value);
+  auto& slot = quantized_[static_cast<size_t>(root)];
+  if (!slot) slot = std::make_unique<QuantizedActivation>();
+  if (quantized_in_run_[static_cast<size_t>(root)] != run_count_) {
+    const Value& v = graph_.values()[static_cast<size_t>(value)];
+    slot->quantize(address(value), v.rows(), v.cols(), v.cols());
+    quantized_in_run_[static_cast<size_t>(root)] = run_count_;
+  }
+  return *slot;
+}
+
+void Executor::run(const std::vector<const float*>& inputs) {
+  if (inputs.size() != graph_.inputs().size()) {
+    throw Error("graph run with " + std::to_string(inputs.size()) + " inputs, the graph has " +
+                std::to_string(graph_.inputs().size()));
+  }
+  inputs_ = inputs;
+  ++run_count_;
+  for (const Node& node : graph_.nodes()) run_node(node);
+}
+
+void Executor::run_node(const Node& node) {
+  if (node.kind == OpKind::Reshape) return;
+  const auto start = std::chrono::steady_clock::now();
+  const Value& in = graph_.values()[static_cast<size_t>(node.inputs[0])];
+  float* y = address(node.output);
+  const float* x = address(node.inputs[0]);
+  double ops = 0.0;
+  switch (node.kind) {
+    case OpKind::Linear: {
+      const QuantizedActivation& xq = quantized(node.inputs[0]);
+      const MatmulShape shape{in.rows(), node.weight->n(), node.weight->k(), {node.bias != nullptr, node.activation, false}};
+      accel_.run(cache_.get(accel_, shape), {&xq, node.weight, node.bias, y, shape.n});
+      ops = 2.0 * double(shape.m) * double(shape.n) * double(shape.k);
+      break;
+    }
+    case OpKind::LayerNorm:
+      rows_.layer_norm(x, node.gamma, node.beta, node.eps, y, in.rows(), in.cols());
+      break;
+    case OpKind::RmsNorm:
+      rows_.rms_norm(x, node.gamma, node.eps, y, in.rows(), in.cols());
+      break;
+    case OpKind::Softmax:
+      rows_.softmax(x, y, in.rows(), in.cols());
+      break;
+    case OpKind::Unary:
+      elementwise_.unary(node.unary, x, y, in.numel());
+      break;
+    case OpKind::Binary: {
+      const Value& b = graph_.values()[static_cast<size_t>(node.inputs[1])];
+      elementwise_.binary(node.binary, x, address(node.inputs[1]), b.shape != in.shape, y, in.rows(), in.cols());
+      break;
+    }
+    case OpKind::Modulate: {
+      const int64_t batch = in.shape[0], tokens = in.shape[1], cols = in.cols();
+      const float* scale = address(node.inputs[1]);
+      const float* shift = address(node.inputs[2]);
+      for (int64_t b = 0; b < batch; ++b) {
+        elementwise_.modulate(x + b * tokens * cols, scale + b * cols, shift + b * cols, y + b * tokens * cols, tokens,
+                              cols);
+      }
+      break;
+    }
+    case OpKind::Reshape:
+      break;
+  }
+  profile_.add(node.kind, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), ops);
+}
+
+}  // namespace tiledraw::runtime

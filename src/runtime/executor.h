@@ -1,0 +1,69 @@
+#pragma once
+
+#include <array>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "accel/aligned.h"
+#include "kernels/elementwise/elementwise.h"
+#include "kernels/norm/norm.h"
+#include "runtime/graph.h"
+#include "runtime/planner.h"
+#include "tiledraw/accel.h"
+
+namespace tiledraw::runtime {
+
+// Time and work by kind of op, summed over runs: what `--profile` prints.
+class Profile {
+ public:
+  struct Entry {
+    int64_t calls = 0;
+    double seconds = 0.0;
+    double ops = 0.0;  // arithmetic operations, where counted (linear: 2 m n k)
+  };
+  void add(OpKind kind, double seconds, double ops);
+  const Entry& operator[](OpKind kind) const { return entries_[static_cast<size_t>(kind)]; }
+  // The table: calls, ms, share, GOP/s by op; the matmul backend, program
+  // cache figures and the arena size.
+  void print(std::FILE* out, const Accelerator& accel, const ProgramCache::Stats& cache, int64_t arena_bytes) const;
+
+ private:
+  std::array<Entry, kOpKinds> entries_{};
+};
+
+// Runs a graph: intermediates in one arena laid out by the planner (reused
+// across runs, so across denoising steps), each op on the fastest kernel this
+// CPU has, linear layers through the accelerator. An input read by several
+// linear layers is quantized once per run.
+class Executor {
+ public:
+  Executor(const Graph& graph, const Accelerator& accel, ProgramCache& cache, bool reuse_memory = true);
+
+  // One pointer per graph input, in the order they were declared.
+  void run(const std::vector<const float*>& inputs);
+  // A value's memory after a run (outputs stay valid until the next run).
+  const float* data(int value) const;
+  const MemoryPlan& plan() const { return plan_; }
+  const Profile& profile() const { return profile_; }
+
+ private:
+  float* address(int value) const;
+  const QuantizedActivation& quantized(int value);
+  void run_node(const Node& node);
+
+  const Graph& graph_;
+  const Accelerator& accel_;
+  ProgramCache& cache_;
+  MemoryPlan plan_;
+  accel::AlignedArray<std::byte> arena_;
+  std::vector<const float*> inputs_;
+  std::vector<std::unique_ptr<QuantizedActivation>> quantized_;  // per value
+  std::vector<int64_t> quantized_in_run_;
+  int64_t run_count_ = 0;
+  const kernels::ElementwiseKernels& elementwise_;
+  const kernels::RowKernels& rows_;
+  Profile profile_;
+};
+
+}  // namespace tiledraw::runtime

@@ -1,0 +1,123 @@
+#include "runtime/graph.h"
+
+#include "tiledraw/error.h"
+
+namespace tiledraw::runtime {
+
+const char* op_name(OpKind kind) {
+  static const char* const names[kOpKinds] = {"linear", "layer_norm", "rms_norm", "unary",
+                                              "binary", "modulate",   "softmax",  "reshape"};
+  return names[static_cast<int>(kind)];
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+int64_t Value::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+const Value& Graph::at(int value) const {
+  if (value < 0 || value >= static_cast<int>(values_.size())) throw Error("graph: no value " + std::to_string(value));
+  return values_[static_cast<size_t>(value)];
+}
+
+int Graph::root(int value) const {
+  while (at(value).view_of >= 0) value = at(value).view_of;
+  return value;
+}
+
+int Graph::add_node(Node node, std::vector<int64_t> shape) {
+  node.output = static_cast<int>(values_.size());
+  values_.push_back({std::move(shape), static_cast<int>(nodes_.size()), -1});
+  nodes_.push_back(std::move(node));
+  return nodes_.back().output;
+}
+
+int Graph::input(std::vector<int64_t> shape) {
+  if (shape.empty()) throw Error("graph: an input needs a shape");
+  for (int64_t d : shape) {
+    if (d <= 0) throw Error("graph: input shape " + shape_text(shape) + " has an empty dimension");
+  }
+  values_.push_back({std::move(shape), -1, -1});
+  inputs_.push_back(static_cast<int>(values_.size()) - 1);
+  return inputs_.back();
+}
+
+int Graph::linear(int x, const PackedWeight& weight, const float* bias, Activation activation) {
+  std::vector<int64_t> shape = at(x).shape;
+  if (shape.back() != weight.k()) {
+    throw Error("graph: linear of " + shape_text(shape) + " by a weight [" + std::to_string(weight.n()) + ", " +
+                std::to_string(weight.k()) + "]");
+  }
+  shape.back() = weight.n();
+  Node node{OpKind::Linear, {x}, -1};
+  node.weight = &weight;
+  node.bias = bias;
+  node.activation = activation;
+  return add_node(std::move(node), std::move(shape));
+}
+
+int Graph::layer_norm(int x, const float* gamma, const float* beta, float eps) {
+  Node node{OpKind::LayerNorm, {x}, -1};
+  node.gamma = gamma;
+  node.beta = beta;
+  node.eps = eps;
+  return add_node(std::move(node), at(x).shape);
+}
+
+int Graph::rms_norm(int x, const float* gamma, float eps) {
+  Node node{OpKind::RmsNorm, {x}, -1};
+  node.gamma = gamma;
+  node.eps = eps;
+  return add_node(std::move(node), at(x).shape);
+}
+
+int Graph::unary(kernels::Unary op, int x) {
+  Node node{OpKind::Unary, {x}, -1};
+  node.unary = op;
+  return add_node(std::move(node), at(x).shape);
+}
+
+int Graph::binary(kernels::Binary op, int a, int b) {
+  const Value &va = at(a), &vb = at(b);
+  if (va.shape != vb.shape && !(vb.shape.size() == 1 && vb.shape[0] == va.cols())) {
+    throw Error("graph: cannot combine " + shape_text(va.shape) + " with " + shape_text(vb.shape));
+  }
+  Node node{OpKind::Binary, {a, b}, -1};
+  node.binary = op;
+  return add_node(std::move(node), va.shape);
+}
+
+int Graph::modulate(int x, int scale, int shift) {
+  const Value& vx = at(x);
+  const std::vector<int64_t> per_batch = {vx.shape.front(), vx.cols()};
+  if (vx.shape.size() != 3 || at(scale).shape != per_batch || at(shift).shape != per_batch) {
+    throw Error("graph: modulate needs x [batch, tokens, cols] and scale, shift [batch, cols], got " +
+                shape_text(vx.shape) + ", " + shape_text(at(scale).shape) + ", " + shape_text(at(shift).shape));
+  }
+  return add_node({OpKind::Modulate, {x, scale, shift}, -1}, vx.shape);
+}
+
+int Graph::softmax(int x) { return add_node({OpKind::Softmax, {x}, -1}, at(x).shape); }
+
+int Graph::reshape(int x, std::vector<int64_t> shape) {
+  const int64_t from = at(x).numel();
+  Value view{std::move(shape), -1, x};
+  if (view.numel() != from) throw Error("graph: cannot reshape " + shape_text(at(x).shape) + " to " + shape_text(view.shape));
+  const int id = add_node({OpKind::Reshape, {x}, -1}, view.shape);
+  values_[static_cast<size_t>(id)].view_of = x;
+  return id;
+}
+
+void Graph::output(int value) {
+  at(value);
+  outputs_.push_back(value);
+}
+
+}  // namespace tiledraw::runtime

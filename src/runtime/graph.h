@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/elementwise/elementwise.h"
+#include "tiledraw/accel.h"
+
+// A model is built as a graph of typed ops over float32 values, for one input
+// shape; shapes are inferred while it is built. Building and planning a graph
+// takes milliseconds, so a new resolution or batch size gets a new graph, not a
+// compile step. Weights are referenced, never copied.
+namespace tiledraw::runtime {
+
+enum class OpKind : uint8_t { Linear, LayerNorm, RmsNorm, Unary, Binary, Modulate, Softmax, Reshape };
+inline constexpr int kOpKinds = 8;
+const char* op_name(OpKind kind);
+
+struct Value {
+  std::vector<int64_t> shape;
+  int producer = -1;  // node index; -1 for a graph input
+  int view_of = -1;   // a reshape aliases this value's memory
+  int64_t numel() const;
+  int64_t bytes() const { return numel() * static_cast<int64_t>(sizeof(float)); }
+  int64_t cols() const { return shape.back(); }
+  int64_t rows() const { return numel() / cols(); }
+};
+
+struct Node {
+  OpKind kind;
+  std::vector<int> inputs;
+  int output;
+  // Attributes; each kind reads its own.
+  const PackedWeight* weight = nullptr;  // Linear
+  const float* bias = nullptr;           // Linear
+  Activation activation = Activation::None;
+  const float* gamma = nullptr;  // norms
+  const float* beta = nullptr;
+  float eps = 0.0f;
+  kernels::Unary unary = kernels::Unary::GeluTanh;
+  kernels::Binary binary = kernels::Binary::Add;
+};
+
+class Graph {
+ public:
+  int input(std::vector<int64_t> shape);
+  // x [..., k] -> [..., n] through the accelerator, bias and activation fused.
+  int linear(int x, const PackedWeight& weight, const float* bias, Activation activation = Activation::None);
+  int layer_norm(int x, const float* gamma, const float* beta, float eps);
+  int rms_norm(int x, const float* gamma, float eps);
+  int unary(kernels::Unary op, int x);
+  // b has a's shape, or is one row ([cols]) applied to every row of a.
+  int binary(kernels::Binary op, int a, int b);
+  // x [batch, tokens, cols] * (1 + scale) + shift, scale and shift [batch, cols].
+  int modulate(int x, int scale, int shift);
+  int softmax(int x);
+  int reshape(int x, std::vector<int64_t> shape);  // a view: no copy
+  void output(int value);
+
+  const std::vector<Value>& values() const { return values_; }
+  const std::vector<Node>& nodes() const { return nodes_; }
+  const std::vector<int>& inputs() const { return inputs_; }
+  const std::vector<int>& outputs() const { return outputs_; }
+  int root(int value) const;  // the value whose memory a view uses
+
+ private:
+  int add_node(Node node, std::vector<int64_t> shape);
+  const Value& at(int value) const;
+
+  std::vector<Value> values_;
+  std::vector<Node> nodes_;
+  std::vector<int> inputs_;
+  std::vector<int> outputs_;
+};
+
+std::string shape_text(const std::vector<int64_t>& shape);
+
+}  // namespace tiledraw::runtime

@@ -1,0 +1,69 @@
+#include "runtime/planner.h"
+
+#include <algorithm>
+
+namespace tiledraw::runtime {
+namespace {
+
+int64_t aligned(int64_t bytes) { return (bytes + kArenaAlign - 1) / kArenaAlign * kArenaAlign; }
+
+struct Interval {
+  int64_t begin, end;
+};
+
+}  // namespace
+
+MemoryPlan plan_memory(const Graph& graph, bool reuse) {
+  const std::vector<Value>& values = graph.values();
+  const int count = static_cast<int>(values.size());
+  const int end_of_graph = static_cast<int>(graph.nodes().size());
+  std::vector<int> first(static_cast<size_t>(count)), last(static_cast<size_t>(count));
+  for (int v = 0; v < count; ++v) first[v] = last[v] = values[v].producer;
+  for (int n = 0; n < end_of_graph; ++n) {
+    for (int in : graph.nodes()[n].inputs) {
+      const int r = graph.root(in);
+      last[r] = std::max(last[r], n);
+    }
+  }
+  for (int v : graph.outputs()) last[graph.root(v)] = end_of_graph;
+
+  std::vector<int> order;  // the values that need arena memory
+  MemoryPlan plan;
+  plan.offset.assign(static_cast<size_t>(count), -1);
+  for (int v = 0; v < count; ++v) {
+    if (values[v].producer >= 0 && values[v].view_of < 0) {
+      order.push_back(v);
+      plan.no_reuse_bytes += aligned(values[v].bytes());
+    }
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return values[a].bytes() > values[b].bytes(); });
+
+  std::vector<int> placed;
+  std::vector<Interval> taken;
+  for (int v : order) {
+    const int64_t size = aligned(values[v].bytes());
+    int64_t offset = 0;
+    if (reuse) {
+      taken.clear();
+      for (int p : placed) {
+        if (first[p] <= last[v] && first[v] <= last[p]) taken.push_back({plan.offset[p], plan.offset[p] + aligned(values[p].bytes())});
+      }
+      std::sort(taken.begin(), taken.end(), [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
+      for (const Interval& t : taken) {
+        if (offset + size <= t.begin) break;
+        offset = std::max(offset, t.end);
+      }
+    } else {
+      offset = plan.arena_bytes;
+    }
+    plan.offset[v] = offset;
+    plan.arena_bytes = std::max(plan.arena_bytes, offset + size);
+    placed.push_back(v);
+  }
+  for (int v = 0; v < count; ++v) {
+    if (values[v].view_of >= 0) plan.offset[v] = plan.offset[graph.root(v)];
+  }
+  return plan;
+}
+
+}  // namespace tiledraw::runtime
