@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "kernels/attention/attention.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/norm/norm.h"
 #include "test_util.h"
@@ -91,6 +92,34 @@ TEST_F(FastKernels, NormsAndSoftmaxMatchTheOracle) {
     fast.softmax(x.data(), actual.data(), rows, cols);
     expect_near_all(actual, expected, 2e-6, "softmax");
   }
+}
+
+TEST_F(FastKernels, StreamingAttentionEqualsTheNaiveOneFrom1To5000Tokens) {
+  struct Case {
+    int64_t batch, tokens, heads, dim;
+  };
+  std::vector<Case> cases;
+  for (int64_t t : {1, 2, 3, 4, 5, 15, 16, 17, 63, 64, 65, 100, 257, 1000}) cases.push_back({2, t, 2, 72});
+  cases.push_back({1, 2049, 1, 64});
+  cases.push_back({1, 5000, 1, 16});
+  for (const Case& c : cases) {
+    const size_t width = static_cast<size_t>(c.heads * c.dim);
+    const std::vector<float> qkv = test::random_floats(static_cast<size_t>(c.batch * c.tokens) * 3 * width,
+                                                       static_cast<uint32_t>(c.tokens), 2.0f);
+    std::vector<float> expected(static_cast<size_t>(c.batch * c.tokens) * width), actual(expected.size());
+    kernels::f32_attention__scalar({qkv.data(), expected.data(), c.batch, c.tokens, c.heads, c.dim});
+    kernels::f32_attention_flash_4x64__avx512({qkv.data(), actual.data(), c.batch, c.tokens, c.heads, c.dim});
+    expect_near_all(actual, expected, 2e-5, "attention over " + std::to_string(c.tokens) + " tokens");
+  }
+}
+
+TEST(KernelOracles, AttentionOverOneKeyReturnsItsValue) {
+  // One token: softmax of a single score is 1, so the output is v.
+  const std::vector<float> qkv = {0.5f, -1.0f, 2.0f, 3.0f, 7.0f, -8.0f};  // q, k, v with head_dim 2
+  float out[2];
+  kernels::f32_attention__scalar({qkv.data(), out, 1, 1, 1, 2});
+  EXPECT_EQ(out[0], 7.0f);
+  EXPECT_EQ(out[1], -8.0f);
 }
 
 TEST(KernelOracles, MatchHandComputedValues) {

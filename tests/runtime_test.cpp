@@ -206,6 +206,24 @@ TEST(Executor, RunsOneBlockAtThreeShapesWithTheSameWeights) {
   }
 }
 
+TEST(Executor, AttentionInAGraphMatchesTheOracleAndViewsCostNothing) {
+  const auto accel = make_accelerator("ref");
+  Graph g;
+  const int flat = g.input({2 * 33, 3 * 4 * 8});
+  const int qkv = g.reshape(flat, {2, 33, 3 * 4 * 8});
+  g.output(g.attention(qkv, 4));
+  EXPECT_THROW(g.attention(qkv, 5), Error);
+  ProgramCache cache;
+  Executor exec(g, *accel, cache);
+  EXPECT_EQ(exec.plan().arena_bytes, 2 * 33 * 32 * 4) << "the reshape shares the input's memory; only the output is new";
+  const auto x = test::random_floats(2 * 33 * 96, 8);
+  exec.run({x.data()});
+  std::vector<float> expected(2 * 33 * 32);
+  kernels::f32_attention__scalar({x.data(), expected.data(), 2, 33, 4, 8});
+  const float* y = exec.data(g.outputs()[0]);
+  for (size_t i = 0; i < expected.size(); ++i) ASSERT_NEAR(y[i], expected[i], 2e-5 * (1 + std::abs(expected[i])));
+}
+
 TEST(Executor, ProfilePrintsATableByOp) {
   const auto accel = make_accelerator("ref");
   const Block block(*accel);

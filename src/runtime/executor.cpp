@@ -48,7 +48,8 @@ Executor::Executor(const Graph& graph, const Accelerator& accel, ProgramCache& c
       quantized_(graph.values().size()),
       quantized_in_run_(graph.values().size(), -1),
       elementwise_(kernels::elementwise_kernels(isa_level())),
-      rows_(kernels::row_kernels(isa_level())) {}
+      rows_(kernels::row_kernels(isa_level())),
+      attention_(kernels::attention_kernel(isa_level())) {}
 
 float* Executor::address(int value) const {
   const int root = graph_.root(value);
@@ -108,6 +109,12 @@ void Executor::run_node(const Node& node) {
     case OpKind::Softmax:
       rows_.softmax(x, y, in.rows(), in.cols());
       break;
+    case OpKind::Attention: {
+      const int64_t batch = in.shape[0], tokens = in.shape[1], dim = in.cols() / 3 / node.heads;
+      attention_({x, y, batch, tokens, node.heads, dim});
+      ops = 4.0 * double(batch) * double(node.heads) * double(tokens) * double(tokens) * double(dim);
+      break;
+    }
     case OpKind::Unary:
       elementwise_.unary(node.unary, x, y, in.numel());
       break;

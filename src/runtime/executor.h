@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "accel/aligned.h"
+#include "kernels/attention/attention.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/norm/norm.h"
 #include "runtime/graph.h"
@@ -63,6 +64,7 @@ class Executor {
   int64_t run_count_ = 0;
   const kernels::ElementwiseKernels& elementwise_;
   const kernels::RowKernels& rows_;
+  kernels::AttentionFn attention_;
   Profile profile_;
 };
 

@@ -5,8 +5,8 @@
 namespace tiledraw::runtime {
 
 const char* op_name(OpKind kind) {
-  static const char* const names[kOpKinds] = {"linear", "layer_norm", "rms_norm", "unary",
-                                              "binary", "modulate",   "softmax",  "reshape"};
+  static const char* const names[kOpKinds] = {"linear",   "layer_norm", "rms_norm",  "unary",  "binary",
+                                              "modulate", "softmax",    "attention", "reshape"};
   return names[static_cast<int>(kind)];
 }
 
@@ -105,6 +105,18 @@ int Graph::modulate(int x, int scale, int shift) {
 }
 
 int Graph::softmax(int x) { return add_node({OpKind::Softmax, {x}, -1}, at(x).shape); }
+
+int Graph::attention(int qkv, int64_t heads) {
+  std::vector<int64_t> shape = at(qkv).shape;
+  if (shape.size() != 3 || heads <= 0 || shape[2] % (3 * heads) != 0) {
+    throw Error("graph: attention needs qkv [batch, tokens, 3 * heads * head_dim], got " + shape_text(shape) +
+                " with " + std::to_string(heads) + " heads");
+  }
+  shape[2] /= 3;
+  Node node{OpKind::Attention, {qkv}, -1};
+  node.heads = heads;
+  return add_node(std::move(node), std::move(shape));
+}
 
 int Graph::reshape(int x, std::vector<int64_t> shape) {
   const int64_t from = at(x).numel();

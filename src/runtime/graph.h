@@ -13,8 +13,8 @@
 // compile step. Weights are referenced, never copied.
 namespace tiledraw::runtime {
 
-enum class OpKind : uint8_t { Linear, LayerNorm, RmsNorm, Unary, Binary, Modulate, Softmax, Reshape };
-inline constexpr int kOpKinds = 8;
+enum class OpKind : uint8_t { Linear, LayerNorm, RmsNorm, Unary, Binary, Modulate, Softmax, Attention, Reshape };
+inline constexpr int kOpKinds = 9;
 const char* op_name(OpKind kind);
 
 struct Value {
@@ -38,6 +38,7 @@ struct Node {
   const float* gamma = nullptr;  // norms
   const float* beta = nullptr;
   float eps = 0.0f;
+  int64_t heads = 0;  // Attention
   kernels::Unary unary = kernels::Unary::GeluTanh;
   kernels::Binary binary = kernels::Binary::Add;
 };
@@ -55,6 +56,9 @@ class Graph {
   // x [batch, tokens, cols] * (1 + scale) + shift, scale and shift [batch, cols].
   int modulate(int x, int scale, int shift);
   int softmax(int x);
+  // qkv [batch, tokens, 3 * heads * head_dim] (q, k, v, then heads) ->
+  // [batch, tokens, heads * head_dim], streaming: no [tokens x tokens] matrix.
+  int attention(int qkv, int64_t heads);
   int reshape(int x, std::vector<int64_t> shape);  // a view: no copy
   void output(int value);
 

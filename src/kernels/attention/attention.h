@@ -1,0 +1,31 @@
+#pragma once
+
+#include <cstdint>
+
+#include "tiledraw/cpu.h"
+
+// Multi-head scaled dot-product attention, reading the fused QKV projection as
+// DiT (timm) lays it out: qkv [batch, tokens, 3, heads, head_dim]; out
+// [batch, tokens, heads, head_dim]; softmax(q k^T / sqrt(head_dim)) v per head.
+namespace tiledraw::kernels {
+
+struct AttentionArgs {
+  const float* qkv;
+  float* out;
+  int64_t batch;
+  int64_t tokens;
+  int64_t heads;
+  int64_t head_dim;
+};
+
+using AttentionFn = void (*)(const AttentionArgs& args);
+
+// One query at a time in double precision: the oracle; memory O(tokens).
+void f32_attention__scalar(const AttentionArgs& args);
+// Streaming (flash-style): blocks of 4 queries against blocks of 64 keys with a
+// running max and sum, so no [tokens x tokens] matrix is ever stored.
+void f32_attention_flash_4x64__avx512(const AttentionArgs& args);
+
+AttentionFn attention_kernel(IsaLevel level);
+
+}  // namespace tiledraw::kernels

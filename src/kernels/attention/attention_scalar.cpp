@@ -1,0 +1,45 @@
+#include <cmath>
+#include <vector>
+
+#include "kernels/attention/attention.h"
+
+namespace tiledraw::kernels {
+
+void f32_attention__scalar(const AttentionArgs& a) {
+  const int64_t width = a.heads * a.head_dim;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(a.head_dim));
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < a.batch; ++b) {
+    for (int64_t h = 0; h < a.heads; ++h) {
+      std::vector<double> scores(static_cast<size_t>(a.tokens)), o(static_cast<size_t>(a.head_dim));
+      const auto row = [&](int64_t token, int part) { return a.qkv + ((b * a.tokens + token) * 3 + part) * width + h * a.head_dim; };
+      for (int64_t i = 0; i < a.tokens; ++i) {
+        const float* q = row(i, 0);
+        double max = -INFINITY;
+        for (int64_t j = 0; j < a.tokens; ++j) {
+          const float* k = row(j, 1);
+          double dot = 0.0;
+          for (int64_t d = 0; d < a.head_dim; ++d) dot += double(q[d]) * k[d];
+          scores[static_cast<size_t>(j)] = dot * scale;
+          max = std::max(max, dot * scale);
+        }
+        double sum = 0.0;
+        std::fill(o.begin(), o.end(), 0.0);
+        for (int64_t j = 0; j < a.tokens; ++j) {
+          const double p = std::exp(scores[static_cast<size_t>(j)] - max);
+          sum += p;
+          const float* v = row(j, 2);
+          for (int64_t d = 0; d < a.head_dim; ++d) o[static_cast<size_t>(d)] += p * v[d];
+        }
+        float* out = a.out + (b * a.tokens + i) * width + h * a.head_dim;
+        for (int64_t d = 0; d < a.head_dim; ++d) out[d] = static_cast<float>(o[static_cast<size_t>(d)] / sum);
+      }
+    }
+  }
+}
+
+AttentionFn attention_kernel(IsaLevel level) {
+  return level >= IsaLevel::Avx512 ? f32_attention_flash_4x64__avx512 : f32_attention__scalar;
+}
+
+}  // namespace tiledraw::kernels
