@@ -47,7 +47,7 @@ TEST_F(FastKernels, UnaryActivationsMatchTheOracle) {
   }
 }
 
-TEST_F(FastKernels, BinaryOpsAndModulateAreExact) {
+TEST_F(FastKernels, BinaryOpsModulateAndGatedResidualAreExact) {
   const auto& fast = kernels::elementwise_kernels(IsaLevel::Avx512);
   for (const auto& [rows, cols] : kShapes) {
     const size_t n = static_cast<size_t>(rows * cols);
@@ -65,6 +65,10 @@ TEST_F(FastKernels, BinaryOpsAndModulateAreExact) {
     std::vector<float> expected(n), actual(a);
     kernels::kElementwiseScalar.modulate(a.data(), row.data(), b.data(), expected.data(), rows, cols);
     fast.modulate(actual.data(), row.data(), b.data(), actual.data(), rows, cols);  // in place
+    ASSERT_EQ(actual, expected);
+    actual = a;
+    kernels::kElementwiseScalar.gated_residual(a.data(), b.data(), row.data(), expected.data(), rows, cols);
+    fast.gated_residual(actual.data(), b.data(), row.data(), actual.data(), rows, cols);
     ASSERT_EQ(actual, expected);
   }
 }

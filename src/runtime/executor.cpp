@@ -53,12 +53,14 @@ Executor::Executor(const Graph& graph, const Accelerator& accel, ProgramCache& c
 
 float* Executor::address(int value) const {
   const int root = graph_.root(value);
+  const int64_t offset = graph_.values()[static_cast<size_t>(value)].view_offset;
   if (graph_.values()[static_cast<size_t>(root)].producer < 0) {
     for (size_t i = 0; i < graph_.inputs().size(); ++i) {
-      if (graph_.inputs()[i] == root) return const_cast<float*>(inputs_[i]);
+      if (graph_.inputs()[i] == root) return const_cast<float*>(inputs_[i]) + offset;
     }
   }
-  return reinterpret_cast<float*>(const_cast<std::byte*>(arena_.data()) + plan_.offset[static_cast<size_t>(root)]);
+  return reinterpret_cast<float*>(const_cast<std::byte*>(arena_.data()) + plan_.offset[static_cast<size_t>(root)]) +
+         offset;
 }
 
 const float* Executor::data(int value) const { return address(value); }
@@ -86,7 +88,7 @@ void Executor::run(const std::vector<const float*>& inputs) {
 }
 
 void Executor::run_node(const Node& node) {
-  if (node.kind == OpKind::Reshape) return;
+  if (node.kind == OpKind::View) return;
   const auto start = std::chrono::steady_clock::now();
   const Value& in = graph_.values()[static_cast<size_t>(node.inputs[0])];
   float* y = address(node.output);
@@ -127,13 +129,26 @@ void Executor::run_node(const Node& node) {
       const int64_t batch = in.shape[0], tokens = in.shape[1], cols = in.cols();
       const float* scale = address(node.inputs[1]);
       const float* shift = address(node.inputs[2]);
+      const int64_t scale_stride = graph_.values()[static_cast<size_t>(node.inputs[1])].stride();
+      const int64_t shift_stride = graph_.values()[static_cast<size_t>(node.inputs[2])].stride();
       for (int64_t b = 0; b < batch; ++b) {
-        elementwise_.modulate(x + b * tokens * cols, scale + b * cols, shift + b * cols, y + b * tokens * cols, tokens,
-                              cols);
+        elementwise_.modulate(x + b * tokens * cols, scale + b * scale_stride, shift + b * shift_stride,
+                              y + b * tokens * cols, tokens, cols);
       }
       break;
     }
-    case OpKind::Reshape:
+    case OpKind::GatedResidual: {
+      const int64_t batch = in.shape[0], tokens = in.shape[1], cols = in.cols();
+      const float* y_in = address(node.inputs[1]);
+      const float* gate = address(node.inputs[2]);
+      const int64_t gate_stride = graph_.values()[static_cast<size_t>(node.inputs[2])].stride();
+      for (int64_t b = 0; b < batch; ++b) {
+        elementwise_.gated_residual(x + b * tokens * cols, y_in + b * tokens * cols, gate + b * gate_stride,
+                                    y + b * tokens * cols, tokens, cols);
+      }
+      break;
+    }
+    case OpKind::View:
       break;
   }
   profile_.add(node.kind, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), ops);

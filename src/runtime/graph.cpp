@@ -5,8 +5,8 @@
 namespace tiledraw::runtime {
 
 const char* op_name(OpKind kind) {
-  static const char* const names[kOpKinds] = {"linear",   "layer_norm", "rms_norm",  "unary",  "binary",
-                                              "modulate", "softmax",    "attention", "reshape"};
+  static const char* const names[kOpKinds] = {"linear",  "layer_norm", "rms_norm",  "unary", "binary", "modulate",
+                                              "gated_residual", "softmax", "attention", "view"};
   return names[static_cast<int>(kind)];
 }
 
@@ -33,6 +33,14 @@ int Graph::root(int value) const {
 }
 
 int Graph::add_node(Node node, std::vector<int64_t> shape) {
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    // Only per-batch vectors (modulate's scale and shift, the residual gate) may be strided.
+    const bool vector_operand = (node.kind == OpKind::Modulate || node.kind == OpKind::GatedResidual) && i > 0 &&
+                                !(node.kind == OpKind::GatedResidual && i == 1);
+    if (!vector_operand && node.kind != OpKind::View && !at(node.inputs[i]).contiguous()) {
+      throw Error(std::string("graph: ") + op_name(node.kind) + " needs a contiguous input, got a slice");
+    }
+  }
   node.output = static_cast<int>(values_.size());
   values_.push_back({std::move(shape), static_cast<int>(nodes_.size()), -1});
   nodes_.push_back(std::move(node));
@@ -104,6 +112,16 @@ int Graph::modulate(int x, int scale, int shift) {
   return add_node({OpKind::Modulate, {x, scale, shift}, -1}, vx.shape);
 }
 
+int Graph::gated_residual(int x, int y, int gate) {
+  const Value& vx = at(x);
+  const std::vector<int64_t> per_batch = {vx.shape.front(), vx.cols()};
+  if (vx.shape.size() != 3 || at(y).shape != vx.shape || at(gate).shape != per_batch) {
+    throw Error("graph: gated residual needs x, y [batch, tokens, cols] and gate [batch, cols], got " +
+                shape_text(vx.shape) + ", " + shape_text(at(y).shape) + ", " + shape_text(at(gate).shape));
+  }
+  return add_node({OpKind::GatedResidual, {x, y, gate}, -1}, vx.shape);
+}
+
 int Graph::softmax(int x) { return add_node({OpKind::Softmax, {x}, -1}, at(x).shape); }
 
 int Graph::attention(int qkv, int64_t heads) {
@@ -118,13 +136,42 @@ int Graph::attention(int qkv, int64_t heads) {
   return add_node(std::move(node), std::move(shape));
 }
 
-int Graph::reshape(int x, std::vector<int64_t> shape) {
-  const int64_t from = at(x).numel();
-  Value view{std::move(shape), -1, x};
-  if (view.numel() != from) throw Error("graph: cannot reshape " + shape_text(at(x).shape) + " to " + shape_text(view.shape));
-  const int id = add_node({OpKind::Reshape, {x}, -1}, view.shape);
-  values_[static_cast<size_t>(id)].view_of = x;
+int Graph::add_view(int x, std::vector<int64_t> shape, int64_t offset, int64_t row_stride) {
+  const int64_t base = at(x).view_offset;
+  const int id = add_node({OpKind::View, {x}, -1}, std::move(shape));
+  Value& view = values_[static_cast<size_t>(id)];
+  view.view_of = x;
+  view.view_offset = base + offset;
+  view.row_stride = row_stride;
   return id;
+}
+
+int Graph::reshape(int x, std::vector<int64_t> shape) {
+  if (!at(x).contiguous()) throw Error("graph: cannot reshape a slice");
+  const Value target{shape};
+  if (target.numel() != at(x).numel()) {
+    throw Error("graph: cannot reshape " + shape_text(at(x).shape) + " to " + shape_text(shape));
+  }
+  return add_view(x, std::move(shape), 0, 0);
+}
+
+int Graph::slice(int x, int64_t begin, int64_t size) {
+  const Value& v = at(x);
+  if (v.shape.size() != 2 || !v.contiguous() || begin < 0 || size <= 0 || begin + size > v.cols()) {
+    throw Error("graph: cannot take columns [" + std::to_string(begin) + ", " + std::to_string(begin + size) +
+                ") of " + shape_text(v.shape));
+  }
+  return add_view(x, {v.shape[0], size}, begin, v.cols());
+}
+
+std::vector<int> Graph::chunk(int x, int64_t parts) {
+  const int64_t cols = at(x).cols();
+  if (parts <= 0 || cols % parts != 0) {
+    throw Error("graph: cannot split " + shape_text(at(x).shape) + " into " + std::to_string(parts) + " parts");
+  }
+  std::vector<int> slices;
+  for (int64_t p = 0; p < parts; ++p) slices.push_back(slice(x, p * cols / parts, cols / parts));
+  return slices;
 }
 
 void Graph::output(int value) {

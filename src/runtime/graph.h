@@ -13,14 +13,20 @@
 // compile step. Weights are referenced, never copied.
 namespace tiledraw::runtime {
 
-enum class OpKind : uint8_t { Linear, LayerNorm, RmsNorm, Unary, Binary, Modulate, Softmax, Attention, Reshape };
-inline constexpr int kOpKinds = 9;
+enum class OpKind : uint8_t {
+  Linear, LayerNorm, RmsNorm, Unary, Binary, Modulate, GatedResidual, Softmax, Attention, View
+};
+inline constexpr int kOpKinds = 10;
 const char* op_name(OpKind kind);
 
 struct Value {
   std::vector<int64_t> shape;
-  int producer = -1;  // node index; -1 for a graph input
-  int view_of = -1;   // a reshape aliases this value's memory
+  int producer = -1;        // node index; -1 for a graph input
+  int view_of = -1;         // a view (reshape, slice) aliases this value's memory
+  int64_t view_offset = 0;  // elements from the start of the root's memory
+  int64_t row_stride = 0;   // elements between rows when not contiguous (a slice of columns)
+  bool contiguous() const { return row_stride == 0 || row_stride == cols(); }
+  int64_t stride() const { return row_stride ? row_stride : cols(); }
   int64_t numel() const;
   int64_t bytes() const { return numel() * static_cast<int64_t>(sizeof(float)); }
   int64_t cols() const { return shape.back(); }
@@ -53,13 +59,20 @@ class Graph {
   int unary(kernels::Unary op, int x);
   // b has a's shape, or is one row ([cols]) applied to every row of a.
   int binary(kernels::Binary op, int a, int b);
-  // x [batch, tokens, cols] * (1 + scale) + shift, scale and shift [batch, cols].
+  // x [batch, tokens, cols] * (1 + scale) + shift, scale and shift [batch, cols]
+  // (slices allowed).
   int modulate(int x, int scale, int shift);
+  // x + gate * y for x, y [batch, tokens, cols] and gate [batch, cols] (slices
+  // allowed): DiT's gated residual in one pass.
+  int gated_residual(int x, int y, int gate);
   int softmax(int x);
   // qkv [batch, tokens, 3 * heads * head_dim] (q, k, v, then heads) ->
   // [batch, tokens, heads * head_dim], streaming: no [tokens x tokens] matrix.
   int attention(int qkv, int64_t heads);
   int reshape(int x, std::vector<int64_t> shape);  // a view: no copy
+  // Columns [begin, begin + size) of a 2-D value: a strided view, no copy.
+  int slice(int x, int64_t begin, int64_t size);
+  std::vector<int> chunk(int x, int64_t parts);  // equal slices of the columns
   void output(int value);
 
   const std::vector<Value>& values() const { return values_; }
@@ -70,6 +83,7 @@ class Graph {
 
  private:
   int add_node(Node node, std::vector<int64_t> shape);
+  int add_view(int x, std::vector<int64_t> shape, int64_t offset, int64_t row_stride);
   const Value& at(int value) const;
 
   std::vector<Value> values_;

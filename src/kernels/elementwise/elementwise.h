@@ -18,6 +18,8 @@ struct ElementwiseKernels {
   void (*binary)(Binary op, const float* a, const float* b, bool b_is_row, float* y, int64_t rows, int64_t cols);
   // The adaLN modulation y[r, c] = x[r, c] * (1 + scale[c]) + shift[c]; y may be x.
   void (*modulate)(const float* x, const float* scale, const float* shift, float* y, int64_t rows, int64_t cols);
+  // The gated residual out[r, c] = x[r, c] + gate[c] * y[r, c]; out may be x.
+  void (*gated_residual)(const float* x, const float* y, const float* gate, float* out, int64_t rows, int64_t cols);
 };
 
 extern const ElementwiseKernels kElementwiseScalar;

@@ -58,8 +58,21 @@ void modulate_rows_avx512(const float* x, const float* scale, const float* shift
   }
 }
 
+void gated_residual_rows_avx512(const float* x, const float* y, const float* gate, float* out, int64_t rows,
+                                int64_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 mask = lanes_avx512(cols - c);
+      const __m512 gated = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, gate + c), _mm512_maskz_loadu_ps(mask, y + r * cols + c));
+      _mm512_mask_storeu_ps(out + r * cols + c, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, x + r * cols + c), gated));
+    }
+  }
+}
+
 }  // namespace
 
-const ElementwiseKernels kElementwiseAvx512 = {unary_rows_avx512, binary_rows_avx512, modulate_rows_avx512};
+const ElementwiseKernels kElementwiseAvx512 = {unary_rows_avx512, binary_rows_avx512, modulate_rows_avx512,
+                                               gated_residual_rows_avx512};
 
 }  // namespace tiledraw::kernels

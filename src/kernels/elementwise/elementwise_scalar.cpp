@@ -41,9 +41,16 @@ void modulate_scalar(const float* x, const float* scale, const float* shift, flo
   }
 }
 
+void gated_residual_scalar(const float* x, const float* y, const float* gate, float* out, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = x[r * cols + c] + gate[c] * y[r * cols + c];
+  }
+}
+
 }  // namespace
 
-const ElementwiseKernels kElementwiseScalar = {unary_scalar, binary_scalar, modulate_scalar};
+const ElementwiseKernels kElementwiseScalar = {unary_scalar, binary_scalar, modulate_scalar, gated_residual_scalar};
 
 const ElementwiseKernels& elementwise_kernels(IsaLevel level) {
   return level >= IsaLevel::Avx512 ? kElementwiseAvx512 : kElementwiseScalar;
