@@ -128,6 +128,16 @@ TEST_F(Cli, GlobalAccelAndThreadsOptionsReachTheRuntime) {
   expect_error("info --threads 0", "--threads");
 }
 
+TEST_F(Cli, BenchDitRunsASmallStackAndReportsItsFigures) {
+  const CommandResult r = run("bench dit --depth 2 --width 64 --heads 4 --tokens 20 --runs 1 --profile");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("graph     36 nodes built"));
+  EXPECT_THAT(r.out, HasSubstr("without reuse"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("linear +20 "));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("attention +4 "));
+  expect_error("bench dit --width 100 --heads 16", "--width must be a multiple of --heads");
+}
+
 TEST_F(Cli, AnUnknownIsaLevelIsAnError) {
   const std::string command = "TILEDRAW_ISA=sse9 " + std::string(TILEDRAW_BINARY) + " info >/dev/null 2>" + dir_.file("err");
   const int status = std::system(command.c_str());

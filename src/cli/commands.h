@@ -9,5 +9,6 @@ namespace tiledraw::cli {
 void add_convert_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_info_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace tiledraw::cli

@@ -19,12 +19,12 @@ void Profile::print(std::FILE* out, const Accelerator& accel, const ProgramCache
                     int64_t arena_bytes) const {
   double total = 0.0;
   for (const Entry& e : entries_) total += e.seconds;
-  std::fprintf(out, "%-12s %8s %10s %7s %9s  %s\n", "op", "calls", "ms", "share", "GOP/s", "backend");
+  std::fprintf(out, "%-15s %8s %10s %7s %9s  %s\n", "op", "calls", "ms", "share", "GOP/s", "backend");
   for (int k = 0; k < kOpKinds; ++k) {
     const Entry& e = entries_[static_cast<size_t>(k)];
     if (e.calls == 0) continue;
     const bool linear = static_cast<OpKind>(k) == OpKind::Linear;
-    std::fprintf(out, "%-12s %8lld %10.2f %6.1f%% ", op_name(static_cast<OpKind>(k)), static_cast<long long>(e.calls),
+    std::fprintf(out, "%-15s %8lld %10.2f %6.1f%% ", op_name(static_cast<OpKind>(k)), static_cast<long long>(e.calls),
                  e.seconds * 1e3, total > 0 ? 100.0 * e.seconds / total : 0.0);
     if (e.ops > 0 && e.seconds > 0) {
       std::fprintf(out, "%9.1f", e.ops / e.seconds / 1e9);
