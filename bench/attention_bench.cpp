@@ -20,7 +20,7 @@ void BM_AttentionFlash(benchmark::State& state) {
   for (float& v : qkv) v = dist(rng);
   std::vector<float> out(static_cast<size_t>(batch * tokens * heads * dim));
   for (auto _ : state) {
-    tiledraw::kernels::f32_attention_flash_4x64__avx512({qkv.data(), out.data(), batch, tokens, heads, dim});
+    tiledraw::kernels::f32_attention_flash_8x64__avx512({qkv.data(), out.data(), batch, tokens, heads, dim});
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["FLOP/s"] = benchmark::Counter(4.0 * batch * heads * double(tokens) * double(tokens) * dim,

@@ -22,9 +22,9 @@ using AttentionFn = void (*)(const AttentionArgs& args);
 
 // One query at a time in double precision: the oracle; memory O(tokens).
 void f32_attention__scalar(const AttentionArgs& args);
-// Streaming (flash-style): blocks of 4 queries against blocks of 64 keys with a
+// Streaming (flash-style): blocks of 8 queries against blocks of 64 keys with a
 // running max and sum, so no [tokens x tokens] matrix is ever stored.
-void f32_attention_flash_4x64__avx512(const AttentionArgs& args);
+void f32_attention_flash_8x64__avx512(const AttentionArgs& args);
 
 AttentionFn attention_kernel(IsaLevel level);
 

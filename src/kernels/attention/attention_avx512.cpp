@@ -6,12 +6,29 @@
 namespace tiledraw::kernels {
 namespace {
 
-constexpr int64_t kQueries = 4;  // per block: their scores and outputs stay in registers
+constexpr int64_t kQueries = 8;  // per block: their scores and outputs stay in registers
 constexpr int64_t kKeys = 64;    // per block: four vectors of scores per query
 
 __mmask16 lanes_avx512(int64_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xffff) : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1);
 }
+
+// Per-query registers are named, not arrays: GCC 12 copies every element of a
+// __m512 array around each FMA (see the vnni kernel), which halves the speed.
+#define TD_QUERIES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define TD_DECLARE_SCORES(r) __m512 s##r##a = _mm512_setzero_ps(), s##r##b = _mm512_setzero_ps();
+#define TD_SCORE_STEP(r)                                 \
+  {                                                      \
+    const __m512 qr = _mm512_set1_ps(q[r][d]);           \
+    s##r##a = _mm512_fmadd_ps(qr, k0, s##r##a);          \
+    s##r##b = _mm512_fmadd_ps(qr, k1, s##r##b);          \
+  }
+#define TD_STORE_SCORES(r)                                                                \
+  _mm512_store_ps(s.probs + r * kKeys + c, _mm512_mask_mov_ps(none, valid0, s##r##a));      \
+  _mm512_store_ps(s.probs + r * kKeys + c + 16, _mm512_mask_mov_ps(none, valid1, s##r##b));
+#define TD_LOAD_OUTPUT(r) __m512 o##r = _mm512_load_ps(s.acc + r * s.padded_dim + d);
+#define TD_OUTPUT_STEP(r) o##r = _mm512_fmadd_ps(_mm512_set1_ps(p[r * kKeys]), v, o##r);
+#define TD_STORE_OUTPUT(r) _mm512_store_ps(s.acc + r * s.padded_dim + d, o##r);
 
 struct HeadScratch {
   float* keys_t;  // [head_dim][padded tokens], pre-scaled by 1 / sqrt(head_dim), zero past the last token
@@ -40,19 +57,19 @@ void attend_head_avx512(const AttentionArgs& a, int64_t b, int64_t h, const Head
     for (int64_t i = 0; i < kQueries * s.padded_dim; ++i) s.acc[i] = 0.0f;
     for (int64_t j0 = 0; j0 < tokens; j0 += kKeys) {
       const int64_t keys = std::min(kKeys, tokens - j0);
-      for (int64_t c = 0; c < kKeys; c += 16) {
-        __m512 score[kQueries];
-        for (int64_t r = 0; r < kQueries; ++r) score[r] = _mm512_setzero_ps();
+      for (int64_t c = 0; c < kKeys; c += 32) {
+        TD_QUERIES(TD_DECLARE_SCORES)
         if (c < keys) {
-          for (int64_t d = 0; d < dim; ++d) {
-            const __m512 k = _mm512_load_ps(s.keys_t + d * s.padded_tokens + j0 + c);
-            for (int64_t r = 0; r < kQueries; ++r) score[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r][d]), k, score[r]);
+          const float* kt = s.keys_t + j0 + c;
+          for (int64_t d = 0; d < dim; ++d, kt += s.padded_tokens) {
+            const __m512 k0 = _mm512_load_ps(kt);
+            const __m512 k1 = _mm512_load_ps(kt + 16);
+            TD_QUERIES(TD_SCORE_STEP)
           }
         }
-        const __mmask16 valid = lanes_avx512(keys - c);
-        for (int64_t r = 0; r < kQueries; ++r) {
-          _mm512_store_ps(s.probs + r * kKeys + c, _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, score[r]));
-        }
+        const __mmask16 valid0 = lanes_avx512(keys - c), valid1 = lanes_avx512(keys - c - 16);
+        const __m512 none = _mm512_set1_ps(-INFINITY);
+        TD_QUERIES(TD_STORE_SCORES)
       }
       for (int64_t r = 0; r < kQueries; ++r) {
         float* p = s.probs + r * kKeys;
@@ -76,13 +93,13 @@ void attend_head_avx512(const AttentionArgs& a, int64_t b, int64_t h, const Head
       }
       for (int64_t d = 0; d < s.padded_dim; d += 16) {
         const __mmask16 lanes = lanes_avx512(dim - d);
-        __m512 acc[kQueries];
-        for (int64_t r = 0; r < kQueries; ++r) acc[r] = _mm512_load_ps(s.acc + r * s.padded_dim + d);
+        TD_QUERIES(TD_LOAD_OUTPUT)
         for (int64_t j = 0; j < keys; ++j) {
           const __m512 v = _mm512_maskz_loadu_ps(lanes, row(j0 + j, 2) + d);
-          for (int64_t r = 0; r < kQueries; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(s.probs[r * kKeys + j]), v, acc[r]);
+          const float* p = s.probs + j;
+          TD_QUERIES(TD_OUTPUT_STEP)
         }
-        for (int64_t r = 0; r < kQueries; ++r) _mm512_store_ps(s.acc + r * s.padded_dim + d, acc[r]);
+        TD_QUERIES(TD_STORE_OUTPUT)
       }
     }
     for (int64_t r = 0; r < queries; ++r) {
@@ -96,9 +113,17 @@ void attend_head_avx512(const AttentionArgs& a, int64_t b, int64_t h, const Head
   }
 }
 
+#undef TD_QUERIES
+#undef TD_DECLARE_SCORES
+#undef TD_SCORE_STEP
+#undef TD_STORE_SCORES
+#undef TD_LOAD_OUTPUT
+#undef TD_OUTPUT_STEP
+#undef TD_STORE_OUTPUT
+
 }  // namespace
 
-void f32_attention_flash_4x64__avx512(const AttentionArgs& a) {
+void f32_attention_flash_8x64__avx512(const AttentionArgs& a) {
   const int64_t padded_tokens = (a.tokens + kKeys - 1) / kKeys * kKeys;
   const int64_t padded_dim = (a.head_dim + 15) / 16 * 16;
   const size_t floats = static_cast<size_t>(a.head_dim * padded_tokens + kQueries * kKeys + kQueries * padded_dim);

@@ -39,7 +39,7 @@ void f32_attention__scalar(const AttentionArgs& a) {
 }
 
 AttentionFn attention_kernel(IsaLevel level) {
-  return level >= IsaLevel::Avx512 ? f32_attention_flash_4x64__avx512 : f32_attention__scalar;
+  return level >= IsaLevel::Avx512 ? f32_attention_flash_8x64__avx512 : f32_attention__scalar;
 }
 
 }  // namespace tiledraw::kernels
