@@ -250,3 +250,70 @@ TEST(Executor, ProfilePrintsATableByOp) {
 
 }  // namespace
 }  // namespace tiledraw::runtime
+
+namespace tiledraw::runtime {
+namespace {
+
+TEST(LayoutOps, PatchifyAndUnpatchifyFollowDitsOrder) {
+  const auto accel = make_accelerator("ref");
+  Graph g;
+  const int image = g.input({1, 2, 4, 4});
+  const int patches = g.patchify(image, 2);
+  g.output(patches);
+  const int tokens = g.input({1, 4, 8});
+  g.output(g.unpatchify(tokens, 2, 4, 4, 2));
+  EXPECT_EQ(g.values()[static_cast<size_t>(patches)].shape, (std::vector<int64_t>{1, 4, 8}));
+  EXPECT_THROW(g.patchify(image, 3), Error);
+  EXPECT_THROW(g.unpatchify(tokens, 3, 4, 4, 2), Error);
+
+  std::vector<float> pixels(32), token_values(32);
+  for (int c = 0; c < 2; ++c)
+    for (int y = 0; y < 4; ++y)
+      for (int x = 0; x < 4; ++x) pixels[static_cast<size_t>(c * 16 + y * 4 + x)] = float(c * 100 + y * 10 + x);
+  // token t, position (y, x) in the patch, channel c: t * 1000 + y * 100 + x * 10 + c
+  for (int t = 0; t < 4; ++t)
+    for (int y = 0; y < 2; ++y)
+      for (int x = 0; x < 2; ++x)
+        for (int c = 0; c < 2; ++c) token_values[static_cast<size_t>(t * 8 + (y * 2 + x) * 2 + c)] = float(t * 1000 + y * 100 + x * 10 + c);
+  ProgramCache cache;
+  Executor exec(g, *accel, cache);
+  exec.run({pixels.data(), token_values.data()});
+  const float* p = exec.data(g.outputs()[0]);
+  // Token 1 is the patch at row 0, column 1: channel 0's 2x2 block, then channel 1's.
+  EXPECT_EQ(std::vector<float>(p + 8, p + 16), (std::vector<float>{2, 3, 12, 13, 102, 103, 112, 113}));
+  const float* img = exec.data(g.outputs()[1]);
+  // Pixel (channel 1, row 3, column 2) is token 3 (row 1, column 1), position (1, 0).
+  EXPECT_EQ(img[1 * 16 + 3 * 4 + 2], 3 * 1000 + 1 * 100 + 0 * 10 + 1);
+  EXPECT_EQ(img[0 * 16 + 0 * 4 + 1], 0 * 1000 + 0 * 100 + 1 * 10 + 0);
+}
+
+TEST(LayoutOps, TimestepEmbeddingAndEmbeddingLookup) {
+  const auto accel = make_accelerator("ref");
+  const std::vector<float> table = {0, 1, 10, 11, 20, 21};  // 3 rows of 2
+  Graph g;
+  const int t = g.input({2});
+  g.output(g.timestep_embedding(t, 5));
+  const int ids = g.input({2});
+  g.output(g.embedding(ids, table.data(), 3, 2));
+  ProgramCache cache;
+  Executor exec(g, *accel, cache);
+  const std::vector<float> steps = {0.0f, 1.0f}, labels = {2.0f, 0.0f};
+  exec.run({steps.data(), labels.data()});
+  const float* e = exec.data(g.outputs()[0]);
+  // half = 2, freqs = [1, 10000^-1/2 = 0.01]; then a zero column for the odd size.
+  EXPECT_EQ(std::vector<float>(e, e + 5), (std::vector<float>{1, 1, 0, 0, 0}));
+  EXPECT_NEAR(e[5], std::cos(1.0f), 1e-7);
+  EXPECT_NEAR(e[6], std::cos(0.01f), 1e-7);
+  EXPECT_NEAR(e[7], std::sin(1.0f), 1e-7);
+  EXPECT_NEAR(e[8], std::sin(0.01f), 1e-7);
+  EXPECT_EQ(e[9], 0.0f);
+  const float* rows = exec.data(g.outputs()[1]);
+  EXPECT_EQ(std::vector<float>(rows, rows + 4), (std::vector<float>{20, 21, 0, 1}));
+  for (const std::vector<float>& bad : {std::vector<float>{3.0f, 0.0f}, std::vector<float>{1.5f, 0.0f}, std::vector<float>{-1.0f, 0.0f}}) {
+    EXPECT_THAT([&] { exec.run({steps.data(), bad.data()}); },
+                ::testing::ThrowsMessage<Error>(::testing::HasSubstr("is not a row of a table of 3")));
+  }
+}
+
+}  // namespace
+}  // namespace tiledraw::runtime

@@ -1,7 +1,10 @@
 #include "runtime/executor.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
+#include "kernels/layout/layout.h"
 #include "runtime/text.h"
 #include "tiledraw/cpu.h"
 #include "tiledraw/error.h"
@@ -145,6 +148,29 @@ void Executor::run_node(const Node& node) {
       for (int64_t b = 0; b < batch; ++b) {
         elementwise_.gated_residual(x + b * tokens * cols, y_in + b * tokens * cols, gate + b * gate_stride,
                                     y + b * tokens * cols, tokens, cols);
+      }
+      break;
+    }
+    case OpKind::Patchify:
+      kernels::patchify(x, y, in.shape[0], in.shape[1], in.shape[2], in.shape[3], node.patch);
+      break;
+    case OpKind::Unpatchify: {
+      const Value& image = graph_.values()[static_cast<size_t>(node.output)];
+      kernels::unpatchify(x, y, image.shape[0], image.shape[1], image.shape[2], image.shape[3], node.patch);
+      break;
+    }
+    case OpKind::TimestepEmbedding:
+      kernels::timestep_embedding(x, y, in.shape[0], graph_.values()[static_cast<size_t>(node.output)].cols());
+      break;
+    case OpKind::Embedding: {
+      const int64_t cols = graph_.values()[static_cast<size_t>(node.output)].cols();
+      for (int64_t b = 0; b < in.shape[0]; ++b) {
+        const float id = x[b];
+        if (!(id >= 0.0f && id < static_cast<float>(node.table_rows)) || id != std::floor(id)) {
+          throw Error("embedding id " + std::to_string(id) + " is not a row of a table of " +
+                      std::to_string(node.table_rows));
+        }
+        std::copy_n(node.table + static_cast<int64_t>(id) * cols, cols, y + b * cols);
       }
       break;
     }

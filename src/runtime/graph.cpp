@@ -5,8 +5,9 @@
 namespace tiledraw::runtime {
 
 const char* op_name(OpKind kind) {
-  static const char* const names[kOpKinds] = {"linear",  "layer_norm", "rms_norm",  "unary", "binary", "modulate",
-                                              "gated_residual", "softmax", "attention", "view"};
+  static const char* const names[kOpKinds] = {
+      "linear",   "layer_norm", "rms_norm", "unary",      "binary",             "modulate",  "gated_residual",
+      "softmax",  "attention",  "patchify", "unpatchify", "timestep_embedding", "embedding", "view"};
   return names[static_cast<int>(kind)];
 }
 
@@ -134,6 +135,41 @@ int Graph::attention(int qkv, int64_t heads) {
   Node node{OpKind::Attention, {qkv}, -1};
   node.heads = heads;
   return add_node(std::move(node), std::move(shape));
+}
+
+int Graph::patchify(int image, int64_t patch) {
+  const std::vector<int64_t>& s = at(image).shape;
+  if (s.size() != 4 || patch <= 0 || s[2] % patch || s[3] % patch) {
+    throw Error("graph: cannot cut " + shape_text(s) + " into patches of " + std::to_string(patch));
+  }
+  Node node{OpKind::Patchify, {image}, -1};
+  node.patch = patch;
+  return add_node(std::move(node), {s[0], (s[2] / patch) * (s[3] / patch), s[1] * patch * patch});
+}
+
+int Graph::unpatchify(int tokens, int64_t channels, int64_t height, int64_t width, int64_t patch) {
+  const std::vector<int64_t>& s = at(tokens).shape;
+  if (patch <= 0 || height % patch || width % patch || s.size() != 3 ||
+      s[1] != (height / patch) * (width / patch) || s[2] != patch * patch * channels) {
+    throw Error("graph: tokens " + shape_text(s) + " do not make a " + std::to_string(channels) + " x " +
+                std::to_string(height) + " x " + std::to_string(width) + " image of patches " + std::to_string(patch));
+  }
+  Node node{OpKind::Unpatchify, {tokens}, -1};
+  node.patch = patch;
+  return add_node(std::move(node), {s[0], channels, height, width});
+}
+
+int Graph::timestep_embedding(int timesteps, int64_t dim) {
+  if (at(timesteps).shape.size() != 1 || dim <= 0) throw Error("graph: timesteps must be [batch]");
+  return add_node({OpKind::TimestepEmbedding, {timesteps}, -1}, {at(timesteps).shape[0], dim});
+}
+
+int Graph::embedding(int ids, const float* table, int64_t rows, int64_t cols) {
+  if (at(ids).shape.size() != 1 || rows <= 0 || cols <= 0) throw Error("graph: ids must be [batch]");
+  Node node{OpKind::Embedding, {ids}, -1};
+  node.table = table;
+  node.table_rows = rows;
+  return add_node(std::move(node), {at(ids).shape[0], cols});
 }
 
 int Graph::add_view(int x, std::vector<int64_t> shape, int64_t offset, int64_t row_stride) {

@@ -14,9 +14,10 @@
 namespace tiledraw::runtime {
 
 enum class OpKind : uint8_t {
-  Linear, LayerNorm, RmsNorm, Unary, Binary, Modulate, GatedResidual, Softmax, Attention, View
+  Linear, LayerNorm, RmsNorm, Unary, Binary, Modulate, GatedResidual, Softmax, Attention,
+  Patchify, Unpatchify, TimestepEmbedding, Embedding, View
 };
-inline constexpr int kOpKinds = 10;
+inline constexpr int kOpKinds = 14;
 const char* op_name(OpKind kind);
 
 struct Value {
@@ -45,6 +46,9 @@ struct Node {
   const float* beta = nullptr;
   float eps = 0.0f;
   int64_t heads = 0;  // Attention
+  int64_t patch = 0;  // Patchify, Unpatchify
+  const float* table = nullptr;  // Embedding: table_rows x the output's columns
+  int64_t table_rows = 0;
   kernels::Unary unary = kernels::Unary::GeluTanh;
   kernels::Binary binary = kernels::Binary::Add;
 };
@@ -69,6 +73,15 @@ class Graph {
   // qkv [batch, tokens, 3 * heads * head_dim] (q, k, v, then heads) ->
   // [batch, tokens, heads * head_dim], streaming: no [tokens x tokens] matrix.
   int attention(int qkv, int64_t heads);
+  // image [batch, channels, height, width] -> [batch, tokens, channels * patch^2]
+  int patchify(int image, int64_t patch);
+  // tokens [batch, tokens, patch^2 * channels] -> image [batch, channels, height, width]
+  int unpatchify(int tokens, int64_t channels, int64_t height, int64_t width, int64_t patch);
+  // timesteps [batch] -> sinusoidal embedding [batch, dim]
+  int timestep_embedding(int timesteps, int64_t dim);
+  // ids [batch] (whole numbers held as floats) -> rows of table [rows, cols]; an id
+  // outside [0, rows) is an Error when the graph runs.
+  int embedding(int ids, const float* table, int64_t rows, int64_t cols);
   int reshape(int x, std::vector<int64_t> shape);  // a view: no copy
   // Columns [begin, begin + size) of a 2-D value: a strided view, no copy.
   int slice(int x, int64_t begin, int64_t size);
