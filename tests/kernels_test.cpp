@@ -98,6 +98,35 @@ TEST_F(FastKernels, NormsAndSoftmaxMatchTheOracle) {
   }
 }
 
+TEST_F(FastKernels, GroupNormWithAndWithoutSiluMatchesTheOracle) {
+  const auto& fast = kernels::row_kernels(IsaLevel::Avx512);
+  struct Case {
+    int64_t batch, channels, spatial, groups;
+  };
+  for (const Case& c : {Case{1, 32, 1, 32}, Case{2, 64, 15, 32}, Case{1, 128, 17 * 17, 32}, Case{2, 8, 100, 2}}) {
+    const size_t n = static_cast<size_t>(c.batch * c.channels * c.spatial);
+    const std::vector<float> x = test::random_floats(n, 3, 2.0f);
+    const std::vector<float> gamma = test::random_floats(static_cast<size_t>(c.channels), 4);
+    const std::vector<float> beta = test::random_floats(static_cast<size_t>(c.channels), 5);
+    for (bool silu : {false, true}) {
+      std::vector<float> expected(n), actual(n);
+      kernels::kRowScalar.group_norm(x.data(), gamma.data(), beta.data(), 1e-6f, silu, expected.data(), c.batch,
+                                     c.channels, c.spatial, c.groups);
+      fast.group_norm(x.data(), gamma.data(), beta.data(), 1e-6f, silu, actual.data(), c.batch, c.channels, c.spatial,
+                      c.groups);
+      expect_near_all(actual, expected, 2e-5, "group norm");
+    }
+  }
+}
+
+TEST(KernelOracles, GroupNormOfOneGroupIsALayerNormOverItsChannels) {
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6};  // 2 channels x 3 pixels, one group: mean 3.5, variance 35/12
+  std::vector<float> y(6);
+  kernels::kRowScalar.group_norm(x.data(), nullptr, nullptr, 0.0f, false, y.data(), 1, 2, 3, 1);
+  EXPECT_NEAR(y[0], -2.5 / std::sqrt(35.0 / 12), 1e-6);
+  EXPECT_NEAR(y[5], 2.5 / std::sqrt(35.0 / 12), 1e-6);
+}
+
 TEST_F(FastKernels, StreamingAttentionEqualsTheNaiveOneFrom1To5000Tokens) {
   struct Case {
     int64_t batch, tokens, heads, dim;

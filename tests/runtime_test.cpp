@@ -317,3 +317,99 @@ TEST(LayoutOps, TimestepEmbeddingAndEmbeddingLookup) {
 
 }  // namespace
 }  // namespace tiledraw::runtime
+
+namespace tiledraw::runtime {
+namespace {
+
+TEST(Conv2d, MatchesADirectConvolutionAtEveryStrideAndPadding) {
+  const auto accel = make_accelerator("auto");
+  struct Case {
+    int64_t batch, in, height, width, out, kernel, stride, padding;
+  };
+  for (const Case& c : {Case{2, 3, 7, 5, 17, 3, 1, 1}, Case{1, 4, 9, 8, 8, 3, 2, 1}, Case{2, 6, 5, 5, 5, 1, 1, 0},
+                        Case{1, 8, 20, 30, 16, 3, 1, 1}, Case{1, 2, 6, 6, 3, 3, 2, 0}}) {
+    const int64_t k = c.in * c.kernel * c.kernel;
+    // Weights as PyTorch holds them, [out][in][ky][kx], quantized per output channel.
+    const std::vector<float> w = test::random_floats(static_cast<size_t>(c.out * k), 5, 0.3f);
+    std::vector<int8_t> q(w.size());
+    std::vector<float> scale(static_cast<size_t>(c.out));
+    quantize_rows_8bit_s(w.data(), static_cast<size_t>(c.out), static_cast<size_t>(k), q.data(), scale.data());
+    const std::vector<float> bias = test::random_floats(static_cast<size_t>(c.out), 6);
+    const auto packed = accel->pack({q.data(), scale.data(), c.out, k});
+    Graph g;
+    const int x_in = g.input({c.batch, c.in, c.height, c.width});
+    const int y_out = g.conv2d(x_in, *packed, bias.data(), c.kernel, c.stride, c.padding);
+    g.output(y_out);
+    const std::vector<int64_t>& shape = g.values()[static_cast<size_t>(y_out)].shape;
+    const int64_t oh = (c.height + 2 * c.padding - c.kernel) / c.stride + 1, ow = (c.width + 2 * c.padding - c.kernel) / c.stride + 1;
+    ASSERT_EQ(shape, (std::vector<int64_t>{c.batch, c.out, oh, ow}));
+    const auto x = test::random_floats(static_cast<size_t>(c.batch * c.in * c.height * c.width), 7);
+    ProgramCache cache;
+    Executor exec(g, *accel, cache);
+    exec.run({x.data()});
+    const float* y = exec.data(y_out);
+
+    double worst_float = 0, largest = 0;
+    for (int64_t b = 0; b < c.batch; ++b) {
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          std::vector<float> window;  // this pixel's inputs in (in, ky, kx) order
+          for (int64_t i = 0; i < c.in; ++i) {
+            for (int64_t ky = 0; ky < c.kernel; ++ky) {
+              for (int64_t kx = 0; kx < c.kernel; ++kx) {
+                const int64_t iy = oy * c.stride - c.padding + ky, ix = ox * c.stride - c.padding + kx;
+                const bool inside = iy >= 0 && iy < c.height && ix >= 0 && ix < c.width;
+                window.push_back(inside ? x[static_cast<size_t>(((b * c.in + i) * c.height + iy) * c.width + ix)] : 0.0f);
+              }
+            }
+          }
+          std::vector<int8_t> wq(window.size());
+          float sx;
+          quantize_rows_8bit_s(window.data(), 1, window.size(), wq.data(), &sx);
+          for (int64_t o = 0; o < c.out; ++o) {
+            int64_t sum = 0;
+            double exact = bias[o];
+            for (int64_t j = 0; j < k; ++j) {
+              sum += int64_t{wq[j]} * q[static_cast<size_t>(o * k + j)];
+              exact += double(window[j]) * w[static_cast<size_t>(o * k + j)];
+            }
+            const float expected = static_cast<float>(sum) * sx * scale[o] + bias[o];
+            const float actual = y[((b * c.out + o) * oh + oy) * ow + ox];
+            ASSERT_EQ(actual, expected) << "pixel (" << oy << ", " << ox << ") channel " << o;
+            worst_float = std::max(worst_float, std::abs(actual - exact));
+            largest = std::max(largest, std::abs(exact));
+          }
+        }
+      }
+    }
+    // Against the float convolution of the unquantized weights: int8 error only.
+    EXPECT_LT(worst_float, 0.03 * largest) << "kernel " << c.kernel << " stride " << c.stride;
+  }
+}
+
+TEST(Conv2d, GroupNormUpsampleAndConcatInAGraph) {
+  const auto accel = make_accelerator("ref");
+  Graph g;
+  const int a = g.input({1, 2, 2, 2});
+  const int b = g.input({1, 1, 2, 2});
+  g.output(g.upsample_nearest_2x(a));
+  g.output(g.concat_channels(a, b));
+  g.output(g.group_norm(a, 2, nullptr, nullptr, 0.0f, true));
+  EXPECT_THROW(g.group_norm(a, 3, nullptr, nullptr, 0.0f, false), Error);
+  EXPECT_THROW(g.concat_channels(a, g.input({1, 1, 3, 2})), Error);
+  ProgramCache cache;
+  Executor exec(g, *accel, cache);
+  const std::vector<float> av = {1, 2, 3, 4, 10, 20, 30, 40}, bv = {-1, -2, -3, -4};
+  exec.run({av.data(), bv.data(), bv.data()});
+  const float* up = exec.data(g.outputs()[0]);
+  EXPECT_EQ(std::vector<float>(up, up + 8), (std::vector<float>{1, 1, 2, 2, 1, 1, 2, 2}));
+  EXPECT_EQ(up[16 + 15], 40.0f);
+  const float* cat = exec.data(g.outputs()[1]);
+  EXPECT_EQ(std::vector<float>(cat, cat + 12), (std::vector<float>{1, 2, 3, 4, 10, 20, 30, 40, -1, -2, -3, -4}));
+  const float* gn = exec.data(g.outputs()[2]);
+  const double z = -1.5 / std::sqrt(1.25);  // channel 0: mean 2.5, variance 1.25
+  EXPECT_NEAR(gn[0], z / (1 + std::exp(-z)), 1e-6);
+}
+
+}  // namespace
+}  // namespace tiledraw::runtime

@@ -90,6 +90,34 @@ void Executor::run(const std::vector<const float*>& inputs) {
   for (const Node& node : graph_.nodes()) run_node(node);
 }
 
+// Output pixels per block: rows of one matmul, bounding the im2col scratch to
+// 256 x channels x kernel^2 floats however large the image.
+constexpr int64_t kConvBlock = 256;
+
+double Executor::run_conv2d(const Node& node, const float* x, float* y) {
+  const Value& in = graph_.values()[static_cast<size_t>(node.inputs[0])];
+  const Value& out = graph_.values()[static_cast<size_t>(node.output)];
+  const kernels::ConvGeometry g{in.shape[0], in.shape[1], in.shape[2], in.shape[3], node.kernel,
+                                node.stride, node.padding, out.shape[2], out.shape[3]};
+  const int64_t k = node.weight->k(), n = node.weight->n(), plane = g.out_height * g.out_width;
+  const int64_t pixels = g.batch * plane;
+  conv_rows_.resize(static_cast<size_t>(std::min(pixels, kConvBlock) * k));
+  conv_out_.resize(static_cast<size_t>(std::min(pixels, kConvBlock) * n));
+  const Program& program = cache_.get(accel_, {std::min(pixels, kConvBlock), n, k, {node.bias != nullptr}});
+  for (int64_t first = 0; first < pixels; first += kConvBlock) {
+    const int64_t count = std::min(kConvBlock, pixels - first);
+    kernels::im2col_rows(x, g, first, count, conv_rows_.data());
+    conv_x_.quantize(conv_rows_.data(), count, k, k);
+    accel_.run(program, {&conv_x_, node.weight, node.bias, conv_out_.data(), n});
+#pragma omp parallel for schedule(static) if (count * n > 65536)
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t pixel = first + i, b = pixel / plane, at = pixel % plane;
+      for (int64_t c = 0; c < n; ++c) y[(b * n + c) * plane + at] = conv_out_[static_cast<size_t>(i * n + c)];
+    }
+  }
+  return 2.0 * double(pixels) * double(n) * double(k);
+}
+
 void Executor::run_node(const Node& node) {
   if (node.kind == OpKind::View) return;
   const auto start = std::chrono::steady_clock::now();
@@ -103,6 +131,26 @@ void Executor::run_node(const Node& node) {
       const MatmulShape shape{in.rows(), node.weight->n(), node.weight->k(), {node.bias != nullptr, node.activation, false}};
       accel_.run(cache_.get(accel_, shape), {&xq, node.weight, node.bias, y, shape.n});
       ops = 2.0 * double(shape.m) * double(shape.n) * double(shape.k);
+      break;
+    }
+    case OpKind::Conv2d:
+      ops = run_conv2d(node, x, y);
+      break;
+    case OpKind::GroupNorm:
+      rows_.group_norm(x, node.gamma, node.beta, node.eps, node.silu, y, in.shape[0], in.shape[1],
+                       in.numel() / in.shape[0] / in.shape[1], node.groups);
+      break;
+    case OpKind::Upsample:
+      kernels::upsample_nearest_2x(x, y, in.shape[0] * in.shape[1], in.shape[2], in.shape[3]);
+      break;
+    case OpKind::Concat: {
+      const Value& b = graph_.values()[static_cast<size_t>(node.inputs[1])];
+      const int64_t a_size = in.numel() / in.shape[0], b_size = b.numel() / b.shape[0];
+      const float* bx = address(node.inputs[1]);
+      for (int64_t i = 0; i < in.shape[0]; ++i) {
+        std::copy_n(x + i * a_size, a_size, y + i * (a_size + b_size));
+        std::copy_n(bx + i * b_size, b_size, y + i * (a_size + b_size) + a_size);
+      }
       break;
     }
     case OpKind::LayerNorm:

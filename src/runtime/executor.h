@@ -52,6 +52,7 @@ class Executor {
   float* address(int value) const;
   const QuantizedActivation& quantized(int value);
   void run_node(const Node& node);
+  double run_conv2d(const Node& node, const float* x, float* y);
 
   const Graph& graph_;
   const Accelerator& accel_;
@@ -62,6 +63,9 @@ class Executor {
   std::vector<std::unique_ptr<QuantizedActivation>> quantized_;  // per value
   std::vector<int64_t> quantized_in_run_;
   int64_t run_count_ = 0;
+  // Convolution scratch: a block of im2col rows, quantized, and its outputs.
+  std::vector<float> conv_rows_, conv_out_;
+  QuantizedActivation conv_x_;
   const kernels::ElementwiseKernels& elementwise_;
   const kernels::RowKernels& rows_;
   kernels::AttentionFn attention_;

@@ -6,8 +6,9 @@ namespace tiledraw::runtime {
 
 const char* op_name(OpKind kind) {
   static const char* const names[kOpKinds] = {
-      "linear",   "layer_norm", "rms_norm", "unary",      "binary",             "modulate",  "gated_residual",
-      "softmax",  "attention",  "patchify", "unpatchify", "timestep_embedding", "embedding", "view"};
+      "linear",     "conv2d",   "layer_norm", "rms_norm",  "group_norm", "unary",
+      "binary",     "modulate", "gated_residual", "softmax", "attention",  "patchify",
+      "unpatchify", "timestep_embedding", "embedding", "upsample", "concat", "view"};
   return names[static_cast<int>(kind)];
 }
 
@@ -70,6 +71,56 @@ int Graph::linear(int x, const PackedWeight& weight, const float* bias, Activati
   node.bias = bias;
   node.activation = activation;
   return add_node(std::move(node), std::move(shape));
+}
+
+int Graph::conv2d(int x, const PackedWeight& weight, const float* bias, int64_t kernel, int64_t stride,
+                  int64_t padding) {
+  const std::vector<int64_t>& s = at(x).shape;
+  if (s.size() != 4 || kernel <= 0 || stride <= 0 || padding < 0 || weight.k() != s[1] * kernel * kernel ||
+      s[2] + 2 * padding < kernel || s[3] + 2 * padding < kernel) {
+    throw Error("graph: conv2d of " + shape_text(s) + " by a weight [" + std::to_string(weight.n()) + ", " +
+                std::to_string(weight.k()) + "] with kernel " + std::to_string(kernel));
+  }
+  Node node{OpKind::Conv2d, {x}, -1};
+  node.weight = &weight;
+  node.bias = bias;
+  node.kernel = kernel;
+  node.stride = stride;
+  node.padding = padding;
+  return add_node(std::move(node), {s[0], weight.n(), (s[2] + 2 * padding - kernel) / stride + 1,
+                                    (s[3] + 2 * padding - kernel) / stride + 1});
+}
+
+int Graph::group_norm(int x, int64_t groups, const float* gamma, const float* beta, float eps, bool silu) {
+  const std::vector<int64_t>& s = at(x).shape;
+  if (s.size() < 3 || groups <= 0 || s[1] % groups) {
+    throw Error("graph: group norm of " + shape_text(s) + " in " + std::to_string(groups) + " groups");
+  }
+  Node node{OpKind::GroupNorm, {x}, -1};
+  node.groups = groups;
+  node.gamma = gamma;
+  node.beta = beta;
+  node.eps = eps;
+  node.silu = silu;
+  return add_node(std::move(node), s);
+}
+
+int Graph::upsample_nearest_2x(int x) {
+  std::vector<int64_t> s = at(x).shape;
+  if (s.size() != 4) throw Error("graph: upsample needs [batch, channels, height, width], got " + shape_text(s));
+  s[2] *= 2;
+  s[3] *= 2;
+  return add_node({OpKind::Upsample, {x}, -1}, std::move(s));
+}
+
+int Graph::concat_channels(int a, int b) {
+  std::vector<int64_t> sa = at(a).shape;
+  const std::vector<int64_t>& sb = at(b).shape;
+  if (sa.size() != 4 || sb.size() != 4 || sa[0] != sb[0] || sa[2] != sb[2] || sa[3] != sb[3]) {
+    throw Error("graph: cannot concatenate " + shape_text(sa) + " and " + shape_text(sb) + " along channels");
+  }
+  sa[1] += sb[1];
+  return add_node({OpKind::Concat, {a, b}, -1}, std::move(sa));
 }
 
 int Graph::layer_norm(int x, const float* gamma, const float* beta, float eps) {

@@ -14,10 +14,10 @@
 namespace tiledraw::runtime {
 
 enum class OpKind : uint8_t {
-  Linear, LayerNorm, RmsNorm, Unary, Binary, Modulate, GatedResidual, Softmax, Attention,
-  Patchify, Unpatchify, TimestepEmbedding, Embedding, View
+  Linear, Conv2d, LayerNorm, RmsNorm, GroupNorm, Unary, Binary, Modulate, GatedResidual, Softmax, Attention,
+  Patchify, Unpatchify, TimestepEmbedding, Embedding, Upsample, Concat, View
 };
-inline constexpr int kOpKinds = 14;
+inline constexpr int kOpKinds = 18;
 const char* op_name(OpKind kind);
 
 struct Value {
@@ -47,6 +47,9 @@ struct Node {
   float eps = 0.0f;
   int64_t heads = 0;  // Attention
   int64_t patch = 0;  // Patchify, Unpatchify
+  int64_t kernel = 0, stride = 1, padding = 0;  // Conv2d
+  int64_t groups = 0;                           // GroupNorm
+  bool silu = false;                            // GroupNorm
   const float* table = nullptr;  // Embedding: table_rows x the output's columns
   int64_t table_rows = 0;
   kernels::Unary unary = kernels::Unary::GeluTanh;
@@ -58,7 +61,14 @@ class Graph {
   int input(std::vector<int64_t> shape);
   // x [..., k] -> [..., n] through the accelerator, bias and activation fused.
   int linear(int x, const PackedWeight& weight, const float* bias, Activation activation = Activation::None);
+  // x [batch, channels, height, width] -> [batch, out, height', width'] with an
+  // 8-bit S weight [out, channels * kernel^2] through the accelerator (im2col).
+  int conv2d(int x, const PackedWeight& weight, const float* bias, int64_t kernel, int64_t stride, int64_t padding);
   int layer_norm(int x, const float* gamma, const float* beta, float eps);
+  // x [batch, channels, height, width]; then SiLU when asked, in the same pass.
+  int group_norm(int x, int64_t groups, const float* gamma, const float* beta, float eps, bool silu);
+  int upsample_nearest_2x(int x);  // [batch, channels, h, w] -> [batch, channels, 2h, 2w]
+  int concat_channels(int a, int b);  // [batch, ca, h, w] + [batch, cb, h, w] -> [batch, ca + cb, h, w]
   int rms_norm(int x, const float* gamma, float eps);
   int unary(kernels::Unary op, int x);
   // b has a's shape, or is one row ([cols]) applied to every row of a.

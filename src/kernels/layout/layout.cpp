@@ -1,5 +1,6 @@
 #include "kernels/layout/layout.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace tiledraw::kernels {
@@ -54,6 +55,39 @@ void timestep_embedding(const float* timesteps, float* embedding, int64_t batch,
       out[half + i] = std::sin(arg);
     }
     if (dim % 2) out[dim - 1] = 0.0f;
+  }
+}
+
+void upsample_nearest_2x(const float* x, float* y, int64_t planes, int64_t height, int64_t width) {
+#pragma omp parallel for schedule(static) if (planes * height * width > 65536)
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t r = 0; r < height; ++r) {
+      const float* in = x + (p * height + r) * width;
+      float* out = y + (p * 2 * height + 2 * r) * 2 * width;
+      for (int64_t c = 0; c < width; ++c) out[2 * c] = out[2 * c + 1] = in[c];
+      std::copy_n(out, 2 * width, out + 2 * width);
+    }
+  }
+}
+
+void im2col_rows(const float* x, const ConvGeometry& g, int64_t first, int64_t count, float* rows) {
+  const int64_t k = g.kernel, row_length = g.channels * k * k;
+#pragma omp parallel for schedule(static) if (count * row_length > 65536)
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t pixel = first + i;
+    const int64_t b = pixel / (g.out_height * g.out_width);
+    const int64_t oy = pixel / g.out_width % g.out_height, ox = pixel % g.out_width;
+    float* row = rows + i * row_length;
+    for (int64_t c = 0; c < g.channels; ++c) {
+      const float* plane = x + (b * g.channels + c) * g.height * g.width;
+      for (int64_t ky = 0; ky < k; ++ky) {
+        const int64_t iy = oy * g.stride - g.padding + ky;
+        for (int64_t kx = 0; kx < k; ++kx) {
+          const int64_t ix = ox * g.stride - g.padding + kx;
+          *row++ = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width ? plane[iy * g.width + ix] : 0.0f;
+        }
+      }
+    }
   }
 }
 

@@ -22,4 +22,16 @@ void unpatchify(const float* tokens, float* image, int64_t batch, int64_t channe
 // (and a zero column when dim is odd), as DiT's TimestepEmbedder.
 void timestep_embedding(const float* timesteps, float* embedding, int64_t batch, int64_t dim);
 
+// x [planes, height, width] -> [planes, 2 height, 2 width], each pixel repeated 2 x 2.
+void upsample_nearest_2x(const float* x, float* y, int64_t planes, int64_t height, int64_t width);
+
+// The rows of a convolution as a matrix (im2col) for output pixels [first, first + count)
+// of x [batch, channels, height, width] in (batch, row, column) order: each row
+// holds the kernel x kernel window of every channel, (channel, ky, kx) order,
+// zero outside the image: the order of a conv weight [out, channels, k, k] flattened.
+struct ConvGeometry {
+  int64_t batch, channels, height, width, kernel, stride, padding, out_height, out_width;
+};
+void im2col_rows(const float* x, const ConvGeometry& g, int64_t first, int64_t count, float* rows);
+
 }  // namespace tiledraw::kernels
