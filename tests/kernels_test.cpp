@@ -26,15 +26,16 @@ void expect_near_all(const std::vector<float>& actual, const std::vector<float>&
   }
 }
 
-class FastKernels : public ::testing::Test {
+// Every vector level's kernels (AVX-512, AVX2) against the scalar oracles.
+class FastKernels : public ::testing::TestWithParam<IsaLevel> {
  protected:
   void SetUp() override {
-    if (isa_level() < IsaLevel::Avx512) GTEST_SKIP() << "no AVX-512 kernels on this CPU";
+    if (GetParam() > isa_level()) GTEST_SKIP() << "this CPU lacks " << isa_level_name(GetParam());
   }
 };
 
-TEST_F(FastKernels, UnaryActivationsMatchTheOracle) {
-  const auto& fast = kernels::elementwise_kernels(IsaLevel::Avx512);
+TEST_P(FastKernels, UnaryActivationsMatchTheOracle) {
+  const auto& fast = kernels::elementwise_kernels(GetParam());
   for (const auto& [rows, cols] : kShapes) {
     const std::vector<float> x = test::random_floats(static_cast<size_t>(rows * cols), uint32_t(cols), 4.0f);
     for (Unary op : {Unary::GeluTanh, Unary::GeluErf, Unary::Silu}) {
@@ -47,8 +48,8 @@ TEST_F(FastKernels, UnaryActivationsMatchTheOracle) {
   }
 }
 
-TEST_F(FastKernels, BinaryOpsModulateAndGatedResidualAreExact) {
-  const auto& fast = kernels::elementwise_kernels(IsaLevel::Avx512);
+TEST_P(FastKernels, BinaryOpsModulateAndGatedResidualAreExact) {
+  const auto& fast = kernels::elementwise_kernels(GetParam());
   for (const auto& [rows, cols] : kShapes) {
     const size_t n = static_cast<size_t>(rows * cols);
     const std::vector<float> a = test::random_floats(n, 1), b = test::random_floats(n, 2);
@@ -73,8 +74,8 @@ TEST_F(FastKernels, BinaryOpsModulateAndGatedResidualAreExact) {
   }
 }
 
-TEST_F(FastKernels, NormsAndSoftmaxMatchTheOracle) {
-  const auto& fast = kernels::row_kernels(IsaLevel::Avx512);
+TEST_P(FastKernels, NormsAndSoftmaxMatchTheOracle) {
+  const auto& fast = kernels::row_kernels(GetParam());
   for (const auto& [rows, cols] : kShapes) {
     const size_t n = static_cast<size_t>(rows * cols);
     std::vector<float> x = test::random_floats(n, 5, 3.0f);
@@ -98,8 +99,8 @@ TEST_F(FastKernels, NormsAndSoftmaxMatchTheOracle) {
   }
 }
 
-TEST_F(FastKernels, GroupNormWithAndWithoutSiluMatchesTheOracle) {
-  const auto& fast = kernels::row_kernels(IsaLevel::Avx512);
+TEST_P(FastKernels, GroupNormWithAndWithoutSiluMatchesTheOracle) {
+  const auto& fast = kernels::row_kernels(GetParam());
   struct Case {
     int64_t batch, channels, spatial, groups;
   };
@@ -127,7 +128,8 @@ TEST(KernelOracles, GroupNormOfOneGroupIsALayerNormOverItsChannels) {
   EXPECT_NEAR(y[5], 2.5 / std::sqrt(35.0 / 12), 1e-6);
 }
 
-TEST_F(FastKernels, StreamingAttentionEqualsTheNaiveOneFrom1To5000Tokens) {
+TEST_P(FastKernels, StreamingAttentionEqualsTheNaiveOneFrom1To5000Tokens) {
+  if (GetParam() != IsaLevel::Avx512) GTEST_SKIP() << "the streaming kernel is AVX-512 only; below it the oracle runs";
   struct Case {
     int64_t batch, tokens, heads, dim;
   };
@@ -145,6 +147,9 @@ TEST_F(FastKernels, StreamingAttentionEqualsTheNaiveOneFrom1To5000Tokens) {
     expect_near_all(actual, expected, 2e-5, "attention over " + std::to_string(c.tokens) + " tokens");
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, FastKernels, ::testing::Values(IsaLevel::Avx512, IsaLevel::Avx2),
+                         [](const ::testing::TestParamInfo<IsaLevel>& info) { return isa_level_name(info.param); });
 
 TEST(KernelOracles, AttentionOverOneKeyReturnsItsValue) {
   // One token: softmax of a single score is 1, so the output is v.

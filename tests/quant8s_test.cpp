@@ -90,12 +90,6 @@ TEST_P(QuantizeKernel, MatchesTheOracleBitForBitAtEveryTailLength) {
   }
 }
 
-}  // namespace
-
-void PrintTo(IsaLevel level, std::ostream* os) { *os << isa_level_name(level); }
-
-namespace {
-
 INSTANTIATE_TEST_SUITE_P(Quant8s, QuantizeKernel, ::testing::Values(IsaLevel::Scalar, IsaLevel::Avx2, IsaLevel::Avx512),
                          [](const ::testing::TestParamInfo<IsaLevel>& info) { return isa_level_name(info.param); });
 

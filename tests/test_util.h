@@ -8,10 +8,20 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "tiledraw/cpu.h"
+
+namespace tiledraw {
+
+// Parameterised tests name ISA levels by their names.
+inline void PrintTo(IsaLevel level, std::ostream* os) { *os << isa_level_name(level); }
+
+}  // namespace tiledraw
 
 namespace tiledraw::test {
 

@@ -23,6 +23,7 @@ struct ElementwiseKernels {
 };
 
 extern const ElementwiseKernels kElementwiseScalar;
+extern const ElementwiseKernels kElementwiseAvx2;
 extern const ElementwiseKernels kElementwiseAvx512;
 const ElementwiseKernels& elementwise_kernels(IsaLevel level);
 

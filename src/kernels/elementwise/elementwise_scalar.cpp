@@ -53,7 +53,15 @@ void gated_residual_scalar(const float* x, const float* y, const float* gate, fl
 const ElementwiseKernels kElementwiseScalar = {unary_scalar, binary_scalar, modulate_scalar, gated_residual_scalar};
 
 const ElementwiseKernels& elementwise_kernels(IsaLevel level) {
-  return level >= IsaLevel::Avx512 ? kElementwiseAvx512 : kElementwiseScalar;
+  switch (level) {
+    case IsaLevel::Avx512:
+      return kElementwiseAvx512;
+    case IsaLevel::Avx2:
+      return kElementwiseAvx2;
+    case IsaLevel::Scalar:
+      break;
+  }
+  return kElementwiseScalar;
 }
 
 }  // namespace tiledraw::kernels

@@ -24,6 +24,7 @@ struct RowKernels {
 };
 
 extern const RowKernels kRowScalar;
+extern const RowKernels kRowAvx2;
 extern const RowKernels kRowAvx512;
 const RowKernels& row_kernels(IsaLevel level);
 

@@ -78,6 +78,16 @@ void group_norm_scalar(const float* x, const float* gamma, const float* beta, fl
 
 const RowKernels kRowScalar = {layer_norm_scalar, rms_norm_scalar, softmax_scalar, group_norm_scalar};
 
-const RowKernels& row_kernels(IsaLevel level) { return level >= IsaLevel::Avx512 ? kRowAvx512 : kRowScalar; }
+const RowKernels& row_kernels(IsaLevel level) {
+  switch (level) {
+    case IsaLevel::Avx512:
+      return kRowAvx512;
+    case IsaLevel::Avx2:
+      return kRowAvx2;
+    case IsaLevel::Scalar:
+      break;
+  }
+  return kRowScalar;
+}
 
 }  // namespace tiledraw::kernels
