@@ -233,8 +233,8 @@ TEST(Executor, ProfilePrintsATableByOp) {
   const auto x = test::random_floats(8 * 48, 1), s = test::random_floats(48, 2);
   exec.run({x.data(), s.data(), s.data()});
   exec.run({x.data(), s.data(), s.data()});
-  EXPECT_EQ(exec.profile()[OpKind::Linear].calls, 4);
-  EXPECT_EQ(exec.profile()[OpKind::Linear].ops, 2 * 2.0 * 8 * (192 * 48 + 48 * 192));
+  EXPECT_EQ(exec.profile().at(OpKind::Linear).calls, 4);
+  EXPECT_EQ(exec.profile().at(OpKind::Linear).ops, 2 * 2.0 * 8 * (192 * 48 + 48 * 192));
   char* text = nullptr;
   size_t size = 0;
   std::FILE* out = open_memstream(&text, &size);
@@ -409,6 +409,59 @@ TEST(Conv2d, GroupNormUpsampleAndConcatInAGraph) {
   const float* gn = exec.data(g.outputs()[2]);
   const double z = -1.5 / std::sqrt(1.25);  // channel 0: mean 2.5, variance 1.25
   EXPECT_NEAR(gn[0], z / (1 + std::exp(-z)), 1e-6);
+}
+
+}  // namespace
+}  // namespace tiledraw::runtime
+
+namespace tiledraw::runtime {
+namespace {
+
+TEST(FloatPath, LinearAndConvMatchDoublePrecisionReferences) {
+  const auto accel = make_accelerator("ref");
+  const int64_t m = 37, k = 70, n = 19;
+  const std::vector<float> w = test::random_floats(static_cast<size_t>(n * k), 1), bias = test::random_floats(n, 2);
+  const std::vector<float> cw = test::random_floats(5 * 3 * 9, 3), cbias = test::random_floats(5, 4);
+  Graph g;
+  const int x = g.input({m, k});
+  g.output(g.linear(x, FloatWeight{w.data(), n, k}, bias.data(), Activation::Silu));
+  const int image = g.input({2, 3, 6, 5});
+  g.output(g.conv2d(image, FloatWeight{cw.data(), 5, 27}, cbias.data(), 3, 2, 1));
+  EXPECT_THROW(g.linear(x, FloatWeight{w.data(), n, k + 1}, nullptr), Error);
+  ProgramCache cache;
+  Executor exec(g, *accel, cache);
+  const auto xv = test::random_floats(static_cast<size_t>(m * k), 5), iv = test::random_floats(2 * 3 * 30, 6);
+  exec.run({xv.data(), iv.data()});
+  const float* y = exec.data(g.outputs()[0]);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      double z = bias[c];
+      for (int64_t i = 0; i < k; ++i) z += double(xv[r * k + i]) * w[c * k + i];
+      const double expected = z / (1 + std::exp(-z));
+      ASSERT_NEAR(y[r * n + c], expected, 1e-5 * (1 + std::abs(expected)));
+    }
+  }
+  const float* conv = exec.data(g.outputs()[1]);  // [2, 5, 3, 3]
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t o = 0; o < 5; ++o) {
+      for (int64_t oy = 0; oy < 3; ++oy) {
+        for (int64_t ox = 0; ox < 3; ++ox) {
+          double z = cbias[o];
+          for (int64_t i = 0; i < 3; ++i)
+            for (int64_t ky = 0; ky < 3; ++ky)
+              for (int64_t kx = 0; kx < 3; ++kx) {
+                const int64_t iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+                if (iy < 0 || iy >= 6 || ix < 0 || ix >= 5) continue;
+                z += double(iv[((b * 3 + i) * 6 + iy) * 5 + ix]) * cw[((o * 3 + i) * 3 + ky) * 3 + kx];
+              }
+          ASSERT_NEAR(conv[((b * 5 + o) * 3 + oy) * 3 + ox], z, 1e-5 * (1 + std::abs(z)));
+        }
+      }
+    }
+  }
+  EXPECT_EQ(exec.profile().at(OpKind::Linear, true).calls, 1);
+  EXPECT_EQ(exec.profile().at(OpKind::Conv2d, true).calls, 1);
+  EXPECT_EQ(exec.profile().at(OpKind::Linear).calls, 0);
 }
 
 }  // namespace

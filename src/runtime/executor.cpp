@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "kernels/gemm/f32_gemm.h"
 #include "kernels/layout/layout.h"
 #include "runtime/text.h"
 #include "tiledraw/cpu.h"
@@ -11,8 +12,13 @@
 
 namespace tiledraw::runtime {
 
-void Profile::add(OpKind kind, double seconds, double ops) {
-  Entry& e = entries_[static_cast<size_t>(kind)];
+size_t Profile::index(OpKind kind, bool float_path) {
+  if (float_path) return kind == OpKind::Linear ? kOpKinds : kOpKinds + 1;
+  return static_cast<size_t>(kind);
+}
+
+void Profile::add(OpKind kind, bool float_path, double seconds, double ops) {
+  Entry& e = entries_[index(kind, float_path)];
   ++e.calls;
   e.seconds += seconds;
   e.ops += ops;
@@ -23,18 +29,21 @@ void Profile::print(std::FILE* out, const Accelerator& accel, const ProgramCache
   double total = 0.0;
   for (const Entry& e : entries_) total += e.seconds;
   std::fprintf(out, "%-15s %8s %10s %7s %9s  %s\n", "op", "calls", "ms", "share", "GOP/s", "backend");
-  for (int k = 0; k < kOpKinds; ++k) {
-    const Entry& e = entries_[static_cast<size_t>(k)];
+  for (size_t k = 0; k < entries_.size(); ++k) {
+    const Entry& e = entries_[k];
     if (e.calls == 0) continue;
-    const bool linear = static_cast<OpKind>(k) == OpKind::Linear;
-    std::fprintf(out, "%-15s %8lld %10.2f %6.1f%% ", op_name(static_cast<OpKind>(k)), static_cast<long long>(e.calls),
-                 e.seconds * 1e3, total > 0 ? 100.0 * e.seconds / total : 0.0);
+    const bool float_path = k >= kOpKinds;
+    const OpKind kind = float_path ? (k == kOpKinds ? OpKind::Linear : OpKind::Conv2d) : static_cast<OpKind>(k);
+    const bool accelerated = !float_path && (kind == OpKind::Linear || kind == OpKind::Conv2d);
+    const std::string name = std::string(op_name(kind)) + (float_path ? " f32" : "");
+    std::fprintf(out, "%-15s %8lld %10.2f %6.1f%% ", name.c_str(), static_cast<long long>(e.calls), e.seconds * 1e3,
+                 total > 0 ? 100.0 * e.seconds / total : 0.0);
     if (e.ops > 0 && e.seconds > 0) {
       std::fprintf(out, "%9.1f", e.ops / e.seconds / 1e9);
     } else {
       std::fprintf(out, "%9s", "");
     }
-    std::fprintf(out, "  %s\n", linear ? accel.kernel().c_str() : isa_level_name(isa_level()));
+    std::fprintf(out, "  %s\n", accelerated ? accel.kernel().c_str() : float_path ? "oneDNN f32 matmul" : isa_level_name(isa_level()));
   }
   std::fprintf(out, "total %.2f ms; programs %zu (cache hits %llu, misses %llu, prepare %.2f ms); arena %s\n",
                total * 1e3, cache.programs, static_cast<unsigned long long>(cache.hits),
@@ -99,16 +108,22 @@ double Executor::run_conv2d(const Node& node, const float* x, float* y) {
   const Value& out = graph_.values()[static_cast<size_t>(node.output)];
   const kernels::ConvGeometry g{in.shape[0], in.shape[1], in.shape[2], in.shape[3], node.kernel,
                                 node.stride, node.padding, out.shape[2], out.shape[3]};
-  const int64_t k = node.weight->k(), n = node.weight->n(), plane = g.out_height * g.out_width;
-  const int64_t pixels = g.batch * plane;
+  const bool quantized = node.weight != nullptr;
+  const int64_t k = quantized ? node.weight->k() : node.float_weight.k;
+  const int64_t n = quantized ? node.weight->n() : node.float_weight.n;
+  const int64_t plane = g.out_height * g.out_width, pixels = g.batch * plane;
   conv_rows_.resize(static_cast<size_t>(std::min(pixels, kConvBlock) * k));
   conv_out_.resize(static_cast<size_t>(std::min(pixels, kConvBlock) * n));
-  const Program& program = cache_.get(accel_, {std::min(pixels, kConvBlock), n, k, {node.bias != nullptr}});
+  const Program* program = quantized ? &cache_.get(accel_, {std::min(pixels, kConvBlock), n, k, {node.bias != nullptr}}) : nullptr;
   for (int64_t first = 0; first < pixels; first += kConvBlock) {
     const int64_t count = std::min(kConvBlock, pixels - first);
     kernels::im2col_rows(x, g, first, count, conv_rows_.data());
-    conv_x_.quantize(conv_rows_.data(), count, k, k);
-    accel_.run(program, {&conv_x_, node.weight, node.bias, conv_out_.data(), n});
+    if (quantized) {
+      conv_x_.quantize(conv_rows_.data(), count, k, k);
+      accel_.run(*program, {&conv_x_, node.weight, node.bias, conv_out_.data(), n});
+    } else {
+      kernels::f32_gemm_onednn(conv_rows_.data(), count, k, node.float_weight.data, n, node.bias, conv_out_.data(), n);
+    }
 #pragma omp parallel for schedule(static) if (count * n > 65536)
     for (int64_t i = 0; i < count; ++i) {
       const int64_t pixel = first + i, b = pixel / plane, at = pixel % plane;
@@ -127,6 +142,16 @@ void Executor::run_node(const Node& node) {
   double ops = 0.0;
   switch (node.kind) {
     case OpKind::Linear: {
+      if (!node.weight) {
+        const FloatWeight& w = node.float_weight;
+        kernels::f32_gemm_onednn(x, in.rows(), w.k, w.data, w.n, node.bias, y, w.n);
+        if (node.activation != Activation::None) {
+          elementwise_.unary(node.activation == Activation::GeluTanh ? kernels::Unary::GeluTanh : kernels::Unary::Silu,
+                             y, y, in.rows() * w.n);
+        }
+        ops = 2.0 * double(in.rows()) * double(w.n) * double(w.k);
+        break;
+      }
       const QuantizedActivation& xq = quantized(node.inputs[0]);
       const MatmulShape shape{in.rows(), node.weight->n(), node.weight->k(), {node.bias != nullptr, node.activation, false}};
       accel_.run(cache_.get(accel_, shape), {&xq, node.weight, node.bias, y, shape.n});
@@ -225,7 +250,8 @@ void Executor::run_node(const Node& node) {
     case OpKind::View:
       break;
   }
-  profile_.add(node.kind, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), ops);
+  const bool float_path = (node.kind == OpKind::Linear || node.kind == OpKind::Conv2d) && !node.weight;
+  profile_.add(node.kind, float_path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), ops);
 }
 
 }  // namespace tiledraw::runtime

@@ -23,14 +23,17 @@ class Profile {
     double seconds = 0.0;
     double ops = 0.0;  // arithmetic operations, where counted (linear: 2 m n k)
   };
-  void add(OpKind kind, double seconds, double ops);
-  const Entry& operator[](OpKind kind) const { return entries_[static_cast<size_t>(kind)]; }
+  // Linear layers and convolutions on the float path count apart from those
+  // on the accelerator.
+  void add(OpKind kind, bool float_path, double seconds, double ops);
+  const Entry& at(OpKind kind, bool float_path = false) const { return entries_[index(kind, float_path)]; }
   // The table: calls, ms, share, GOP/s by op; the matmul backend, program
   // cache figures and the arena size.
   void print(std::FILE* out, const Accelerator& accel, const ProgramCache::Stats& cache, int64_t arena_bytes) const;
 
  private:
-  std::array<Entry, kOpKinds> entries_{};
+  static size_t index(OpKind kind, bool float_path);
+  std::array<Entry, kOpKinds + 2> entries_{};
 };
 
 // Runs a graph: intermediates in one arena laid out by the planner (reused

@@ -59,36 +59,64 @@ int Graph::input(std::vector<int64_t> shape) {
   return inputs_.back();
 }
 
-int Graph::linear(int x, const PackedWeight& weight, const float* bias, Activation activation) {
+int Graph::add_linear(int x, Node node, int64_t n, int64_t k) {
   std::vector<int64_t> shape = at(x).shape;
-  if (shape.back() != weight.k()) {
-    throw Error("graph: linear of " + shape_text(shape) + " by a weight [" + std::to_string(weight.n()) + ", " +
-                std::to_string(weight.k()) + "]");
+  if (shape.back() != k) {
+    throw Error("graph: linear of " + shape_text(shape) + " by a weight [" + std::to_string(n) + ", " +
+                std::to_string(k) + "]");
   }
-  shape.back() = weight.n();
+  shape.back() = n;
+  return add_node(std::move(node), std::move(shape));
+}
+
+int Graph::linear(int x, const PackedWeight& weight, const float* bias, Activation activation) {
   Node node{OpKind::Linear, {x}, -1};
   node.weight = &weight;
   node.bias = bias;
   node.activation = activation;
-  return add_node(std::move(node), std::move(shape));
+  return add_linear(x, std::move(node), weight.n(), weight.k());
+}
+
+int Graph::linear(int x, const FloatWeight& weight, const float* bias, Activation activation) {
+  Node node{OpKind::Linear, {x}, -1};
+  node.float_weight = weight;
+  node.bias = bias;
+  node.activation = activation;
+  return add_linear(x, std::move(node), weight.n, weight.k);
+}
+
+int Graph::add_conv2d(int x, Node node, int64_t n, int64_t k) {
+  const std::vector<int64_t>& s = at(x).shape;
+  if (s.size() != 4 || node.kernel <= 0 || node.stride <= 0 || node.padding < 0 || k != s[1] * node.kernel * node.kernel ||
+      s[2] + 2 * node.padding < node.kernel || s[3] + 2 * node.padding < node.kernel) {
+    throw Error("graph: conv2d of " + shape_text(s) + " by a weight [" + std::to_string(n) + ", " +
+                std::to_string(k) + "] with kernel " + std::to_string(node.kernel));
+  }
+  const int64_t height = (s[2] + 2 * node.padding - node.kernel) / node.stride + 1;
+  const int64_t width = (s[3] + 2 * node.padding - node.kernel) / node.stride + 1;
+  return add_node(std::move(node), {s[0], n, height, width});
 }
 
 int Graph::conv2d(int x, const PackedWeight& weight, const float* bias, int64_t kernel, int64_t stride,
                   int64_t padding) {
-  const std::vector<int64_t>& s = at(x).shape;
-  if (s.size() != 4 || kernel <= 0 || stride <= 0 || padding < 0 || weight.k() != s[1] * kernel * kernel ||
-      s[2] + 2 * padding < kernel || s[3] + 2 * padding < kernel) {
-    throw Error("graph: conv2d of " + shape_text(s) + " by a weight [" + std::to_string(weight.n()) + ", " +
-                std::to_string(weight.k()) + "] with kernel " + std::to_string(kernel));
-  }
   Node node{OpKind::Conv2d, {x}, -1};
   node.weight = &weight;
   node.bias = bias;
   node.kernel = kernel;
   node.stride = stride;
   node.padding = padding;
-  return add_node(std::move(node), {s[0], weight.n(), (s[2] + 2 * padding - kernel) / stride + 1,
-                                    (s[3] + 2 * padding - kernel) / stride + 1});
+  return add_conv2d(x, std::move(node), weight.n(), weight.k());
+}
+
+int Graph::conv2d(int x, const FloatWeight& weight, const float* bias, int64_t kernel, int64_t stride,
+                  int64_t padding) {
+  Node node{OpKind::Conv2d, {x}, -1};
+  node.float_weight = weight;
+  node.bias = bias;
+  node.kernel = kernel;
+  node.stride = stride;
+  node.padding = padding;
+  return add_conv2d(x, std::move(node), weight.n, weight.k);
 }
 
 int Graph::group_norm(int x, int64_t groups, const float* gamma, const float* beta, float eps, bool silu) {

@@ -34,13 +34,23 @@ struct Value {
   int64_t rows() const { return numel() / cols(); }
 };
 
+// A weight kept in floating point, [n, k] row-major as PyTorch stores it (a
+// conv weight [out, in, kh, kw] flattened): layers the converter left in float,
+// or a whole model run on the float path.
+struct FloatWeight {
+  const float* data;
+  int64_t n;
+  int64_t k;
+};
+
 struct Node {
   OpKind kind;
   std::vector<int> inputs;
   int output;
   // Attributes; each kind reads its own.
-  const PackedWeight* weight = nullptr;  // Linear
-  const float* bias = nullptr;           // Linear
+  const PackedWeight* weight = nullptr;  // Linear, Conv2d: 8-bit S through the accelerator
+  FloatWeight float_weight{};            // Linear, Conv2d: the float path (when weight is null)
+  const float* bias = nullptr;           // Linear, Conv2d
   Activation activation = Activation::None;
   const float* gamma = nullptr;  // norms
   const float* beta = nullptr;
@@ -61,9 +71,11 @@ class Graph {
   int input(std::vector<int64_t> shape);
   // x [..., k] -> [..., n] through the accelerator, bias and activation fused.
   int linear(int x, const PackedWeight& weight, const float* bias, Activation activation = Activation::None);
+  int linear(int x, const FloatWeight& weight, const float* bias, Activation activation = Activation::None);
   // x [batch, channels, height, width] -> [batch, out, height', width'] with an
   // 8-bit S weight [out, channels * kernel^2] through the accelerator (im2col).
   int conv2d(int x, const PackedWeight& weight, const float* bias, int64_t kernel, int64_t stride, int64_t padding);
+  int conv2d(int x, const FloatWeight& weight, const float* bias, int64_t kernel, int64_t stride, int64_t padding);
   int layer_norm(int x, const float* gamma, const float* beta, float eps);
   // x [batch, channels, height, width]; then SiLU when asked, in the same pass.
   int group_norm(int x, int64_t groups, const float* gamma, const float* beta, float eps, bool silu);
@@ -106,6 +118,9 @@ class Graph {
 
  private:
   int add_node(Node node, std::vector<int64_t> shape);
+  // Shape checks and the node, for either kind of weight (n outputs, k inputs).
+  int add_linear(int x, Node node, int64_t n, int64_t k);
+  int add_conv2d(int x, Node node, int64_t n, int64_t k);
   int add_view(int x, std::vector<int64_t> shape, int64_t offset, int64_t row_stride);
   const Value& at(int value) const;
 
