@@ -1,4 +1,7 @@
+#include <omp.h>
+
 #include <cstdlib>
+#include <new>
 
 #include "kernels/activation/vector_math_avx512.h"
 #include "kernels/attention/attention.h"
@@ -127,17 +130,22 @@ void f32_attention_flash_8x64__avx512(const AttentionArgs& a) {
   const int64_t padded_tokens = (a.tokens + kKeys - 1) / kKeys * kKeys;
   const int64_t padded_dim = (a.head_dim + 15) / 16 * 16;
   const size_t floats = static_cast<size_t>(a.head_dim * padded_tokens + kQueries * kKeys + kQueries * padded_dim);
-#pragma omp parallel
+  const int threads = omp_get_max_threads();
+  // One scratch per thread, allocated before the parallel region so that a
+  // failure can be reported (nothing may throw out of one).
+  float* scratch = static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) * threads + 63) / 64 * 64));
+  if (!scratch) throw std::bad_alloc();
+#pragma omp parallel num_threads(threads)
   {
-    float* scratch = static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64));
-    const HeadScratch s{scratch, scratch + a.head_dim * padded_tokens,
-                        scratch + a.head_dim * padded_tokens + kQueries * kKeys, padded_tokens, padded_dim};
+    float* mine = scratch + floats * static_cast<size_t>(omp_get_thread_num());
+    const HeadScratch s{mine, mine + a.head_dim * padded_tokens, mine + a.head_dim * padded_tokens + kQueries * kKeys,
+                        padded_tokens, padded_dim};
 #pragma omp for collapse(2) schedule(dynamic)
     for (int64_t b = 0; b < a.batch; ++b) {
       for (int64_t h = 0; h < a.heads; ++h) attend_head_avx512(a, b, h, s);
     }
-    std::free(scratch);
   }
+  std::free(scratch);
 }
 
 }  // namespace tiledraw::kernels
