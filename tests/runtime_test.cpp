@@ -466,3 +466,38 @@ TEST(FloatPath, LinearAndConvMatchDoublePrecisionReferences) {
 
 }  // namespace
 }  // namespace tiledraw::runtime
+
+namespace tiledraw::runtime {
+namespace {
+
+TEST(Fusion, NormModulateFeedsLinearsDirectlyAndEqualsTheUnfusedOps) {
+  const auto accel = make_accelerator("auto");
+  const Weight w = make_weight(*accel, 40, 48, 3);
+  const auto build = [&](bool fused, bool also_output) {
+    Graph g;
+    const int x = g.input({2, 9, 48});
+    const int mod = g.input({2, 96});
+    const std::vector<int> halves = g.chunk(mod, 2);
+    const int h = fused ? g.modulated_layer_norm(x, halves[0], halves[1], 1e-6f)
+                        : g.modulate(g.layer_norm(x, nullptr, nullptr, 1e-6f), halves[0], halves[1]);
+    g.output(g.linear(h, *w.packed, w.bias.data()));
+    if (also_output) g.output(h);
+    return g;
+  };
+  const auto x = test::random_floats(2 * 9 * 48, 1, 3.0f), mod = test::random_floats(2 * 96, 2, 0.2f);
+  ProgramCache cache;
+  const Graph unfused = build(false, true), fused_only_linear = build(true, false), fused_with_output = build(true, true);
+  Executor a(unfused, *accel, cache), b(fused_only_linear, *accel, cache), c(fused_with_output, *accel, cache);
+  for (Executor* e : {&a, &b, &c}) e->run({x.data(), mod.data()});
+  const auto values = [](const Executor& e, const Graph& g, size_t output) {
+    const int v = g.outputs()[output];
+    return std::vector<float>(e.data(v), e.data(v) + g.values()[static_cast<size_t>(v)].numel());
+  };
+  EXPECT_EQ(values(b, fused_only_linear, 0), values(a, unfused, 0)) << "quantized straight from the fused pass";
+  EXPECT_EQ(values(c, fused_with_output, 0), values(a, unfused, 0));
+  EXPECT_EQ(values(c, fused_with_output, 1), values(a, unfused, 1)) << "the floats, when something reads them";
+  EXPECT_EQ(b.profile().at(OpKind::NormModulate).calls, 1);
+}
+
+}  // namespace
+}  // namespace tiledraw::runtime

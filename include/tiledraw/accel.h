@@ -52,6 +52,10 @@ class QuantizedActivation {
   static constexpr int64_t kRowBlock = 32;
 
   void quantize(const float* x, int64_t rows, int64_t cols, int64_t ldx);
+  // The same a row at a time, for producers that make rows one by one (a
+  // fused norm): reset(), then quantize_row() for every row, from any thread.
+  void reset(int64_t rows, int64_t cols);
+  void quantize_row(int64_t row, const float* x);
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   int64_t stride() const { return stride_; }

@@ -13,7 +13,7 @@ namespace tiledraw {
 
 void QuantizedActivation::FreeAligned::operator()(int8_t* p) const { std::free(p); }
 
-void QuantizedActivation::quantize(const float* x, int64_t rows, int64_t cols, int64_t ldx) {
+void QuantizedActivation::reset(int64_t rows, int64_t cols) {
   const int64_t stride = (cols + kRowAlign - 1) / kRowAlign * kRowAlign;
   const int64_t padded_rows = (rows + kRowBlock - 1) / kRowBlock * kRowBlock;
   const int64_t bytes = padded_rows * stride;
@@ -27,15 +27,21 @@ void QuantizedActivation::quantize(const float* x, int64_t rows, int64_t cols, i
   stride_ = stride;
   scales_.resize(static_cast<size_t>(rows));
   row_sums_.resize(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) {
-    int8_t* row = q_.get() + r * stride;
-    quantize_rows_8bit_s(x + r * ldx, 1, static_cast<size_t>(cols), row, &scales_[static_cast<size_t>(r)]);
-    std::memset(row + cols, 0, static_cast<size_t>(stride - cols));
-    int32_t sum = 0;
-    for (int64_t k = 0; k < cols; ++k) sum += row[k];
-    row_sums_[static_cast<size_t>(r)] = sum;
-  }
   std::memset(q_.get() + rows * stride, 0, static_cast<size_t>((padded_rows - rows) * stride));
+}
+
+void QuantizedActivation::quantize_row(int64_t r, const float* x) {
+  int8_t* row = q_.get() + r * stride_;
+  quantize_rows_8bit_s(x, 1, static_cast<size_t>(cols_), row, &scales_[static_cast<size_t>(r)]);
+  std::memset(row + cols_, 0, static_cast<size_t>(stride_ - cols_));
+  int32_t sum = 0;
+  for (int64_t k = 0; k < cols_; ++k) sum += row[k];
+  row_sums_[static_cast<size_t>(r)] = sum;
+}
+
+void QuantizedActivation::quantize(const float* x, int64_t rows, int64_t cols, int64_t ldx) {
+  reset(rows, cols);
+  for (int64_t r = 0; r < rows; ++r) quantize_row(r, x + r * ldx);
 }
 
 int64_t ProgramCache::bucket_m(int64_t m) {

@@ -61,7 +61,53 @@ Executor::Executor(const Graph& graph, const Accelerator& accel, ProgramCache& c
       quantized_in_run_(graph.values().size(), -1),
       elementwise_(kernels::elementwise_kernels(isa_level())),
       rows_(kernels::row_kernels(isa_level())),
-      attention_(kernels::attention_kernel(isa_level())) {}
+      attention_(kernels::attention_kernel(isa_level())) {
+  for (const Node& node : graph.nodes()) {
+    quantize_only_.push_back(node.kind == OpKind::NormModulate && only_quantized_linears_read(node.output));
+  }
+}
+
+bool Executor::only_quantized_linears_read(int value) const {
+  for (int out : graph_.outputs()) {
+    if (out == value) return false;
+  }
+  for (const Node& node : graph_.nodes()) {
+    for (int in : node.inputs) {
+      if (in == value && !(node.kind == OpKind::Linear && node.weight)) return false;
+    }
+  }
+  return true;
+}
+
+void Executor::run_norm_modulate(const Node& node, const float* x, float* y) {
+  const Value& in = graph_.values()[static_cast<size_t>(node.inputs[0])];
+  const int64_t tokens = in.shape[1], cols = in.cols(), rows = in.rows();
+  const float* scale = address(node.inputs[1]);
+  const float* shift = address(node.inputs[2]);
+  const int64_t scale_stride = graph_.values()[static_cast<size_t>(node.inputs[1])].stride();
+  const int64_t shift_stride = graph_.values()[static_cast<size_t>(node.inputs[2])].stride();
+  const size_t node_index = static_cast<size_t>(&node - graph_.nodes().data());
+  QuantizedActivation* quantized = nullptr;
+  if (quantize_only_[node_index]) {
+    auto& slot = quantized_[static_cast<size_t>(node.output)];
+    if (!slot) slot = std::make_unique<QuantizedActivation>();
+    slot->reset(rows, cols);
+    quantized_in_run_[static_cast<size_t>(node.output)] = run_count_;
+    quantized = slot.get();
+  }
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      float* out = quantized ? row.data() : y + r * cols;
+      const int64_t b = r / tokens;
+      rows_.layer_norm(x + r * cols, nullptr, nullptr, node.eps, out, 1, cols);
+      elementwise_.modulate(out, scale + b * scale_stride, shift + b * shift_stride, out, 1, cols);
+      if (quantized) quantized->quantize_row(r, out);
+    }
+  }
+}
 
 float* Executor::address(int value) const {
   const int root = graph_.root(value);
@@ -160,6 +206,9 @@ void Executor::run_node(const Node& node) {
     }
     case OpKind::Conv2d:
       ops = run_conv2d(node, x, y);
+      break;
+    case OpKind::NormModulate:
+      run_norm_modulate(node, x, y);
       break;
     case OpKind::GroupNorm:
       rows_.group_norm(x, node.gamma, node.beta, node.eps, node.silu, y, in.shape[0], in.shape[1],

@@ -56,6 +56,8 @@ class Executor {
   const QuantizedActivation& quantized(int value);
   void run_node(const Node& node);
   double run_conv2d(const Node& node, const float* x, float* y);
+  void run_norm_modulate(const Node& node, const float* x, float* y);
+  bool only_quantized_linears_read(int value) const;
 
   const Graph& graph_;
   const Accelerator& accel_;
@@ -65,6 +67,7 @@ class Executor {
   std::vector<const float*> inputs_;
   std::vector<std::unique_ptr<QuantizedActivation>> quantized_;  // per value
   std::vector<int64_t> quantized_in_run_;
+  std::vector<bool> quantize_only_;  // per node: a NormModulate whose floats nobody reads
   int64_t run_count_ = 0;
   // Convolution scratch: a block of im2col rows, quantized, and its outputs.
   std::vector<float> conv_rows_, conv_out_;

@@ -6,9 +6,9 @@ namespace tiledraw::runtime {
 
 const char* op_name(OpKind kind) {
   static const char* const names[kOpKinds] = {
-      "linear",     "conv2d",   "layer_norm", "rms_norm",  "group_norm", "unary",
-      "binary",     "modulate", "gated_residual", "softmax", "attention",  "patchify",
-      "unpatchify", "timestep_embedding", "embedding", "upsample", "concat", "view"};
+      "linear",    "conv2d",  "layer_norm", "rms_norm", "group_norm", "norm_modulate", "unary",
+      "binary",    "modulate", "gated_residual", "softmax", "attention", "patchify", "unpatchify",
+      "timestep_embedding", "embedding", "upsample", "concat", "view"};
   return names[static_cast<int>(kind)];
 }
 
@@ -37,8 +37,9 @@ int Graph::root(int value) const {
 int Graph::add_node(Node node, std::vector<int64_t> shape) {
   for (size_t i = 0; i < node.inputs.size(); ++i) {
     // Only per-batch vectors (modulate's scale and shift, the residual gate) may be strided.
-    const bool vector_operand = (node.kind == OpKind::Modulate || node.kind == OpKind::GatedResidual) && i > 0 &&
-                                !(node.kind == OpKind::GatedResidual && i == 1);
+    const bool per_batch = node.kind == OpKind::Modulate || node.kind == OpKind::NormModulate ||
+                           node.kind == OpKind::GatedResidual;
+    const bool vector_operand = per_batch && i > 0 && !(node.kind == OpKind::GatedResidual && i == 1);
     if (!vector_operand && node.kind != OpKind::View && !at(node.inputs[i]).contiguous()) {
       throw Error(std::string("graph: ") + op_name(node.kind) + " needs a contiguous input, got a slice");
     }
@@ -183,13 +184,24 @@ int Graph::binary(kernels::Binary op, int a, int b) {
 }
 
 int Graph::modulate(int x, int scale, int shift) {
+  check_modulation(x, scale, shift);
+  return add_node({OpKind::Modulate, {x, scale, shift}, -1}, at(x).shape);
+}
+
+int Graph::modulated_layer_norm(int x, int scale, int shift, float eps) {
+  check_modulation(x, scale, shift);
+  Node node{OpKind::NormModulate, {x, scale, shift}, -1};
+  node.eps = eps;
+  return add_node(std::move(node), at(x).shape);
+}
+
+void Graph::check_modulation(int x, int scale, int shift) const {
   const Value& vx = at(x);
   const std::vector<int64_t> per_batch = {vx.shape.front(), vx.cols()};
   if (vx.shape.size() != 3 || at(scale).shape != per_batch || at(shift).shape != per_batch) {
     throw Error("graph: modulate needs x [batch, tokens, cols] and scale, shift [batch, cols], got " +
                 shape_text(vx.shape) + ", " + shape_text(at(scale).shape) + ", " + shape_text(at(shift).shape));
   }
-  return add_node({OpKind::Modulate, {x, scale, shift}, -1}, vx.shape);
 }
 
 int Graph::gated_residual(int x, int y, int gate) {

@@ -14,10 +14,10 @@
 namespace tiledraw::runtime {
 
 enum class OpKind : uint8_t {
-  Linear, Conv2d, LayerNorm, RmsNorm, GroupNorm, Unary, Binary, Modulate, GatedResidual, Softmax, Attention,
-  Patchify, Unpatchify, TimestepEmbedding, Embedding, Upsample, Concat, View
+  Linear, Conv2d, LayerNorm, RmsNorm, GroupNorm, NormModulate, Unary, Binary, Modulate, GatedResidual, Softmax,
+  Attention, Patchify, Unpatchify, TimestepEmbedding, Embedding, Upsample, Concat, View
 };
-inline constexpr int kOpKinds = 18;
+inline constexpr int kOpKinds = 19;
 const char* op_name(OpKind kind);
 
 struct Value {
@@ -88,6 +88,10 @@ class Graph {
   // x [batch, tokens, cols] * (1 + scale) + shift, scale and shift [batch, cols]
   // (slices allowed).
   int modulate(int x, int scale, int shift);
+  // modulate(layer_norm(x) without affine, scale, shift) in one pass over each
+  // row; when only 8-bit S linear layers read the result, the executor writes
+  // it straight as their quantized input and never stores the floats.
+  int modulated_layer_norm(int x, int scale, int shift, float eps);
   // x + gate * y for x, y [batch, tokens, cols] and gate [batch, cols] (slices
   // allowed): DiT's gated residual in one pass.
   int gated_residual(int x, int y, int gate);
@@ -122,6 +126,7 @@ class Graph {
   int add_linear(int x, Node node, int64_t n, int64_t k);
   int add_conv2d(int x, Node node, int64_t n, int64_t k);
   int add_view(int x, std::vector<int64_t> shape, int64_t offset, int64_t row_stride);
+  void check_modulation(int x, int scale, int shift) const;
   const Value& at(int value) const;
 
   std::vector<Value> values_;
