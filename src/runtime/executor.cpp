@@ -95,16 +95,27 @@ void Executor::run_norm_modulate(const Node& node, const float* x, float* y) {
     quantized_in_run_[static_cast<size_t>(node.output)] = run_count_;
     quantized = slot.get();
   }
+  // Blocks of rows, not single rows: each kernel call has a fixed cost, and a
+  // block of 16 rows (72 KiB at width 1152) still stays in cache between passes.
+  constexpr int64_t kBlock = 16;
+  const int64_t blocks = (rows + kBlock - 1) / kBlock;
 #pragma omp parallel
   {
-    std::vector<float> row(static_cast<size_t>(cols));
+    std::vector<float> scratch(quantized ? static_cast<size_t>(kBlock * cols) : 0);
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      float* out = quantized ? row.data() : y + r * cols;
-      const int64_t b = r / tokens;
-      rows_.layer_norm(x + r * cols, nullptr, nullptr, node.eps, out, 1, cols);
-      elementwise_.modulate(out, scale + b * scale_stride, shift + b * shift_stride, out, 1, cols);
-      if (quantized) quantized->quantize_row(r, out);
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t first = block * kBlock, count = std::min(kBlock, rows - first);
+      float* out = quantized ? scratch.data() : y + first * cols;
+      rows_.layer_norm(x + first * cols, nullptr, nullptr, node.eps, out, count, cols);
+      for (int64_t r = 0; r < count;) {  // modulate runs of rows of one batch element
+        const int64_t b = (first + r) / tokens, run = std::min(count - r, (b + 1) * tokens - first - r);
+        elementwise_.modulate(out + r * cols, scale + b * scale_stride, shift + b * shift_stride, out + r * cols, run,
+                              cols);
+        r += run;
+      }
+      if (quantized) {
+        for (int64_t r = 0; r < count; ++r) quantized->quantize_row(first + r, out + r * cols);
+      }
     }
   }
 }
