@@ -10,8 +10,9 @@
 
 namespace {
 
-void BM_AttentionFlash(benchmark::State& state) {
-  if (tiledraw::isa_level() < tiledraw::IsaLevel::Avx512) return state.SkipWithError("no AVX-512");
+void BM_AttentionFlash(benchmark::State& state, tiledraw::IsaLevel level) {
+  if (tiledraw::isa_level() < level) return state.SkipWithError("this CPU lacks the ISA");
+  const tiledraw::kernels::AttentionFn attention = tiledraw::kernels::attention_kernel(level);
   const int64_t tokens = state.range(0), batch = 2, heads = 16, dim = 72;
   omp_set_num_threads(static_cast<int>(state.range(1)));
   std::vector<float> qkv(static_cast<size_t>(batch * tokens * 3 * heads * dim));
@@ -20,13 +21,16 @@ void BM_AttentionFlash(benchmark::State& state) {
   for (float& v : qkv) v = dist(rng);
   std::vector<float> out(static_cast<size_t>(batch * tokens * heads * dim));
   for (auto _ : state) {
-    tiledraw::kernels::f32_attention_flash_8x64__avx512({qkv.data(), out.data(), batch, tokens, heads, dim});
+    attention({qkv.data(), out.data(), batch, tokens, heads, dim});
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["FLOP/s"] = benchmark::Counter(4.0 * batch * heads * double(tokens) * double(tokens) * dim,
                                                 benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
-BENCHMARK(BM_AttentionFlash)->ArgsProduct({{256, 1024}, {1, 2}})->ArgNames({"tokens", "threads"})->MinTime(0.5)->UseRealTime()->Unit(benchmark::kMillisecond);
+#define ATTENTION_SHAPES \
+  ArgsProduct({{256, 1024}, {1, 2}})->ArgNames({"tokens", "threads"})->MinTime(0.5)->UseRealTime()->Unit(benchmark::kMillisecond)
+BENCHMARK_CAPTURE(BM_AttentionFlash, avx512, tiledraw::IsaLevel::Avx512)->ATTENTION_SHAPES;
+BENCHMARK_CAPTURE(BM_AttentionFlash, avx2, tiledraw::IsaLevel::Avx2)->ATTENTION_SHAPES;
 
 }  // namespace

@@ -25,6 +25,8 @@ void f32_attention__scalar(const AttentionArgs& args);
 // Streaming (flash-style): blocks of 8 queries against blocks of 64 keys with a
 // running max and sum, so no [tokens x tokens] matrix is ever stored.
 void f32_attention_flash_8x64__avx512(const AttentionArgs& args);
+// The same with 4 queries per block, for AVX2's 16 registers.
+void f32_attention_flash_4x64__avx2(const AttentionArgs& args);
 
 AttentionFn attention_kernel(IsaLevel level);
 

@@ -39,7 +39,15 @@ void f32_attention__scalar(const AttentionArgs& a) {
 }
 
 AttentionFn attention_kernel(IsaLevel level) {
-  return level >= IsaLevel::Avx512 ? f32_attention_flash_8x64__avx512 : f32_attention__scalar;
+  switch (level) {
+    case IsaLevel::Avx512:
+      return f32_attention_flash_8x64__avx512;
+    case IsaLevel::Avx2:
+      return f32_attention_flash_4x64__avx2;
+    case IsaLevel::Scalar:
+      break;
+  }
+  return f32_attention__scalar;
 }
 
 }  // namespace tiledraw::kernels

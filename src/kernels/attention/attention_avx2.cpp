@@ -1,0 +1,147 @@
+#include <omp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <new>
+
+#include "kernels/activation/vector_math_avx2.h"
+#include "kernels/attention/attention.h"
+
+namespace tiledraw::kernels {
+namespace {
+
+// As the AVX-512 kernel, narrowed to 16 registers: 4 queries x 16 keys per
+// register block (8 accumulators), 64 keys per softmax block.
+constexpr int64_t kQueries = 4;
+constexpr int64_t kKeys = 64;
+
+#define TD_QUERIES(X) X(0) X(1) X(2) X(3)
+#define TD_DECLARE_SCORES(r) __m256 s##r##a = _mm256_setzero_ps(), s##r##b = _mm256_setzero_ps();
+#define TD_SCORE_STEP(r)                                \
+  {                                                     \
+    const __m256 qr = _mm256_set1_ps(q[r][d]);          \
+    s##r##a = _mm256_fmadd_ps(qr, k0, s##r##a);         \
+    s##r##b = _mm256_fmadd_ps(qr, k1, s##r##b);         \
+  }
+#define TD_STORE_SCORES(r)                                                                              \
+  _mm256_store_ps(s.probs + r * kKeys + c, _mm256_blendv_ps(none, s##r##a, _mm256_castsi256_ps(valid0))); \
+  _mm256_store_ps(s.probs + r * kKeys + c + 8, _mm256_blendv_ps(none, s##r##b, _mm256_castsi256_ps(valid1)));
+#define TD_LOAD_OUTPUT(r) __m256 o##r = _mm256_load_ps(s.acc + r * s.padded_dim + d);
+#define TD_OUTPUT_STEP(r) o##r = _mm256_fmadd_ps(_mm256_set1_ps(p[r * kKeys]), v, o##r);
+#define TD_STORE_OUTPUT(r) _mm256_store_ps(s.acc + r * s.padded_dim + d, o##r);
+
+struct HeadScratch {
+  float* keys_t;  // [head_dim][padded tokens], pre-scaled, zero past the last token
+  float* probs;   // [kQueries][kKeys]
+  float* acc;     // [kQueries][padded head_dim]
+  int64_t padded_tokens, padded_dim;
+};
+
+void attend_head_avx2(const AttentionArgs& a, int64_t b, int64_t h, const HeadScratch& s) {
+  const int64_t tokens = a.tokens, dim = a.head_dim, width = a.heads * dim;
+  const auto row = [&](int64_t token, int64_t part) { return a.qkv + ((b * tokens + token) * 3 + part) * width + h * dim; };
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
+  for (int64_t j = 0; j < s.padded_tokens; ++j) {
+    const float* k = j < tokens ? row(j, 1) : nullptr;
+    for (int64_t d = 0; d < dim; ++d) s.keys_t[d * s.padded_tokens + j] = k ? k[d] * scale : 0.0f;
+  }
+  for (int64_t i0 = 0; i0 < tokens; i0 += kQueries) {
+    const int64_t queries = std::min(kQueries, tokens - i0);
+    const float* q[kQueries];
+    float max[kQueries], sum[kQueries];
+    for (int64_t r = 0; r < kQueries; ++r) {
+      q[r] = row(i0 + std::min(r, queries - 1), 0);
+      max[r] = -INFINITY;
+      sum[r] = 0.0f;
+    }
+    for (int64_t i = 0; i < kQueries * s.padded_dim; ++i) s.acc[i] = 0.0f;
+    for (int64_t j0 = 0; j0 < tokens; j0 += kKeys) {
+      const int64_t keys = std::min(kKeys, tokens - j0);
+      for (int64_t c = 0; c < kKeys; c += 16) {
+        TD_QUERIES(TD_DECLARE_SCORES)
+        if (c < keys) {
+          const float* kt = s.keys_t + j0 + c;
+          for (int64_t d = 0; d < dim; ++d, kt += s.padded_tokens) {
+            const __m256 k0 = _mm256_load_ps(kt);
+            const __m256 k1 = _mm256_load_ps(kt + 8);
+            TD_QUERIES(TD_SCORE_STEP)
+          }
+        }
+        const __m256i valid0 = lanes_below_avx2(keys - c), valid1 = lanes_below_avx2(keys - c - 8);
+        const __m256 none = _mm256_set1_ps(-INFINITY);
+        TD_QUERIES(TD_STORE_SCORES)
+      }
+      for (int64_t r = 0; r < kQueries; ++r) {
+        float* p = s.probs + r * kKeys;
+        __m256 block_max = _mm256_load_ps(p);
+        for (int64_t c = 8; c < kKeys; c += 8) block_max = _mm256_max_ps(block_max, _mm256_load_ps(p + c));
+        const float new_max = std::max(max[r], horizontal_max_avx2(block_max));
+        const float rescale = std::exp(max[r] - new_max);
+        __m256 block_sum = _mm256_setzero_ps();
+        for (int64_t c = 0; c < kKeys; c += 8) {
+          const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(_mm256_load_ps(p + c), _mm256_set1_ps(new_max))),
+                                         _mm256_castsi256_ps(lanes_below_avx2(keys - c)));
+          _mm256_store_ps(p + c, e);
+          block_sum = _mm256_add_ps(block_sum, e);
+        }
+        sum[r] = sum[r] * rescale + horizontal_sum_avx2(block_sum);
+        max[r] = new_max;
+        float* acc = s.acc + r * s.padded_dim;
+        for (int64_t d = 0; d < s.padded_dim; d += 8) {
+          _mm256_store_ps(acc + d, _mm256_mul_ps(_mm256_load_ps(acc + d), _mm256_set1_ps(rescale)));
+        }
+      }
+      for (int64_t d = 0; d < s.padded_dim; d += 8) {
+        const __m256i lanes = lanes_below_avx2(dim - d);
+        TD_QUERIES(TD_LOAD_OUTPUT)
+        for (int64_t j = 0; j < keys; ++j) {
+          const __m256 v = _mm256_maskload_ps(row(j0 + j, 2) + d, lanes);
+          const float* p = s.probs + j;
+          TD_QUERIES(TD_OUTPUT_STEP)
+        }
+        TD_QUERIES(TD_STORE_OUTPUT)
+      }
+    }
+    for (int64_t r = 0; r < queries; ++r) {
+      float* out = a.out + (b * tokens + i0 + r) * width + h * dim;
+      const __m256 inverse = _mm256_set1_ps(1.0f / sum[r]);
+      for (int64_t d = 0; d < dim; d += 8) {
+        _mm256_maskstore_ps(out + d, lanes_below_avx2(dim - d),
+                            _mm256_mul_ps(_mm256_load_ps(s.acc + r * s.padded_dim + d), inverse));
+      }
+    }
+  }
+}
+
+#undef TD_QUERIES
+#undef TD_DECLARE_SCORES
+#undef TD_SCORE_STEP
+#undef TD_STORE_SCORES
+#undef TD_LOAD_OUTPUT
+#undef TD_OUTPUT_STEP
+#undef TD_STORE_OUTPUT
+
+}  // namespace
+
+void f32_attention_flash_4x64__avx2(const AttentionArgs& a) {
+  const int64_t padded_tokens = (a.tokens + kKeys - 1) / kKeys * kKeys;
+  const int64_t padded_dim = (a.head_dim + 7) / 8 * 8;
+  // Per-thread slices stay 32-byte aligned: every part is a multiple of 8 floats.
+  const size_t floats = static_cast<size_t>(a.head_dim * padded_tokens + kQueries * kKeys + kQueries * padded_dim);
+  const int threads = omp_get_max_threads();
+  float* scratch = static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) * threads + 63) / 64 * 64));
+  if (!scratch) throw std::bad_alloc();
+#pragma omp parallel num_threads(threads)
+  {
+    float* mine = scratch + floats * static_cast<size_t>(omp_get_thread_num());
+    const HeadScratch s{mine, mine + a.head_dim * padded_tokens, mine + a.head_dim * padded_tokens + kQueries * kKeys,
+                        padded_tokens, padded_dim};
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int64_t b = 0; b < a.batch; ++b) {
+      for (int64_t h = 0; h < a.heads; ++h) attend_head_avx2(a, b, h, s);
+    }
+  }
+  std::free(scratch);
+}
+
+}  // namespace tiledraw::kernels
