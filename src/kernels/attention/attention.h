@@ -30,4 +30,10 @@ void f32_attention_flash_4x64__avx2(const AttentionArgs& args);
 
 AttentionFn attention_kernel(IsaLevel level);
 
+// The streaming kernels' driver: runs `head` for every (batch, head) pair on
+// all threads, each thread with `scratch_floats` floats of 64-byte aligned
+// scratch (allocated before the parallel region, so a failure throws).
+void for_each_head(const AttentionArgs& args, size_t scratch_floats,
+                   void (*head)(const AttentionArgs& args, int64_t batch, int64_t head, float* scratch));
+
 }  // namespace tiledraw::kernels

@@ -1,7 +1,5 @@
-#include <omp.h>
-
-#include <cstdlib>
-#include <new>
+#include <algorithm>
+#include <cmath>
 
 #include "kernels/activation/vector_math_avx512.h"
 #include "kernels/attention/attention.h"
@@ -40,7 +38,11 @@ struct HeadScratch {
   int64_t padded_tokens, padded_dim;
 };
 
-void attend_head_avx512(const AttentionArgs& a, int64_t b, int64_t h, const HeadScratch& s) {
+void attend_head_avx512(const AttentionArgs& a, int64_t b, int64_t h, float* scratch) {
+  const int64_t padded_tokens = (a.tokens + kKeys - 1) / kKeys * kKeys;
+  const int64_t padded_dim = (a.head_dim + 15) / 16 * 16;
+  const HeadScratch s{scratch, scratch + a.head_dim * padded_tokens,
+                      scratch + a.head_dim * padded_tokens + kQueries * kKeys, padded_tokens, padded_dim};
   const int64_t tokens = a.tokens, dim = a.head_dim, width = a.heads * dim;
   const auto row = [&](int64_t token, int64_t part) { return a.qkv + ((b * tokens + token) * 3 + part) * width + h * dim; };
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
@@ -129,23 +131,8 @@ void attend_head_avx512(const AttentionArgs& a, int64_t b, int64_t h, const Head
 void f32_attention_flash_8x64__avx512(const AttentionArgs& a) {
   const int64_t padded_tokens = (a.tokens + kKeys - 1) / kKeys * kKeys;
   const int64_t padded_dim = (a.head_dim + 15) / 16 * 16;
-  const size_t floats = static_cast<size_t>(a.head_dim * padded_tokens + kQueries * kKeys + kQueries * padded_dim);
-  const int threads = omp_get_max_threads();
-  // One scratch per thread, allocated before the parallel region so that a
-  // failure can be reported (nothing may throw out of one).
-  float* scratch = static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) * threads + 63) / 64 * 64));
-  if (!scratch) throw std::bad_alloc();
-#pragma omp parallel num_threads(threads)
-  {
-    float* mine = scratch + floats * static_cast<size_t>(omp_get_thread_num());
-    const HeadScratch s{mine, mine + a.head_dim * padded_tokens, mine + a.head_dim * padded_tokens + kQueries * kKeys,
-                        padded_tokens, padded_dim};
-#pragma omp for collapse(2) schedule(dynamic)
-    for (int64_t b = 0; b < a.batch; ++b) {
-      for (int64_t h = 0; h < a.heads; ++h) attend_head_avx512(a, b, h, s);
-    }
-  }
-  std::free(scratch);
+  for_each_head(a, static_cast<size_t>(a.head_dim * padded_tokens + kQueries * kKeys + kQueries * padded_dim),
+                attend_head_avx512);
 }
 
 }  // namespace tiledraw::kernels

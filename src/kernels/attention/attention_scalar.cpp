@@ -1,4 +1,8 @@
+#include <omp.h>
+
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <vector>
 
 #include "kernels/attention/attention.h"
@@ -36,6 +40,23 @@ void f32_attention__scalar(const AttentionArgs& a) {
       }
     }
   }
+}
+
+void for_each_head(const AttentionArgs& a, size_t scratch_floats,
+                   void (*head)(const AttentionArgs& args, int64_t batch, int64_t head, float* scratch)) {
+  const size_t per_thread = (scratch_floats + 15) / 16 * 16;
+  const int threads = omp_get_max_threads();
+  float* scratch = static_cast<float*>(std::aligned_alloc(64, per_thread * sizeof(float) * static_cast<size_t>(threads)));
+  if (!scratch) throw std::bad_alloc();
+#pragma omp parallel num_threads(threads)
+  {
+    float* mine = scratch + per_thread * static_cast<size_t>(omp_get_thread_num());
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int64_t b = 0; b < a.batch; ++b) {
+      for (int64_t h = 0; h < a.heads; ++h) head(a, b, h, mine);
+    }
+  }
+  std::free(scratch);
 }
 
 AttentionFn attention_kernel(IsaLevel level) {
