@@ -501,3 +501,48 @@ TEST(Fusion, NormModulateFeedsLinearsDirectlyAndEqualsTheUnfusedOps) {
 
 }  // namespace
 }  // namespace tiledraw::runtime
+
+namespace tiledraw::runtime {
+namespace {
+
+// The oracle, declining every problem with more than 64 inputs.
+class Declining final : public Accelerator {
+ public:
+  std::string_view name() const override { return "declining"; }
+  bool supports(const MatmulShape& s) const override { return s.k <= 64; }
+  std::unique_ptr<PackedWeight> pack(const WeightView& w) const override { return ref_->pack(w); }
+  std::unique_ptr<Program> prepare(const MatmulShape& s) const override { return ref_->prepare(s); }
+  void run(const Program& p, const MatmulArgs& a) const override { ref_->run(p, a); }
+
+ private:
+  std::unique_ptr<Accelerator> ref_ = make_accelerator("ref");
+};
+
+TEST(Scheduler, AMatmulTheAcceleratorDeclinesRunsOnAFallbackWithTheSameResult) {
+  const Declining declining;
+  const auto ref = make_accelerator("ref");
+  const Weight narrow = make_weight(declining, 128, 64, 1), wide = make_weight(declining, 16, 128, 2);
+  Graph g;
+  const int x = g.input({5, 64});
+  g.output(g.linear(g.linear(x, *narrow.packed, narrow.bias.data()), *wide.packed, wide.bias.data()));
+  const auto xv = test::random_floats(5 * 64, 3);
+  ProgramCache cache;
+  Executor exec(g, declining, cache);
+  exec.run({xv.data()});
+  const std::string fallback = make_accelerator("vnni") ? "vnni" : "ref";
+  EXPECT_EQ(exec.profile().fallbacks(), (std::map<std::string, int64_t>{{fallback, 1}}));
+
+  const Weight narrow_ref = make_weight(*ref, 128, 64, 1), wide_ref = make_weight(*ref, 16, 128, 2);
+  Graph expected_graph;
+  const int ex = expected_graph.input({5, 64});
+  expected_graph.output(expected_graph.linear(expected_graph.linear(ex, *narrow_ref.packed, narrow_ref.bias.data()),
+                                              *wide_ref.packed, wide_ref.bias.data()));
+  Executor expected(expected_graph, *ref, cache);
+  expected.run({xv.data()});
+  const float* y = exec.data(g.outputs()[0]);
+  EXPECT_EQ(std::vector<float>(y, y + 80), std::vector<float>(expected.data(expected_graph.outputs()[0]),
+                                                             expected.data(expected_graph.outputs()[0]) + 80));
+}
+
+}  // namespace
+}  // namespace tiledraw::runtime

@@ -76,17 +76,21 @@ class QuantizedActivation {
 };
 
 // A weight re-laid out, once at load, into what one backend's kernels read.
+// It remembers where it came from, so that another backend can pack it too
+// when this one declines a problem; that needs the source (the mapped model
+// file) to outlive it.
 class PackedWeight {
  public:
   virtual ~PackedWeight() = default;
-  int64_t n() const { return n_; }
-  int64_t k() const { return k_; }
+  int64_t n() const { return source_.n; }
+  int64_t k() const { return source_.k; }
+  const WeightView& source() const { return source_; }
 
  protected:
-  PackedWeight(int64_t n, int64_t k) : n_(n), k_(k) {}
+  explicit PackedWeight(const WeightView& source) : source_(source) {}
 
  private:
-  int64_t n_, k_;
+  WeightView source_;
 };
 
 // Everything a backend decides per shape (blocking, thread split, kernel).

@@ -37,7 +37,7 @@ namespace {
 class ChosenWeight final : public PackedWeight {
  public:
   ChosenWeight(size_t candidate, std::unique_ptr<PackedWeight> packed)
-      : PackedWeight(packed->n(), packed->k()), candidate(candidate), packed(std::move(packed)) {}
+      : PackedWeight(packed->source()), candidate(candidate), packed(std::move(packed)) {}
   size_t candidate;
   std::unique_ptr<PackedWeight> packed;
 };

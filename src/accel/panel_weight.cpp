@@ -5,7 +5,7 @@
 namespace tiledraw::accel {
 
 PanelWeight::PanelWeight(const WeightView& w, bool shifted)
-    : PackedWeight(w.n, w.k),
+    : PackedWeight(w),
       panels_((w.n + kPanel - 1) / kPanel),
       k_groups_((w.k + QuantizedActivation::kRowAlign - 1) / QuantizedActivation::kRowAlign *
                 QuantizedActivation::kRowAlign / 4),

@@ -45,6 +45,9 @@ void Profile::print(std::FILE* out, const Accelerator& accel, const ProgramCache
     }
     std::fprintf(out, "  %s\n", accelerated ? accel.kernel().c_str() : float_path ? "oneDNN f32 matmul" : isa_level_name(isa_level()));
   }
+  for (const auto& [backend, calls] : fallbacks_) {
+    std::fprintf(out, "%lld matmuls the accelerator declined ran on %s\n", static_cast<long long>(calls), backend.c_str());
+  }
   std::fprintf(out, "total %.2f ms; programs %zu (cache hits %llu, misses %llu, prepare %.2f ms); arena %s\n",
                total * 1e3, cache.programs, static_cast<unsigned long long>(cache.hits),
                static_cast<unsigned long long>(cache.misses), cache.prepare_seconds * 1e3,
@@ -77,6 +80,22 @@ bool Executor::only_quantized_linears_read(int value) const {
     }
   }
   return true;
+}
+
+std::pair<const Accelerator*, const PackedWeight*> Executor::backend_for(const MatmulShape& shape,
+                                                                         const PackedWeight& weight) {
+  if (accel_.supports(shape)) return {&accel_, &weight};
+  for (const char* name : {"vnni", "ref"}) {
+    auto& backend = fallbacks_[name];
+    if (!backend) backend = make_accelerator(name);
+    if (!backend || !backend->supports(shape)) continue;
+    auto& packed = repacked_[{backend.get(), &weight}];
+    if (!packed) packed = backend->pack(weight.source());
+    profile_.add_fallback(std::string(backend->name()));
+    return {backend.get(), packed.get()};
+  }
+  throw Error("no matmul backend accepts [" + std::to_string(shape.m) + ", " + std::to_string(shape.n) + ", " +
+              std::to_string(shape.k) + "]");
 }
 
 void Executor::run_norm_modulate(const Node& node, const float* x, float* y) {
@@ -171,13 +190,15 @@ double Executor::run_conv2d(const Node& node, const float* x, float* y) {
   const int64_t plane = g.out_height * g.out_width, pixels = g.batch * plane;
   conv_rows_.resize(static_cast<size_t>(std::min(pixels, kConvBlock) * k));
   conv_out_.resize(static_cast<size_t>(std::min(pixels, kConvBlock) * n));
-  const Program* program = quantized ? &cache_.get(accel_, {std::min(pixels, kConvBlock), n, k, {node.bias != nullptr}}) : nullptr;
+  const MatmulShape shape{std::min(pixels, kConvBlock), n, k, {node.bias != nullptr}};
+  const auto [accel, weight] = quantized ? backend_for(shape, *node.weight) : std::make_pair(&accel_, node.weight);
+  const Program* program = quantized ? &cache_.get(*accel, shape) : nullptr;
   for (int64_t first = 0; first < pixels; first += kConvBlock) {
     const int64_t count = std::min(kConvBlock, pixels - first);
     kernels::im2col_rows(x, g, first, count, conv_rows_.data());
     if (quantized) {
       conv_x_.quantize(conv_rows_.data(), count, k, k);
-      accel_.run(*program, {&conv_x_, node.weight, node.bias, conv_out_.data(), n});
+      accel->run(*program, {&conv_x_, weight, node.bias, conv_out_.data(), n});
     } else {
       kernels::f32_gemm_onednn(conv_rows_.data(), count, k, node.float_weight.data, n, node.bias, conv_out_.data(), n);
     }
@@ -211,7 +232,8 @@ void Executor::run_node(const Node& node) {
       }
       const QuantizedActivation& xq = quantized(node.inputs[0]);
       const MatmulShape shape{in.rows(), node.weight->n(), node.weight->k(), {node.bias != nullptr, node.activation, false}};
-      accel_.run(cache_.get(accel_, shape), {&xq, node.weight, node.bias, y, shape.n});
+      const auto [accel, weight] = backend_for(shape, *node.weight);
+      accel->run(cache_.get(*accel, shape), {&xq, weight, node.bias, y, shape.n});
       ops = 2.0 * double(shape.m) * double(shape.n) * double(shape.k);
       break;
     }

@@ -2,6 +2,8 @@
 
 #include <array>
 #include <cstdio>
+#include <map>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -30,8 +32,12 @@ class Profile {
   // The table: calls, ms, share, GOP/s by op; the matmul backend, program
   // cache figures and the arena size.
   void print(std::FILE* out, const Accelerator& accel, const ProgramCache::Stats& cache, int64_t arena_bytes) const;
+  // A matmul the accelerator declined and another backend ran.
+  void add_fallback(const std::string& backend) { fallbacks_[backend] += 1; }
+  const std::map<std::string, int64_t>& fallbacks() const { return fallbacks_; }
 
  private:
+  std::map<std::string, int64_t> fallbacks_;
   static size_t index(OpKind kind, bool float_path);
   std::array<Entry, kOpKinds + 2> entries_{};
 };
@@ -56,6 +62,10 @@ class Executor {
   const QuantizedActivation& quantized(int value);
   void run_node(const Node& node);
   double run_conv2d(const Node& node, const float* x, float* y);
+  // The accelerator for a matmul, and the weight as that backend packed it: the
+  // executor's own, or, when it declines the shape, the first of vnni and ref
+  // that accepts it, with the weight packed again from its source (once).
+  std::pair<const Accelerator*, const PackedWeight*> backend_for(const MatmulShape& shape, const PackedWeight& weight);
   void run_norm_modulate(const Node& node, const float* x, float* y);
   bool only_quantized_linears_read(int value) const;
 
@@ -68,6 +78,8 @@ class Executor {
   std::vector<std::unique_ptr<QuantizedActivation>> quantized_;  // per value
   std::vector<int64_t> quantized_in_run_;
   std::vector<bool> quantize_only_;  // per node: a NormModulate whose floats nobody reads
+  std::map<std::string, std::unique_ptr<Accelerator>> fallbacks_;
+  std::map<std::pair<const Accelerator*, const PackedWeight*>, std::unique_ptr<PackedWeight>> repacked_;
   int64_t run_count_ = 0;
   // Convolution scratch: a block of im2col rows, quantized, and its outputs.
   std::vector<float> conv_rows_, conv_out_;
