@@ -52,6 +52,7 @@ TEST(Planner, RandomGraphsNeverOverlapLiveValuesAndMatchFreshAllocations) {
   for (int64_t n : widths) {
     for (int64_t k : widths) weights.push_back(make_weight(*accel, n, k, static_cast<uint32_t>(n * 100 + k)));
   }
+  int in_place = 0;
   for (int trial = 0; trial < 30; ++trial) {
     Graph g;
     const int64_t rows = 1 + trial % 7;
@@ -60,7 +61,17 @@ TEST(Planner, RandomGraphsNeverOverlapLiveValuesAndMatchFreshAllocations) {
     for (int s = 0; s < steps; ++s) {
       const int a = values[std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng)];
       const int64_t width = g.values()[static_cast<size_t>(a)].cols();
-      switch (std::uniform_int_distribution<int>(0, 4)(rng)) {
+      switch (std::uniform_int_distribution<int>(0, 5)(rng)) {
+        case 5: {  // a linear with a residual of its output's width, when one exists
+          std::vector<int> residuals;
+          for (int v : values) {
+            if (g.values()[static_cast<size_t>(v)].shape == std::vector<int64_t>{rows, width}) residuals.push_back(v);
+          }
+          const Weight& w = weights[static_cast<size_t>(std::find(widths.begin(), widths.end(), width) - widths.begin()) * 4];
+          const int r = residuals[std::uniform_int_distribution<size_t>(0, residuals.size() - 1)(rng)];
+          values.push_back(g.linear_residual(a, *w.packed, w.bias.data(), r));
+          break;
+        }
         case 0: {
           const int64_t n = widths[std::uniform_int_distribution<size_t>(0, 2)(rng)];
           const Weight& w = weights[static_cast<size_t>(std::find(widths.begin(), widths.end(), n) - widths.begin()) * 3 +
@@ -89,10 +100,23 @@ TEST(Planner, RandomGraphsNeverOverlapLiveValuesAndMatchFreshAllocations) {
 
     const MemoryPlan plan = plan_memory(g);
     const auto life = lifetimes(g);
+    // An output written over its residual: the residual must have no reader after that linear.
+    const auto took_over = [&](size_t later, size_t earlier) {
+      for (int v = static_cast<int>(later); v >= 0; v = plan.in_place_of[static_cast<size_t>(v)]) {
+        if (static_cast<size_t>(v) == earlier) return true;
+      }
+      return false;
+    };
+    for (size_t o = 0; o < g.values().size(); ++o) {
+      const int r = plan.in_place_of[o];
+      if (r < 0) continue;
+      ++in_place;
+      ASSERT_EQ(life[static_cast<size_t>(r)].second, g.values()[o].producer) << "residual " << r << " is read after it is overwritten";
+    }
     for (size_t a = 0; a < g.values().size(); ++a) {
       for (size_t b = a + 1; b < g.values().size(); ++b) {
         const Value &va = g.values()[a], &vb = g.values()[b];
-        if (va.producer < 0 || vb.producer < 0 || va.view_of >= 0 || vb.view_of >= 0) continue;
+        if (va.producer < 0 || vb.producer < 0 || va.view_of >= 0 || vb.view_of >= 0 || took_over(b, a)) continue;
         const bool alive_together = life[a].first <= life[b].second && life[b].first <= life[a].second;
         const bool share_bytes = plan.offset[a] < plan.offset[b] + vb.bytes() && plan.offset[b] < plan.offset[a] + va.bytes();
         ASSERT_FALSE(alive_together && share_bytes) << "trial " << trial << ": values " << a << " and " << b;
@@ -111,6 +135,7 @@ TEST(Planner, RandomGraphsNeverOverlapLiveValuesAndMatchFreshAllocations) {
           << "trial " << trial << " output " << out;
     }
   }
+  EXPECT_GT(in_place, 0) << "no residual was ever overwritten in place: that path went untested";
 }
 
 TEST(Graph, RefusesShapesThatDoNotFit) {

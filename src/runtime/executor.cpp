@@ -231,7 +231,11 @@ void Executor::run_node(const Node& node) {
         break;
       }
       const QuantizedActivation& xq = quantized(node.inputs[0]);
-      const MatmulShape shape{in.rows(), node.weight->n(), node.weight->k(), {node.bias != nullptr, node.activation, false}};
+      const bool residual = node.inputs.size() == 2;
+      if (residual && plan_.in_place_of[static_cast<size_t>(node.output)] != node.inputs[1]) {
+        std::copy_n(address(node.inputs[1]), graph_.values()[static_cast<size_t>(node.output)].numel(), y);
+      }
+      const MatmulShape shape{in.rows(), node.weight->n(), node.weight->k(), {node.bias != nullptr, node.activation, residual}};
       const auto [accel, weight] = backend_for(shape, *node.weight);
       accel->run(cache_.get(*accel, shape), {&xq, weight, node.bias, y, shape.n});
       ops = 2.0 * double(shape.m) * double(shape.n) * double(shape.k);

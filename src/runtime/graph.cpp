@@ -78,6 +78,18 @@ int Graph::linear(int x, const PackedWeight& weight, const float* bias, Activati
   return add_linear(x, std::move(node), weight.n(), weight.k());
 }
 
+int Graph::linear_residual(int x, const PackedWeight& weight, const float* bias, int residual) {
+  Node node{OpKind::Linear, {x, residual}, -1};
+  node.weight = &weight;
+  node.bias = bias;
+  const int y = add_linear(x, std::move(node), weight.n(), weight.k());
+  if (at(residual).shape != at(y).shape) {
+    throw Error("graph: residual " + shape_text(at(residual).shape) + " does not match the linear's output " +
+                shape_text(at(y).shape));
+  }
+  return y;
+}
+
 int Graph::linear(int x, const FloatWeight& weight, const float* bias, Activation activation) {
   Node node{OpKind::Linear, {x}, -1};
   node.float_weight = weight;

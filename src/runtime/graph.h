@@ -72,6 +72,9 @@ class Graph {
   // x [..., k] -> [..., n] through the accelerator, bias and activation fused.
   int linear(int x, const PackedWeight& weight, const float* bias, Activation activation = Activation::None);
   int linear(int x, const FloatWeight& weight, const float* bias, Activation activation = Activation::None);
+  // residual + linear(x): the add happens in the matmul's epilogue, and in the
+  // residual's own memory when nothing reads the residual afterwards.
+  int linear_residual(int x, const PackedWeight& weight, const float* bias, int residual);
   // x [batch, channels, height, width] -> [batch, out, height', width'] with an
   // 8-bit S weight [out, channels * kernel^2] through the accelerator (im2col).
   int conv2d(int x, const PackedWeight& weight, const float* bias, int64_t kernel, int64_t stride, int64_t padding);

@@ -27,14 +27,30 @@ MemoryPlan plan_memory(const Graph& graph, bool reuse) {
   }
   for (int v : graph.outputs()) last[graph.root(v)] = end_of_graph;
 
-  std::vector<int> order;  // the values that need arena memory
   MemoryPlan plan;
   plan.offset.assign(static_cast<size_t>(count), -1);
-  for (int v = 0; v < count; ++v) {
-    if (values[v].producer >= 0 && values[v].view_of < 0) {
-      order.push_back(v);
-      plan.no_reuse_bytes += aligned(values[v].bytes());
+  plan.in_place_of.assign(static_cast<size_t>(count), -1);
+  // owner[v]: the value whose allocation v lives in (itself, or the residual chain's first value).
+  std::vector<int> owner(static_cast<size_t>(count));
+  for (int v = 0; v < count; ++v) owner[v] = v;
+  if (reuse) {
+    for (int n = 0; n < end_of_graph; ++n) {
+      const Node& node = graph.nodes()[n];
+      if (node.kind != OpKind::Linear || node.inputs.size() != 2) continue;
+      const int residual = node.inputs[1];
+      const bool dies_here = graph.root(residual) == residual && values[residual].producer >= 0 && last[residual] == n;
+      if (!dies_here) continue;
+      plan.in_place_of[node.output] = residual;
+      owner[node.output] = owner[residual];
+      last[owner[residual]] = std::max(last[owner[residual]], last[node.output]);
     }
+  }
+
+  std::vector<int> order;  // the values that need arena memory of their own
+  for (int v = 0; v < count; ++v) {
+    if (values[v].producer < 0 || values[v].view_of >= 0) continue;
+    plan.no_reuse_bytes += aligned(values[v].bytes());
+    if (owner[v] == v) order.push_back(v);
   }
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return values[a].bytes() > values[b].bytes(); });
 
@@ -59,6 +75,9 @@ MemoryPlan plan_memory(const Graph& graph, bool reuse) {
     plan.offset[v] = offset;
     plan.arena_bytes = std::max(plan.arena_bytes, offset + size);
     placed.push_back(v);
+  }
+  for (int v = 0; v < count; ++v) {
+    if (owner[v] != v) plan.offset[v] = plan.offset[owner[v]];
   }
   for (int v = 0; v < count; ++v) {
     if (values[v].view_of >= 0) plan.offset[v] = plan.offset[graph.root(v)];
