@@ -28,7 +28,7 @@ struct Layer {
     bias = test::random_floats(static_cast<size_t>(n), seed + 1, 0.1f);
     packed = accel.pack({q.data(), scale.data(), n, k});
   }
-  models::LinearWeights view() const { return {packed.get(), bias.data()}; }
+  models::LinearWeights view() const { return {.weight = packed.get(), .bias = bias.data()}; }
 
   // The oracle: rows of x through the ref backend, one linear at a time.
   std::vector<float> apply(const Accelerator& ref, const std::vector<float>& x, int64_t rows,

@@ -38,7 +38,7 @@ class RandomLayer {
     }
     packed_ = accel.pack({q_.data(), scale_.data(), n, k});
   }
-  models::LinearWeights view() const { return {packed_.get(), bias_.data()}; }
+  models::LinearWeights view() const { return {.weight = packed_.get(), .bias = bias_.data()}; }
 
  private:
   std::vector<int8_t> q_;

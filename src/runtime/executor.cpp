@@ -143,6 +143,7 @@ float* Executor::address(int value) const {
   const int root = graph_.root(value);
   const int64_t offset = graph_.values()[static_cast<size_t>(value)].view_offset;
   if (graph_.values()[static_cast<size_t>(root)].producer < 0) {
+    if (const float* constant = graph_.constant_data(root)) return const_cast<float*>(constant) + offset;
     for (size_t i = 0; i < graph_.inputs().size(); ++i) {
       if (graph_.inputs()[i] == root) return const_cast<float*>(inputs_[i]) + offset;
     }

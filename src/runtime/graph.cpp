@@ -78,6 +78,19 @@ int Graph::linear(int x, const PackedWeight& weight, const float* bias, Activati
   return add_linear(x, std::move(node), weight.n(), weight.k());
 }
 
+int Graph::constant(std::vector<int64_t> shape, const float* data) {
+  if (shape.empty() || !data) throw Error("graph: a constant needs a shape and data");
+  values_.push_back({std::move(shape), -1, -1});
+  const int id = static_cast<int>(values_.size()) - 1;
+  constants_.emplace(id, data);
+  return id;
+}
+
+const float* Graph::constant_data(int value) const {
+  const auto it = constants_.find(value);
+  return it == constants_.end() ? nullptr : it->second;
+}
+
 int Graph::linear_residual(int x, const PackedWeight& weight, const float* bias, int residual) {
   Node node{OpKind::Linear, {x, residual}, -1};
   node.weight = &weight;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,10 @@ struct Node {
 class Graph {
  public:
   int input(std::vector<int64_t> shape);
+  // A value held outside the graph for its whole life (a position table):
+  // like an input, but bound when the graph is built.
+  int constant(std::vector<int64_t> shape, const float* data);
+  const float* constant_data(int value) const;  // null for anything but a constant
   // x [..., k] -> [..., n] through the accelerator, bias and activation fused.
   int linear(int x, const PackedWeight& weight, const float* bias, Activation activation = Activation::None);
   int linear(int x, const FloatWeight& weight, const float* bias, Activation activation = Activation::None);
@@ -136,6 +141,7 @@ class Graph {
   std::vector<Node> nodes_;
   std::vector<int> inputs_;
   std::vector<int> outputs_;
+  std::map<int, const float*> constants_;
 };
 
 std::string shape_text(const std::vector<int64_t>& shape);
