@@ -2,11 +2,14 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "test_util.h"
+#include "models/dit.h"
+#include "runtime/executor.h"
 #include "tiledraw/safetensors.h"
 
 namespace tiledraw {
@@ -136,6 +139,45 @@ TEST_F(Cli, BenchDitRunsASmallStackAndReportsItsFigures) {
   EXPECT_THAT(r.out, ::testing::ContainsRegex("linear +20 "));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("attention +4 "));
   expect_error("bench dit --width 100 --heads 16", "--width must be a multiple of --heads");
+}
+
+TEST_F(Cli, ForwardRunsADitOnNamedInputsAndWritesItsOutput) {
+  const std::string model = std::string(TILEDRAW_SOURCE_DIR) + "/examples/tiny-dit-f16.safetensors";
+  const std::vector<float> x = test::random_floats(2 * 4 * 8 * 8, 3);
+  const std::vector<int64_t> t = {10, 999}, y = {1, 10};
+  std::vector<TensorSource> inputs;
+  inputs.push_back(TensorSource::from_bytes("x", DType::F32, {2, 4, 8, 8}, test::bytes_of(x)));
+  inputs.push_back(TensorSource::from_bytes("t", DType::I64, {2}, test::bytes_of(t)));
+  inputs.push_back(TensorSource::from_bytes("y", DType::I64, {2}, test::bytes_of(y)));
+  write_safetensors(dir_.file("in.safetensors"), std::move(inputs), {});
+  const CommandResult r = run("forward -m " + model + " --inputs " + dir_.file("in.safetensors") + " -o " +
+                              dir_.file("out.safetensors"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const SafetensorsFile out = SafetensorsFile::open(dir_.file("out.safetensors"));
+  EXPECT_EQ(out.at("out").shape, (std::vector<int64_t>{2, 8, 8, 8}));
+  EXPECT_EQ(out.at("out").dtype, DType::F32);
+  const auto* values = reinterpret_cast<const float*>(out.data(out.at("out")).data());
+  // The same forward in this process, through the library.
+  const auto accel = make_accelerator("auto");
+  const SafetensorsFile file = SafetensorsFile::open(model);
+  const models::DitModel dit(file, *accel);
+  const auto built = dit.build(2, 8, 8);
+  ProgramCache cache;
+  runtime::Executor exec(built->graph, *accel, cache);
+  const std::vector<float> tf = {10.0f, 999.0f}, yf = {1.0f, 10.0f};
+  exec.run({x.data(), tf.data(), yf.data()});
+  const float* expected = exec.data(built->output);
+  for (int i = 0; i < 2 * 8 * 8 * 8; ++i) ASSERT_NEAR(values[i], expected[i], 1e-5 * (1 + std::abs(expected[i]))) << i;
+
+  std::vector<TensorSource> partial;
+  partial.push_back(TensorSource::from_bytes("x", DType::F32, {2, 4, 8, 8}, test::bytes_of(x)));
+  write_safetensors(dir_.file("partial.safetensors"), std::move(partial), {});
+  expect_error("forward -m " + model + " --inputs " + dir_.file("partial.safetensors") + " -o " + dir_.file("o2.safetensors"),
+               "no tensor 't'");
+  expect_error("forward -m " + dir_.file("partial.safetensors") + " --inputs " + dir_.file("in.safetensors") + " -o " +
+                   dir_.file("o2.safetensors"),
+               "not a DiT checkpoint");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("o2.safetensors")));
 }
 
 TEST_F(Cli, AnUnknownIsaLevelIsAnError) {
