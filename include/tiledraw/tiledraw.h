@@ -6,6 +6,7 @@
 #include "tiledraw/cpu.h"
 #include "tiledraw/dtype.h"
 #include "tiledraw/error.h"
+#include "tiledraw/image.h"
 #include "tiledraw/quant8s.h"
 #include "tiledraw/safetensors.h"
 

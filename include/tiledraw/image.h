@@ -1,0 +1,27 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace tiledraw {
+
+// 8-bit pixels, rows top to bottom, channels interleaved: 1 (gray) or 3 (RGB).
+struct Image {
+  int64_t width = 0;
+  int64_t height = 0;
+  int64_t channels = 0;
+  std::vector<uint8_t> pixels;
+};
+
+// A model's output planes [channels, height, width] in [-1, 1] as pixels:
+// (x + 1) / 2 * 255, rounded and clamped.
+Image image_from_planes(const float* planes, int64_t channels, int64_t height, int64_t width);
+
+// Writes a PNG with text chunks (A1111's "parameters" carries how an image was
+// made). ASCII values go in tEXt chunks, others in UTF-8 iTXt. Written through
+// a temporary file like every file tiledraw writes.
+void write_png(const std::string& path, const Image& image, const std::map<std::string, std::string>& text = {});
+
+}  // namespace tiledraw
