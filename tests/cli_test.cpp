@@ -180,6 +180,63 @@ TEST_F(Cli, ForwardRunsADitOnNamedInputsAndWritesItsOutput) {
   EXPECT_FALSE(std::filesystem::exists(dir_.file("o2.safetensors")));
 }
 
+// A pixel-space DiT (1 channel, 8 x 8, patch 2, width 32, one block, 3 classes,
+// learned sigma) with random weights in the original layout.
+std::string write_pixel_dit(const test::TempDir& dir) {
+  const int64_t h = 32, p = 2, tokens = 16, classes = 3;
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"pos_embed", {1, tokens, h}}, {"x_embedder.proj.weight", {h, 1, p, p}}, {"x_embedder.proj.bias", {h}},
+      {"t_embedder.mlp.0.weight", {h, 256}}, {"t_embedder.mlp.0.bias", {h}}, {"t_embedder.mlp.2.weight", {h, h}},
+      {"t_embedder.mlp.2.bias", {h}}, {"y_embedder.embedding_table.weight", {classes + 1, h}},
+      {"blocks.0.attn.qkv.weight", {3 * h, h}}, {"blocks.0.attn.qkv.bias", {3 * h}},
+      {"blocks.0.attn.proj.weight", {h, h}}, {"blocks.0.attn.proj.bias", {h}},
+      {"blocks.0.mlp.fc1.weight", {4 * h, h}}, {"blocks.0.mlp.fc1.bias", {4 * h}},
+      {"blocks.0.mlp.fc2.weight", {h, 4 * h}}, {"blocks.0.mlp.fc2.bias", {h}},
+      {"blocks.0.adaLN_modulation.1.weight", {6 * h, h}}, {"blocks.0.adaLN_modulation.1.bias", {6 * h}},
+      {"final_layer.linear.weight", {p * p * 2, h}}, {"final_layer.linear.bias", {p * p * 2}},
+      {"final_layer.adaLN_modulation.1.weight", {2 * h, h}}, {"final_layer.adaLN_modulation.1.bias", {2 * h}}};
+  static std::vector<std::vector<float>> storage;
+  std::vector<TensorSource> tensors;
+  uint32_t seed = 1;
+  for (const auto& [name, shape] : shapes) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    storage.push_back(test::random_floats(static_cast<size_t>(n), seed++, 0.2f));
+    tensors.push_back(TensorSource::from_bytes(name, DType::F32, shape, test::bytes_of(storage.back())));
+  }
+  write_safetensors(dir.file("pixel-dit.safetensors"), std::move(tensors),
+                    {{"config", R"({"num_heads": 2, "input_size": 8})"}});
+  return dir.file("pixel-dit.safetensors");
+}
+
+TEST_F(Cli, GenerateWritesAReproduciblePngThatCarriesItsParameters) {
+  const std::string model = write_pixel_dit(dir_);
+  for (const char* sampler : {"ddim", "ddpm", "euler", "dpm++2m"}) {
+    const std::string args = "generate -m " + model + " --class 1 --steps 4 --seed 7 --sampler " + sampler + " -o ";
+    const CommandResult a = run(args + dir_.file("a.png"));
+    ASSERT_EQ(a.status, 0) << a.err;
+    EXPECT_THAT(a.out, HasSubstr("wrote " + dir_.file("a.png") + " (8 x 8)"));
+    EXPECT_THAT(a.err, HasSubstr("sampling: 4/4"));
+    ASSERT_EQ(run(args + dir_.file("b.png")).status, 0);
+    EXPECT_EQ(slurp(dir_.file("a.png")), slurp(dir_.file("b.png"))) << sampler << ": the same seed, the same PNG";
+    const std::string png = slurp(dir_.file("a.png"));
+    EXPECT_THAT(png, HasSubstr(std::string("parameters") + '\0' + "class 1\nSteps: 4, Sampler: " + sampler +
+                                   ", CFG scale: 4, Seed: 7, Size: 8x8, Model: pixel-dit.safetensors"));
+  }
+  ASSERT_EQ(run("generate -q -m " + model + " --steps 3 --seed 8 -W 12 -H 8 -b 2 -o " + dir_.file("c.png")).status, 0);
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("c-1.png")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("c-2.png")));
+  EXPECT_NE(slurp(dir_.file("c-1.png")), slurp(dir_.file("c-2.png")));
+
+  expect_error("generate -m " + model + " --class 3 -o " + dir_.file("x.png"), "--class: 3 is outside 0..2");
+  expect_error("generate -m " + model + " -W 7 -o " + dir_.file("x.png"), "not a multiple of the patch size 2");
+  expect_error("generate -m " + model + " --sampler heun -o " + dir_.file("x.png"), "unknown sampler 'heun'");
+  expect_error("generate -m " + std::string(TILEDRAW_SOURCE_DIR) + "/examples/tiny-dit-f16.safetensors -o " +
+                   dir_.file("x.png"),
+               "4-channel latents, not pixels; decoding them needs --vae");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
+}
+
 TEST_F(Cli, AnUnknownIsaLevelIsAnError) {
   const std::string command = "TILEDRAW_ISA=sse9 " + std::string(TILEDRAW_BINARY) + " info >/dev/null 2>" + dir_.file("err");
   const int status = std::system(command.c_str());
