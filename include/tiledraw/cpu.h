@@ -21,6 +21,13 @@ enum class IsaLevel { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 
 const CpuFeatures& cpu_features();
 
+// The variant of a kernel (a function, or a table of them) for an ISA level:
+// how every kernel family chooses.
+template <typename T>
+T* for_isa(IsaLevel level, T* scalar, T* avx2, T* avx512) {
+  return level == IsaLevel::Avx512 ? avx512 : level == IsaLevel::Avx2 ? avx2 : scalar;
+}
+
 // The highest level this CPU supports, lowered by the environment variable
 // TILEDRAW_ISA=scalar|avx2|avx512 (to test fallbacks on a fast machine).
 IsaLevel isa_level();

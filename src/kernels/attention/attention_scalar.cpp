@@ -60,15 +60,7 @@ void for_each_head(const AttentionArgs& a, size_t scratch_floats,
 }
 
 AttentionFn attention_kernel(IsaLevel level) {
-  switch (level) {
-    case IsaLevel::Avx512:
-      return f32_attention_flash_8x64__avx512;
-    case IsaLevel::Avx2:
-      return f32_attention_flash_4x64__avx2;
-    case IsaLevel::Scalar:
-      break;
-  }
-  return f32_attention__scalar;
+  return for_isa(level, f32_attention__scalar, f32_attention_flash_4x64__avx2, f32_attention_flash_8x64__avx512);
 }
 
 }  // namespace tiledraw::kernels

@@ -53,15 +53,7 @@ void gated_residual_scalar(const float* x, const float* y, const float* gate, fl
 const ElementwiseKernels kElementwiseScalar = {unary_scalar, binary_scalar, modulate_scalar, gated_residual_scalar};
 
 const ElementwiseKernels& elementwise_kernels(IsaLevel level) {
-  switch (level) {
-    case IsaLevel::Avx512:
-      return kElementwiseAvx512;
-    case IsaLevel::Avx2:
-      return kElementwiseAvx2;
-    case IsaLevel::Scalar:
-      break;
-  }
-  return kElementwiseScalar;
+  return *for_isa(level, &kElementwiseScalar, &kElementwiseAvx2, &kElementwiseAvx512);
 }
 
 }  // namespace tiledraw::kernels

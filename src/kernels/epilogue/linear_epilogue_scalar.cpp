@@ -17,15 +17,7 @@ void f32_linear_epilogue__scalar(const LinearEpilogueArgs& a) {
 }
 
 LinearEpilogueFn linear_epilogue_kernel(IsaLevel level) {
-  switch (level) {
-    case IsaLevel::Avx512:
-      return f32_linear_epilogue__avx512;
-    case IsaLevel::Avx2:
-      return f32_linear_epilogue__avx2;
-    case IsaLevel::Scalar:
-      break;
-  }
-  return f32_linear_epilogue__scalar;
+  return for_isa(level, f32_linear_epilogue__scalar, f32_linear_epilogue__avx2, f32_linear_epilogue__avx512);
 }
 
 }  // namespace tiledraw::kernels

@@ -79,15 +79,7 @@ void group_norm_scalar(const float* x, const float* gamma, const float* beta, fl
 const RowKernels kRowScalar = {layer_norm_scalar, rms_norm_scalar, softmax_scalar, group_norm_scalar};
 
 const RowKernels& row_kernels(IsaLevel level) {
-  switch (level) {
-    case IsaLevel::Avx512:
-      return kRowAvx512;
-    case IsaLevel::Avx2:
-      return kRowAvx2;
-    case IsaLevel::Scalar:
-      break;
-  }
-  return kRowScalar;
+  return *for_isa(level, &kRowScalar, &kRowAvx2, &kRowAvx512);
 }
 
 }  // namespace tiledraw::kernels

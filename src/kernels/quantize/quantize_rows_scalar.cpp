@@ -22,15 +22,7 @@ void f32_qs8_quantize_rows__scalar(const float* x, size_t rows, size_t cols, int
 }
 
 QuantizeRowsFn quantize_rows_kernel(IsaLevel level) {
-  switch (level) {
-    case IsaLevel::Avx512:
-      return f32_qs8_quantize_rows__avx512;
-    case IsaLevel::Avx2:
-      return f32_qs8_quantize_rows__avx2;
-    case IsaLevel::Scalar:
-      break;
-  }
-  return f32_qs8_quantize_rows__scalar;
+  return for_isa(level, f32_qs8_quantize_rows__scalar, f32_qs8_quantize_rows__avx2, f32_qs8_quantize_rows__avx512);
 }
 
 }  // namespace tiledraw::kernels
