@@ -1,6 +1,7 @@
 #include "runtime/graph.h"
 
 #include "tiledraw/error.h"
+#include "tiledraw/safetensors.h"
 
 namespace tiledraw::runtime {
 
@@ -10,12 +11,6 @@ const char* op_name(OpKind kind) {
       "binary",    "modulate", "gated_residual", "softmax", "attention", "patchify", "unpatchify",
       "timestep_embedding", "embedding", "upsample", "concat", "view"};
   return names[static_cast<int>(kind)];
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 int64_t Value::numel() const {
@@ -53,7 +48,7 @@ int Graph::add_node(Node node, std::vector<int64_t> shape) {
 int Graph::input(std::vector<int64_t> shape) {
   if (shape.empty()) throw Error("graph: an input needs a shape");
   for (int64_t d : shape) {
-    if (d <= 0) throw Error("graph: input shape " + shape_text(shape) + " has an empty dimension");
+    if (d <= 0) throw Error("graph: input shape " + shape_string(shape) + " has an empty dimension");
   }
   values_.push_back({std::move(shape), -1, -1});
   inputs_.push_back(static_cast<int>(values_.size()) - 1);
@@ -63,7 +58,7 @@ int Graph::input(std::vector<int64_t> shape) {
 int Graph::add_linear(int x, Node node, int64_t n, int64_t k) {
   std::vector<int64_t> shape = at(x).shape;
   if (shape.back() != k) {
-    throw Error("graph: linear of " + shape_text(shape) + " by a weight [" + std::to_string(n) + ", " +
+    throw Error("graph: linear of " + shape_string(shape) + " by a weight [" + std::to_string(n) + ", " +
                 std::to_string(k) + "]");
   }
   shape.back() = n;
@@ -97,8 +92,8 @@ int Graph::linear_residual(int x, const PackedWeight& weight, const float* bias,
   node.bias = bias;
   const int y = add_linear(x, std::move(node), weight.n(), weight.k());
   if (at(residual).shape != at(y).shape) {
-    throw Error("graph: residual " + shape_text(at(residual).shape) + " does not match the linear's output " +
-                shape_text(at(y).shape));
+    throw Error("graph: residual " + shape_string(at(residual).shape) + " does not match the linear's output " +
+                shape_string(at(y).shape));
   }
   return y;
 }
@@ -115,7 +110,7 @@ int Graph::add_conv2d(int x, Node node, int64_t n, int64_t k) {
   const std::vector<int64_t>& s = at(x).shape;
   if (s.size() != 4 || node.kernel <= 0 || node.stride <= 0 || node.padding < 0 || k != s[1] * node.kernel * node.kernel ||
       s[2] + 2 * node.padding < node.kernel || s[3] + 2 * node.padding < node.kernel) {
-    throw Error("graph: conv2d of " + shape_text(s) + " by a weight [" + std::to_string(n) + ", " +
+    throw Error("graph: conv2d of " + shape_string(s) + " by a weight [" + std::to_string(n) + ", " +
                 std::to_string(k) + "] with kernel " + std::to_string(node.kernel));
   }
   const int64_t height = (s[2] + 2 * node.padding - node.kernel) / node.stride + 1;
@@ -148,7 +143,7 @@ int Graph::conv2d(int x, const FloatWeight& weight, const float* bias, int64_t k
 int Graph::group_norm(int x, int64_t groups, const float* gamma, const float* beta, float eps, bool silu) {
   const std::vector<int64_t>& s = at(x).shape;
   if (s.size() < 3 || groups <= 0 || s[1] % groups) {
-    throw Error("graph: group norm of " + shape_text(s) + " in " + std::to_string(groups) + " groups");
+    throw Error("graph: group norm of " + shape_string(s) + " in " + std::to_string(groups) + " groups");
   }
   Node node{OpKind::GroupNorm, {x}, -1};
   node.groups = groups;
@@ -161,7 +156,7 @@ int Graph::group_norm(int x, int64_t groups, const float* gamma, const float* be
 
 int Graph::upsample_nearest_2x(int x) {
   std::vector<int64_t> s = at(x).shape;
-  if (s.size() != 4) throw Error("graph: upsample needs [batch, channels, height, width], got " + shape_text(s));
+  if (s.size() != 4) throw Error("graph: upsample needs [batch, channels, height, width], got " + shape_string(s));
   s[2] *= 2;
   s[3] *= 2;
   return add_node({OpKind::Upsample, {x}, -1}, std::move(s));
@@ -171,7 +166,7 @@ int Graph::concat_channels(int a, int b) {
   std::vector<int64_t> sa = at(a).shape;
   const std::vector<int64_t>& sb = at(b).shape;
   if (sa.size() != 4 || sb.size() != 4 || sa[0] != sb[0] || sa[2] != sb[2] || sa[3] != sb[3]) {
-    throw Error("graph: cannot concatenate " + shape_text(sa) + " and " + shape_text(sb) + " along channels");
+    throw Error("graph: cannot concatenate " + shape_string(sa) + " and " + shape_string(sb) + " along channels");
   }
   sa[1] += sb[1];
   return add_node({OpKind::Concat, {a, b}, -1}, std::move(sa));
@@ -201,7 +196,7 @@ int Graph::unary(kernels::Unary op, int x) {
 int Graph::binary(kernels::Binary op, int a, int b) {
   const Value &va = at(a), &vb = at(b);
   if (va.shape != vb.shape && !(vb.shape.size() == 1 && vb.shape[0] == va.cols())) {
-    throw Error("graph: cannot combine " + shape_text(va.shape) + " with " + shape_text(vb.shape));
+    throw Error("graph: cannot combine " + shape_string(va.shape) + " with " + shape_string(vb.shape));
   }
   Node node{OpKind::Binary, {a, b}, -1};
   node.binary = op;
@@ -225,7 +220,7 @@ void Graph::check_modulation(int x, int scale, int shift) const {
   const std::vector<int64_t> per_batch = {vx.shape.front(), vx.cols()};
   if (vx.shape.size() != 3 || at(scale).shape != per_batch || at(shift).shape != per_batch) {
     throw Error("graph: modulate needs x [batch, tokens, cols] and scale, shift [batch, cols], got " +
-                shape_text(vx.shape) + ", " + shape_text(at(scale).shape) + ", " + shape_text(at(shift).shape));
+                shape_string(vx.shape) + ", " + shape_string(at(scale).shape) + ", " + shape_string(at(shift).shape));
   }
 }
 
@@ -234,7 +229,7 @@ int Graph::gated_residual(int x, int y, int gate) {
   const std::vector<int64_t> per_batch = {vx.shape.front(), vx.cols()};
   if (vx.shape.size() != 3 || at(y).shape != vx.shape || at(gate).shape != per_batch) {
     throw Error("graph: gated residual needs x, y [batch, tokens, cols] and gate [batch, cols], got " +
-                shape_text(vx.shape) + ", " + shape_text(at(y).shape) + ", " + shape_text(at(gate).shape));
+                shape_string(vx.shape) + ", " + shape_string(at(y).shape) + ", " + shape_string(at(gate).shape));
   }
   return add_node({OpKind::GatedResidual, {x, y, gate}, -1}, vx.shape);
 }
@@ -244,7 +239,7 @@ int Graph::softmax(int x) { return add_node({OpKind::Softmax, {x}, -1}, at(x).sh
 int Graph::attention(int qkv, int64_t heads) {
   std::vector<int64_t> shape = at(qkv).shape;
   if (shape.size() != 3 || heads <= 0 || shape[2] % (3 * heads) != 0) {
-    throw Error("graph: attention needs qkv [batch, tokens, 3 * heads * head_dim], got " + shape_text(shape) +
+    throw Error("graph: attention needs qkv [batch, tokens, 3 * heads * head_dim], got " + shape_string(shape) +
                 " with " + std::to_string(heads) + " heads");
   }
   shape[2] /= 3;
@@ -256,7 +251,7 @@ int Graph::attention(int qkv, int64_t heads) {
 int Graph::patchify(int image, int64_t patch) {
   const std::vector<int64_t>& s = at(image).shape;
   if (s.size() != 4 || patch <= 0 || s[2] % patch || s[3] % patch) {
-    throw Error("graph: cannot cut " + shape_text(s) + " into patches of " + std::to_string(patch));
+    throw Error("graph: cannot cut " + shape_string(s) + " into patches of " + std::to_string(patch));
   }
   Node node{OpKind::Patchify, {image}, -1};
   node.patch = patch;
@@ -267,7 +262,7 @@ int Graph::unpatchify(int tokens, int64_t channels, int64_t height, int64_t widt
   const std::vector<int64_t>& s = at(tokens).shape;
   if (patch <= 0 || height % patch || width % patch || s.size() != 3 ||
       s[1] != (height / patch) * (width / patch) || s[2] != patch * patch * channels) {
-    throw Error("graph: tokens " + shape_text(s) + " do not make a " + std::to_string(channels) + " x " +
+    throw Error("graph: tokens " + shape_string(s) + " do not make a " + std::to_string(channels) + " x " +
                 std::to_string(height) + " x " + std::to_string(width) + " image of patches " + std::to_string(patch));
   }
   Node node{OpKind::Unpatchify, {tokens}, -1};
@@ -302,7 +297,7 @@ int Graph::reshape(int x, std::vector<int64_t> shape) {
   if (!at(x).contiguous()) throw Error("graph: cannot reshape a slice");
   const Value target{shape};
   if (target.numel() != at(x).numel()) {
-    throw Error("graph: cannot reshape " + shape_text(at(x).shape) + " to " + shape_text(shape));
+    throw Error("graph: cannot reshape " + shape_string(at(x).shape) + " to " + shape_string(shape));
   }
   return add_view(x, std::move(shape), 0, 0);
 }
@@ -311,7 +306,7 @@ int Graph::slice(int x, int64_t begin, int64_t size) {
   const Value& v = at(x);
   if (v.shape.size() != 2 || !v.contiguous() || begin < 0 || size <= 0 || begin + size > v.cols()) {
     throw Error("graph: cannot take columns [" + std::to_string(begin) + ", " + std::to_string(begin + size) +
-                ") of " + shape_text(v.shape));
+                ") of " + shape_string(v.shape));
   }
   return add_view(x, {v.shape[0], size}, begin, v.cols());
 }
@@ -319,7 +314,7 @@ int Graph::slice(int x, int64_t begin, int64_t size) {
 std::vector<int> Graph::chunk(int x, int64_t parts) {
   const int64_t cols = at(x).cols();
   if (parts <= 0 || cols % parts != 0) {
-    throw Error("graph: cannot split " + shape_text(at(x).shape) + " into " + std::to_string(parts) + " parts");
+    throw Error("graph: cannot split " + shape_string(at(x).shape) + " into " + std::to_string(parts) + " parts");
   }
   std::vector<int> slices;
   for (int64_t p = 0; p < parts; ++p) slices.push_back(slice(x, p * cols / parts, cols / parts));

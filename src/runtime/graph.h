@@ -144,6 +144,4 @@ class Graph {
   std::map<int, const float*> constants_;
 };
 
-std::string shape_text(const std::vector<int64_t>& shape);
-
 }  // namespace tiledraw::runtime
