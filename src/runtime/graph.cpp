@@ -106,7 +106,12 @@ int Graph::linear(int x, const FloatWeight& weight, const float* bias, Activatio
   return add_linear(x, std::move(node), weight.n, weight.k);
 }
 
-int Graph::add_conv2d(int x, Node node, int64_t n, int64_t k) {
+int Graph::add_conv2d(int x, Node node, const float* bias, int64_t kernel, int64_t stride, int64_t padding,
+                      int64_t n, int64_t k) {
+  node.bias = bias;
+  node.kernel = kernel;
+  node.stride = stride;
+  node.padding = padding;
   const std::vector<int64_t>& s = at(x).shape;
   if (s.size() != 4 || node.kernel <= 0 || node.stride <= 0 || node.padding < 0 || k != s[1] * node.kernel * node.kernel ||
       s[2] + 2 * node.padding < node.kernel || s[3] + 2 * node.padding < node.kernel) {
@@ -122,22 +127,14 @@ int Graph::conv2d(int x, const PackedWeight& weight, const float* bias, int64_t 
                   int64_t padding) {
   Node node{OpKind::Conv2d, {x}, -1};
   node.weight = &weight;
-  node.bias = bias;
-  node.kernel = kernel;
-  node.stride = stride;
-  node.padding = padding;
-  return add_conv2d(x, std::move(node), weight.n(), weight.k());
+  return add_conv2d(x, std::move(node), bias, kernel, stride, padding, weight.n(), weight.k());
 }
 
 int Graph::conv2d(int x, const FloatWeight& weight, const float* bias, int64_t kernel, int64_t stride,
                   int64_t padding) {
   Node node{OpKind::Conv2d, {x}, -1};
   node.float_weight = weight;
-  node.bias = bias;
-  node.kernel = kernel;
-  node.stride = stride;
-  node.padding = padding;
-  return add_conv2d(x, std::move(node), weight.n, weight.k);
+  return add_conv2d(x, std::move(node), bias, kernel, stride, padding, weight.n, weight.k);
 }
 
 int Graph::group_norm(int x, int64_t groups, const float* gamma, const float* beta, float eps, bool silu) {

@@ -132,7 +132,8 @@ class Graph {
   int add_node(Node node, std::vector<int64_t> shape);
   // Shape checks and the node, for either kind of weight (n outputs, k inputs).
   int add_linear(int x, Node node, int64_t n, int64_t k);
-  int add_conv2d(int x, Node node, int64_t n, int64_t k);
+  int add_conv2d(int x, Node node, const float* bias, int64_t kernel, int64_t stride, int64_t padding, int64_t n,
+                 int64_t k);
   int add_view(int x, std::vector<int64_t> shape, int64_t offset, int64_t row_stride);
   void check_modulation(int x, int scale, int shift) const;
   const Value& at(int value) const;
