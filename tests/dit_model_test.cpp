@@ -78,7 +78,7 @@ TEST(DitModel, RefusesBadClassesSizesAndFiles) {
   write_safetensors(dir.file("other.safetensors"), {}, {});
   const SafetensorsFile other = SafetensorsFile::open(dir.file("other.safetensors"));
   EXPECT_THAT([&] { models::DitModel bad(other, *accel); },
-              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("not a DiT checkpoint in the original layout: no tensor 'x_embedder.proj.weight'")));
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("not a DiT checkpoint: no tensor 'x_embedder.proj.weight'")));
 }
 
 TEST(DitModel, PositionEmbeddingFollowsTheSinCosFormula) {

@@ -8,6 +8,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libpng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgomp1 libdnnl-dev
+  python3-torch python3-numpy libopenblas0-openmp dataset-fashion-mnist
 )
 
 missing=()

@@ -1,6 +1,8 @@
 #include "models/dit.h"
 
+#include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -13,28 +15,30 @@ int linear(runtime::Graph& g, int x, const LinearWeights& w, Activation activati
   return w.weight ? g.linear(x, *w.weight, w.bias, activation) : g.linear(x, w.float_weight, w.bias, activation);
 }
 
-int dit_block(runtime::Graph& g, int x, int silu_c, const DitBlockWeights& w, int64_t heads) {
-  constexpr float kEps = 1e-6f;
+int dit_block(runtime::Graph& g, int x, int silu_c, const DitBlockWeights& w, int64_t heads, float mlp_norm_eps) {
   const std::vector<int> mod = g.chunk(linear(g, silu_c, w.ada_ln), 6);
   const int shift1 = mod[0], scale1 = mod[1], gate1 = mod[2], shift2 = mod[3], scale2 = mod[4], gate2 = mod[5];
 
-  const int h1 = g.modulated_layer_norm(x, scale1, shift1, kEps);
+  const int h1 = g.modulated_layer_norm(x, scale1, shift1, 1e-6f);
   const int attended = g.attention(linear(g, h1, w.qkv), heads);
   x = g.gated_residual(x, linear(g, attended, w.proj), gate1);
 
-  const int h2 = g.modulated_layer_norm(x, scale2, shift2, kEps);
+  const int h2 = g.modulated_layer_norm(x, scale2, shift2, mlp_norm_eps);
   const int hidden = linear(g, h2, w.fc1, Activation::GeluTanh);
   return g.gated_residual(x, linear(g, hidden, w.fc2), gate2);
 }
 
-std::vector<float> dit_position_embedding(int64_t width, int64_t rows, int64_t cols) {
+std::vector<float> dit_position_embedding(int64_t width, int64_t rows, int64_t cols, int64_t base_rows,
+                                          int64_t base_cols) {
   const int64_t quarter = width / 4;
+  const double row_step = base_rows > 0 ? static_cast<double>(base_rows) / static_cast<double>(rows) : 1.0;
+  const double col_step = base_cols > 0 ? static_cast<double>(base_cols) / static_cast<double>(cols) : 1.0;
   std::vector<float> table(static_cast<size_t>(rows * cols * width));
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       float* out = &table[static_cast<size_t>((r * cols + c) * width)];
       for (int64_t half = 0; half < 2; ++half) {
-        const double position = static_cast<double>(half == 0 ? c : r);
+        const double position = half == 0 ? static_cast<double>(c) * col_step : static_cast<double>(r) * row_step;
         for (int64_t i = 0; i < quarter; ++i) {
           const double angle = position / std::pow(10000.0, static_cast<double>(i) / static_cast<double>(quarter));
           out[half * width / 2 + i] = static_cast<float>(std::sin(angle));
@@ -63,56 +67,132 @@ int64_t heads_for_width(int64_t width) {
   }
 }
 
+constexpr const char* kExpectedLayouts =
+    "expected the original DiT layout (x_embedder.proj, t_embedder.mlp.0/2, y_embedder.embedding_table, "
+    "blocks.N.{attn.qkv, attn.proj, mlp.fc1, mlp.fc2, adaLN_modulation.1}, final_layer.{linear, adaLN_modulation.1}) "
+    "or diffusers' DiTTransformer2DModel (pos_embed.proj, transformer_blocks.N.{norm1.emb, norm1.linear, "
+    "attn1.to_q/to_k/to_v/to_out.0, ff.net.0.proj, ff.net.2}, proj_out_1, proj_out_2)";
+
 const TensorInfo& require(const SafetensorsFile& file, const std::string& name) {
   const TensorInfo* t = file.find(name);
-  if (!t) {
-    throw Error(file.path() + ": not a DiT checkpoint in the original layout: no tensor '" + name +
-                "' (expected x_embedder.proj, t_embedder.mlp.0/2, y_embedder.embedding_table, blocks.N.{attn.qkv, "
-                "attn.proj, mlp.fc1, mlp.fc2, adaLN_modulation.1}, final_layer.{linear, adaLN_modulation.1})");
-  }
+  if (!t) throw Error(file.path() + ": not a DiT checkpoint: no tensor '" + name + "' (" + kExpectedLayouts + ")");
   return *t;
 }
 
+// The name of each weight in a layout. Block parts take the block's index.
+enum class Part { PatchEmbed, TimeMlp0, TimeMlp2, ClassTable, AdaLn, Qkv, Proj, Fc1, Fc2, FinalAdaLn, FinalLinear };
+
+std::vector<std::string> tensor_prefixes(DitLayout layout, Part part, int64_t block = 0) {
+  const std::string b = std::to_string(block);
+  if (layout == DitLayout::Original) {
+    const std::string p = "blocks." + b + ".";
+    switch (part) {
+      case Part::PatchEmbed: return {"x_embedder.proj"};
+      case Part::TimeMlp0: return {"t_embedder.mlp.0"};
+      case Part::TimeMlp2: return {"t_embedder.mlp.2"};
+      case Part::ClassTable: return {"y_embedder.embedding_table"};
+      case Part::AdaLn: return {p + "adaLN_modulation.1"};
+      case Part::Qkv: return {p + "attn.qkv"};
+      case Part::Proj: return {p + "attn.proj"};
+      case Part::Fc1: return {p + "mlp.fc1"};
+      case Part::Fc2: return {p + "mlp.fc2"};
+      case Part::FinalAdaLn: return {"final_layer.adaLN_modulation.1"};
+      case Part::FinalLinear: return {"final_layer.linear"};
+    }
+  }
+  const std::string p = "transformer_blocks." + b + ".";
+  switch (part) {
+    case Part::PatchEmbed: return {"pos_embed.proj"};
+    case Part::TimeMlp0: return {p + "norm1.emb.timestep_embedder.linear_1"};
+    case Part::TimeMlp2: return {p + "norm1.emb.timestep_embedder.linear_2"};
+    case Part::ClassTable: return {p + "norm1.emb.class_embedder.embedding_table"};
+    case Part::AdaLn: return {p + "norm1.linear"};
+    case Part::Qkv: return {p + "attn1.to_q", p + "attn1.to_k", p + "attn1.to_v"};
+    case Part::Proj: return {p + "attn1.to_out.0"};
+    case Part::Fc1: return {p + "ff.net.0.proj"};
+    case Part::Fc2: return {p + "ff.net.2"};
+    case Part::FinalAdaLn: return {"proj_out_1"};
+    case Part::FinalLinear: return {"proj_out_2"};
+  }
+  return {};
+}
+
+std::string weight_of(DitLayout layout, Part part, int64_t block = 0) {
+  return tensor_prefixes(layout, part, block).front() + ".weight";
+}
+
+// The config as JSON: the file's "config" metadata, else (diffusers) the
+// config.json that sits beside the weights in a diffusers model folder.
+nlohmann::json config_json(const SafetensorsFile& file) {
+  if (const auto it = file.metadata().find("config"); it != file.metadata().end()) {
+    auto json = nlohmann::json::parse(it->second, nullptr, false);
+    if (!json.is_object()) throw Error(file.path() + ": metadata 'config' is not a JSON object");
+    return json;
+  }
+  const size_t slash = file.path().rfind('/');
+  const std::string beside = (slash == std::string::npos ? std::string() : file.path().substr(0, slash + 1)) + "config.json";
+  if (std::ifstream in(beside); in) {
+    auto json = nlohmann::json::parse(in, nullptr, false);
+    if (!json.is_object()) throw Error(beside + ": not a JSON object");
+    return json;
+  }
+  return nlohmann::json::object();
+}
+
 DitConfig read_config(const SafetensorsFile& file) {
-  const TensorInfo& patch = require(file, "x_embedder.proj.weight");
+  DitConfig c;
+  c.layout = file.find("pos_embed.proj.weight") && !file.find("x_embedder.proj.weight") ? DitLayout::Diffusers
+                                                                                          : DitLayout::Original;
+  const DitLayout layout = c.layout;
+  const TensorInfo& patch = require(file, weight_of(layout, Part::PatchEmbed));
   if (patch.shape.size() != 4 || patch.shape[2] != patch.shape[3]) {
-    throw Error(file.path() + ": x_embedder.proj.weight has shape " + shape_string(patch.shape) +
+    throw Error(file.path() + ": " + patch.name + " has shape " + shape_string(patch.shape) +
                 ", expected [hidden, channels, patch, patch]");
   }
-  DitConfig c;
   c.hidden_size = patch.shape[0];
   c.in_channels = patch.shape[1];
   c.patch_size = patch.shape[2];
-  while (file.find("blocks." + std::to_string(c.depth) + ".attn.qkv.weight")) ++c.depth;
-  c.mlp_hidden = c.depth ? require(file, "blocks.0.mlp.fc1.weight").shape[0] : 0;
-  c.num_classes = require(file, "y_embedder.embedding_table.weight").shape[0] - 1;
-  const int64_t outputs = require(file, "final_layer.linear.weight").shape[0];
+  while (file.find(weight_of(layout, Part::Fc1, c.depth))) ++c.depth;
+  c.mlp_hidden = c.depth ? require(file, weight_of(layout, Part::Fc1)).shape[0] : 0;
+  const TensorInfo& classes = require(file, weight_of(layout, Part::ClassTable));
+  c.num_classes = classes.shape.empty() ? 0 : classes.shape[0] - 1;
+  const int64_t outputs = require(file, weight_of(layout, Part::FinalLinear)).shape[0];
   c.learn_sigma = outputs == c.patch_size * c.patch_size * 2 * c.in_channels;
   if (const TensorInfo* pos = file.find("pos_embed"); pos && pos->shape.size() == 3) {
     c.input_size = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(pos->shape[1])))) * c.patch_size;
   }
   c.num_heads = heads_for_width(c.hidden_size);
-  // The file's own config wins where it says more than the shapes (the head count).
-  if (const auto it = file.metadata().find("config"); it != file.metadata().end()) {
-    const auto json = nlohmann::json::parse(it->second, nullptr, false);
-    if (!json.is_object()) throw Error(file.path() + ": metadata 'config' is not a JSON object");
-    const auto get = [&](const char* key, int64_t fallback) {
-      return json.contains(key) && json[key].is_number_integer() ? json[key].get<int64_t>() : fallback;
-    };
-    c.num_heads = get("num_heads", c.num_heads);
-    c.input_size = get("input_size", c.input_size);
-    if (get("hidden_size", c.hidden_size) != c.hidden_size || get("depth", c.depth) != c.depth ||
-        get("patch_size", c.patch_size) != c.patch_size || get("in_channels", c.in_channels) != c.in_channels) {
-      throw Error(file.path() + ": metadata 'config' disagrees with the tensor shapes (hidden " +
-                  std::to_string(c.hidden_size) + ", depth " + std::to_string(c.depth) + ", patch " +
-                  std::to_string(c.patch_size) + ", channels " + std::to_string(c.in_channels) + ")");
-    }
+  if (layout == DitLayout::Diffusers) {
+    c.frequency_shift = 1;
+    c.mlp_norm_eps = 1e-5f;
+  }
+  // The config wins where it says more than the shapes (heads, trained size, epsilon).
+  const nlohmann::json json = config_json(file);
+  const auto get = [&](const char* key, int64_t fallback) {
+    return json.contains(key) && json[key].is_number_integer() ? json[key].get<int64_t>() : fallback;
+  };
+  c.num_heads = get("num_heads", get("num_attention_heads", c.num_heads));
+  c.input_size = get("input_size", get("sample_size", c.input_size));
+  if (json.contains("norm_eps") && json["norm_eps"].is_number()) c.mlp_norm_eps = json["norm_eps"].get<float>();
+  if (get("hidden_size", c.hidden_size) != c.hidden_size || get("depth", get("num_layers", c.depth)) != c.depth ||
+      get("patch_size", c.patch_size) != c.patch_size || get("in_channels", c.in_channels) != c.in_channels) {
+    throw Error(file.path() + ": the config disagrees with the tensor shapes (hidden " + std::to_string(c.hidden_size) +
+                ", depth " + std::to_string(c.depth) + ", patch " + std::to_string(c.patch_size) + ", channels " +
+                std::to_string(c.in_channels) + ")");
   }
   if (c.depth == 0 || c.num_heads <= 0 || c.hidden_size % c.num_heads != 0 || c.num_classes < 1 ||
       outputs != c.patch_size * c.patch_size * c.out_channels()) {
     throw Error(file.path() + ": cannot tell this DiT's configuration from its tensors; give a 'config' in the metadata");
   }
   return c;
+}
+
+bool same_bytes(const SafetensorsFile& file, const std::string& a, const std::string& b) {
+  const TensorInfo* x = file.find(a);
+  const TensorInfo* y = file.find(b);
+  if (!x || !y || x->dtype != y->dtype || x->shape != y->shape) return false;
+  const auto bx = file.data(*x), by = file.data(*y);
+  return bx.size() == by.size() && std::equal(bx.begin(), bx.end(), by.begin());
 }
 
 }  // namespace
@@ -129,44 +209,96 @@ const float* DitModel::floats(const std::string& name) {
   return out.data();
 }
 
-LinearWeights DitModel::linear_weights(const std::string& prefix) {
-  const std::string name = prefix + ".weight";
-  const TensorInfo& t = require(file_, name);
+LinearWeights DitModel::linear_weights(const std::vector<std::string>& prefixes) {
+  std::vector<const TensorInfo*> parts;
+  int64_t rows = 0, cols = -1;
+  for (const std::string& prefix : prefixes) {
+    const TensorInfo& t = require(file_, prefix + ".weight");
+    const int64_t part_rows = t.shape.empty() ? 0 : t.shape[0];
+    const int64_t part_cols = part_rows ? t.numel() / part_rows : 0;
+    if ((cols >= 0 && part_cols != cols) || t.dtype != require(file_, prefixes[0] + ".weight").dtype) {
+      throw Error(file_.path() + ": '" + t.name + "' does not stack with '" + prefixes[0] + ".weight'");
+    }
+    if (require(file_, prefix + ".bias").numel() != part_rows) {
+      throw Error(file_.path() + ": '" + prefix + ".bias' does not have " + std::to_string(part_rows) + " values");
+    }
+    cols = part_cols;
+    rows += part_rows;
+    parts.push_back(&t);
+  }
+  const std::string key = prefixes.size() == 1 ? prefixes[0] : prefixes[0] + "+stacked";
+  const auto stacked_floats = [&](const std::string& suffix) {
+    if (prefixes.size() == 1) return floats(prefixes[0] + suffix);
+    std::vector<float>& out = floats_[key + suffix];
+    for (const std::string& prefix : prefixes) {
+      const float* part = floats(prefix + suffix);
+      out.insert(out.end(), part, part + require(file_, prefix + suffix).numel());
+    }
+    return static_cast<const float*>(out.data());
+  };
+
   LinearWeights w;
-  w.bias = floats(prefix + ".bias");
-  const int64_t rows = t.shape.empty() ? 0 : t.shape[0];
-  const int64_t cols = rows ? t.numel() / rows : 0;
-  if (t.dtype == DType::I8) {
-    const TensorInfo* scale = file_.find(scale_tensor_name(name));
-    if (!scale) throw Error(file_.path() + ": tensor '" + name + "' is I8 but has no '" + scale_tensor_name(name) + "'");
-    const Weight8BitS view{&t, scale, rows, cols};
-    floats_[scale->name] = view.load_scales(file_);
-    packed_.push_back(accel_.pack({reinterpret_cast<const int8_t*>(file_.data(t).data()),
-                                   floats_[scale->name].data(), rows, cols}));
-    w.weight = packed_.back().get();
-  } else {
-    w.float_weight = {floats(name), rows, cols};
+  w.bias = stacked_floats(".bias");
+  if (parts[0]->dtype != DType::I8) {
+    w.float_weight = {stacked_floats(".weight"), rows, cols};
+    return w;
   }
-  if (require(file_, prefix + ".bias").numel() != rows) {
-    throw Error(file_.path() + ": '" + prefix + ".bias' does not have " + std::to_string(rows) + " values");
+  std::vector<float>& scales = floats_[key + ".weight_scale"];
+  std::vector<int8_t>* stacked = prefixes.size() > 1 ? &stacked_int8_[key] : nullptr;
+  for (const TensorInfo* t : parts) {
+    const TensorInfo* scale = file_.find(scale_tensor_name(t->name));
+    if (!scale) throw Error(file_.path() + ": tensor '" + t->name + "' is I8 but has no '" + scale_tensor_name(t->name) + "'");
+    const Weight8BitS view{t, scale, t->shape[0], cols};
+    const std::vector<float> part_scales = view.load_scales(file_);
+    scales.insert(scales.end(), part_scales.begin(), part_scales.end());
+    if (stacked) {
+      const auto* bytes = reinterpret_cast<const int8_t*>(file_.data(*t).data());
+      stacked->insert(stacked->end(), bytes, bytes + t->numel());
+    }
   }
+  const int8_t* values = stacked ? stacked->data() : reinterpret_cast<const int8_t*>(file_.data(*parts[0]).data());
+  packed_.push_back(accel_.pack({values, scales.data(), rows, cols}));
+  w.weight = packed_.back().get();
   return w;
+}
+
+DitModel::Conditioning DitModel::conditioning(int64_t block) {
+  const DitLayout layout = config_.layout;
+  return {linear_weights(tensor_prefixes(layout, Part::TimeMlp0, block)),
+          linear_weights(tensor_prefixes(layout, Part::TimeMlp2, block)),
+          floats(weight_of(layout, Part::ClassTable, block))};
 }
 
 DitModel::DitModel(const SafetensorsFile& file, const Accelerator& accel)
     : file_(file), accel_(accel), config_(read_config(file)) {
   find_8bit_s_weights(file);  // validates every 8-bit S pair up front
-  patch_embed_ = linear_weights("x_embedder.proj");
-  t_mlp0_ = linear_weights("t_embedder.mlp.0");
-  t_mlp2_ = linear_weights("t_embedder.mlp.2");
-  class_table_ = floats("y_embedder.embedding_table.weight");
+  const DitLayout layout = config_.layout;
+  patch_embed_ = linear_weights(tensor_prefixes(layout, Part::PatchEmbed));
+  conditionings_.push_back(conditioning(0));
   for (int64_t b = 0; b < config_.depth; ++b) {
-    const std::string p = "blocks." + std::to_string(b) + ".";
-    blocks_.push_back({linear_weights(p + "adaLN_modulation.1"), linear_weights(p + "attn.qkv"),
-                       linear_weights(p + "attn.proj"), linear_weights(p + "mlp.fc1"), linear_weights(p + "mlp.fc2")});
+    const auto block_part = [&](Part part) { return linear_weights(tensor_prefixes(layout, part, b)); };
+    blocks_.push_back({block_part(Part::AdaLn), block_part(Part::Qkv), block_part(Part::Proj), block_part(Part::Fc1),
+                       block_part(Part::Fc2)});
+    bool shared = true;
+    for (Part part : {Part::TimeMlp0, Part::TimeMlp2}) {
+      for (const char* kind : {".weight", ".bias"}) {
+        shared = shared && same_bytes(file_, tensor_prefixes(layout, part, 0)[0] + kind, tensor_prefixes(layout, part, b)[0] + kind);
+      }
+    }
+    shared = shared && same_bytes(file_, weight_of(layout, Part::ClassTable, 0), weight_of(layout, Part::ClassTable, b));
+    if (!shared) conditionings_.push_back(conditioning(b));
+    block_conditioning_.push_back(shared ? 0 : conditionings_.size() - 1);
   }
-  final_ada_ln_ = linear_weights("final_layer.adaLN_modulation.1");
-  final_linear_ = linear_weights("final_layer.linear");
+  final_ada_ln_ = linear_weights(tensor_prefixes(layout, Part::FinalAdaLn));
+  final_linear_ = linear_weights(tensor_prefixes(layout, Part::FinalLinear));
+}
+
+int DitModel::conditioning_graph(runtime::Graph& g, const Conditioning& c, int timesteps, int classes) const {
+  const int64_t frequencies = c.t_mlp0.weight ? c.t_mlp0.weight->k() : c.t_mlp0.float_weight.k;
+  const int t_freq = g.timestep_embedding(timesteps, frequencies, config_.frequency_shift);
+  const int t = linear(g, linear(g, t_freq, c.t_mlp0, Activation::Silu), c.t_mlp2);
+  const int y = g.embedding(classes, c.class_table, config_.num_classes + 1, config_.hidden_size);
+  return g.unary(kernels::Unary::Silu, g.binary(kernels::Binary::Add, t, y));
 }
 
 std::unique_ptr<DitModel::Graph> DitModel::build(int64_t batch, int64_t height, int64_t width) const {
@@ -189,13 +321,13 @@ std::unique_ptr<DitModel::Graph> DitModel::build(int64_t batch, int64_t height, 
                             g.constant({tokens * c.hidden_size}, positions));
   x = g.reshape(flat, {batch, tokens, c.hidden_size});
 
-  const int t_freq = g.timestep_embedding(model->timesteps, t_mlp0_.weight ? t_mlp0_.weight->k() : t_mlp0_.float_weight.k);
-  const int t = linear(g, linear(g, t_freq, t_mlp0_, Activation::Silu), t_mlp2_);
-  const int y = g.embedding(model->classes, class_table_, c.num_classes + 1, c.hidden_size);
-  const int silu_c = g.unary(kernels::Unary::Silu, g.binary(kernels::Binary::Add, t, y));
-  for (const DitBlockWeights& block : blocks_) x = dit_block(g, x, silu_c, block, c.num_heads);
+  std::vector<int> silu_c;
+  for (const Conditioning& cond : conditionings_) silu_c.push_back(conditioning_graph(g, cond, model->timesteps, model->classes));
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    x = dit_block(g, x, silu_c[block_conditioning_[b]], blocks_[b], c.num_heads, c.mlp_norm_eps);
+  }
 
-  const std::vector<int> final_mod = g.chunk(linear(g, silu_c, final_ada_ln_), 2);  // shift, scale
+  const std::vector<int> final_mod = g.chunk(linear(g, silu_c[0], final_ada_ln_), 2);  // shift, scale
   const int h = g.modulated_layer_norm(x, final_mod[1], final_mod[0], 1e-6f);
   model->output = g.unpatchify(linear(g, h, final_linear_), c.out_channels(), height, width, c.patch_size);
   g.output(model->output);
@@ -213,7 +345,8 @@ const float* DitModel::position_table(int64_t rows, int64_t cols) const {
       table.resize(static_cast<size_t>(stored->numel()));
       convert_to_f32(stored->dtype, file_.data(*stored).data(), table.data(), table.size());
     } else {
-      table = dit_position_embedding(config_.hidden_size, rows, cols);
+      const int64_t trained = config_.input_size / config_.patch_size;
+      table = dit_position_embedding(config_.hidden_size, rows, cols, trained, trained);
     }
   }
   return table.data();

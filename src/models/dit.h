@@ -12,7 +12,8 @@
 
 // DiT (Peebles & Xie, "Scalable Diffusion Models with Transformers"): the
 // model's pieces as graph builders, and a loader for checkpoints in the
-// original repository's layout (float or 8-bit S).
+// original repository's layout or diffusers' DiTTransformer2DModel layout
+// (float or 8-bit S).
 namespace tiledraw::models {
 
 // A linear layer's weights: 8-bit S through the accelerator, or float.
@@ -37,9 +38,12 @@ struct DitBlockWeights {
   LinearWeights fc2;     // [width, mlp]
 };
 
-// x [batch, tokens, width]; silu_c [batch, width], the conditioning after SiLU
-// (computed once and shared by every block). Returns the block's output.
-int dit_block(runtime::Graph& graph, int x, int silu_c, const DitBlockWeights& w, int64_t heads);
+// x [batch, tokens, width]; silu_c [batch, width], the conditioning after SiLU.
+// `mlp_norm_eps` is the second norm's epsilon (diffusers uses its norm_eps there).
+int dit_block(runtime::Graph& graph, int x, int silu_c, const DitBlockWeights& w, int64_t heads,
+              float mlp_norm_eps = 1e-6f);
+
+enum class DitLayout { Original, Diffusers };
 
 struct DitConfig {
   int64_t input_size = 0;  // latent height and width it was trained at
@@ -51,19 +55,27 @@ struct DitConfig {
   int64_t mlp_hidden = 0;
   int64_t num_classes = 0;  // without the extra "null" class used for guidance
   bool learn_sigma = false;
+  DitLayout layout = DitLayout::Original;
+  int64_t frequency_shift = 0;  // timestep frequencies 10000^(-i / (128 - shift)); diffusers: 1
+  float mlp_norm_eps = 1e-6f;   // diffusers: its config's norm_eps
   int64_t out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
 };
 
 // DiT's fixed 2-D sin-cos position embedding for a grid of rows x cols tokens:
 // for token (r, c), the first half of the width encodes c, the second half r,
-// each as [sin(p w), cos(p w)] with w[i] = 10000^(-i / (width / 4)).
-std::vector<float> dit_position_embedding(int64_t width, int64_t rows, int64_t cols);
+// each as [sin(p w), cos(p w)] with w[i] = 10000^(-i / (width / 4)). At a grid
+// other than the trained `base` one, positions are scaled to span the trained
+// grid (p = c * base / cols), as diffusers does, so that no token sits outside
+// the positions the model saw.
+std::vector<float> dit_position_embedding(int64_t width, int64_t rows, int64_t cols, int64_t base_rows = 0,
+                                          int64_t base_cols = 0);
 
 class DitModel {
  public:
-  // Reads the config (the file's "config" metadata, else inferred from tensor
-  // shapes) and the weights; 8-bit S weights are packed for `accel`. The file
-  // must stay open while the model lives: packed weights remember their source.
+  // Reads the config (the file's "config" metadata, or a diffusers config.json
+  // beside the file, else inferred from tensor shapes) and the weights; 8-bit S
+  // weights are packed for `accel`. The file must stay open while the model
+  // lives: packed weights remember their source.
   DitModel(const SafetensorsFile& file, const Accelerator& accel);
   const DitConfig& config() const { return config_; }
 
@@ -76,8 +88,19 @@ class DitModel {
   std::unique_ptr<Graph> build(int64_t batch, int64_t height, int64_t width) const;
 
  private:
+  // diffusers gives every block its own timestep and class embedders; blocks
+  // whose embedders are the same bytes share one conditioning.
+  struct Conditioning {
+    LinearWeights t_mlp0, t_mlp2;
+    const float* class_table = nullptr;
+  };
   const float* floats(const std::string& name);
-  LinearWeights linear_weights(const std::string& prefix);
+  // One linear layer from the tensors `prefixes` (several are stacked by rows:
+  // diffusers' separate to_q, to_k and to_v become one qkv).
+  LinearWeights linear_weights(const std::vector<std::string>& prefixes);
+  LinearWeights linear_weights(const std::string& prefix) { return linear_weights(std::vector{prefix}); }
+  Conditioning conditioning(int64_t block);
+  int conditioning_graph(runtime::Graph& g, const Conditioning& c, int timesteps, int classes) const;
 
   const float* position_table(int64_t rows, int64_t cols) const;
 
@@ -85,10 +108,12 @@ class DitModel {
   const Accelerator& accel_;
   DitConfig config_;
   std::map<std::string, std::vector<float>> floats_;  // biases, tables, float weights and 8-bit S scales
+  std::map<std::string, std::vector<int8_t>> stacked_int8_;  // stacked 8-bit S rows
   std::vector<std::unique_ptr<PackedWeight>> packed_;
-  LinearWeights patch_embed_, t_mlp0_, t_mlp2_, final_ada_ln_, final_linear_;
+  LinearWeights patch_embed_, final_ada_ln_, final_linear_;
   std::vector<DitBlockWeights> blocks_;
-  const float* class_table_ = nullptr;
+  std::vector<Conditioning> conditionings_;
+  std::vector<size_t> block_conditioning_;  // index into conditionings_ per block
   mutable std::mutex positions_mutex_;
   mutable std::map<std::pair<int64_t, int64_t>, std::vector<float>> positions_;
 };

@@ -320,7 +320,8 @@ void Executor::run_node(const Node& node) {
       break;
     }
     case OpKind::TimestepEmbedding:
-      kernels::timestep_embedding(x, y, in.shape[0], graph_.values()[static_cast<size_t>(node.output)].cols());
+      kernels::timestep_embedding(x, y, in.shape[0], graph_.values()[static_cast<size_t>(node.output)].cols(),
+                                  node.frequency_shift);
       break;
     case OpKind::Embedding: {
       const int64_t cols = graph_.values()[static_cast<size_t>(node.output)].cols();

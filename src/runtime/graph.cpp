@@ -267,9 +267,13 @@ int Graph::unpatchify(int tokens, int64_t channels, int64_t height, int64_t widt
   return add_node(std::move(node), {s[0], channels, height, width});
 }
 
-int Graph::timestep_embedding(int timesteps, int64_t dim) {
-  if (at(timesteps).shape.size() != 1 || dim <= 0) throw Error("graph: timesteps must be [batch]");
-  return add_node({OpKind::TimestepEmbedding, {timesteps}, -1}, {at(timesteps).shape[0], dim});
+int Graph::timestep_embedding(int timesteps, int64_t dim, int64_t frequency_shift) {
+  if (at(timesteps).shape.size() != 1 || dim < 4 || frequency_shift < 0 || frequency_shift >= dim / 2) {
+    throw Error("graph: timestep embedding needs timesteps [batch], a width of at least 4 and a shift below half of it");
+  }
+  Node node{OpKind::TimestepEmbedding, {timesteps}, -1};
+  node.frequency_shift = frequency_shift;
+  return add_node(std::move(node), {at(timesteps).shape[0], dim});
 }
 
 int Graph::embedding(int ids, const float* table, int64_t rows, int64_t cols) {

@@ -63,6 +63,7 @@ struct Node {
   bool silu = false;                            // GroupNorm
   const float* table = nullptr;  // Embedding: table_rows x the output's columns
   int64_t table_rows = 0;
+  int64_t frequency_shift = 0;  // TimestepEmbedding: w_i = 10000^(-i / (dim / 2 - shift))
   kernels::Unary unary = kernels::Unary::GeluTanh;
   kernels::Binary binary = kernels::Binary::Add;
 };
@@ -112,7 +113,7 @@ class Graph {
   // tokens [batch, tokens, patch^2 * channels] -> image [batch, channels, height, width]
   int unpatchify(int tokens, int64_t channels, int64_t height, int64_t width, int64_t patch);
   // timesteps [batch] -> sinusoidal embedding [batch, dim]
-  int timestep_embedding(int timesteps, int64_t dim);
+  int timestep_embedding(int timesteps, int64_t dim, int64_t frequency_shift = 0);
   // ids [batch] (whole numbers held as floats) -> rows of table [rows, cols]; an id
   // outside [0, rows) is an Error when the graph runs.
   int embedding(int ids, const float* table, int64_t rows, int64_t cols);

@@ -43,13 +43,13 @@ void unpatchify(const float* tokens, float* image, int64_t batch, int64_t channe
   }
 }
 
-void timestep_embedding(const float* timesteps, float* embedding, int64_t batch, int64_t dim) {
+void timestep_embedding(const float* timesteps, float* embedding, int64_t batch, int64_t dim, int64_t frequency_shift) {
   const int64_t half = dim / 2;
   for (int64_t b = 0; b < batch; ++b) {
     float* out = embedding + b * dim;
     for (int64_t i = 0; i < half; ++i) {
       // In float, as the reference computes it in float32.
-      const float freq = std::exp(-std::log(10000.0f) * static_cast<float>(i) / static_cast<float>(half));
+      const float freq = std::exp(-std::log(10000.0f) * static_cast<float>(i) / static_cast<float>(half - frequency_shift));
       const float arg = timesteps[b] * freq;
       out[i] = std::cos(arg);
       out[half + i] = std::sin(arg);

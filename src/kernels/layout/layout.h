@@ -18,9 +18,10 @@ void patchify(const float* image, float* patches, int64_t batch, int64_t channel
 void unpatchify(const float* tokens, float* image, int64_t batch, int64_t channels, int64_t height, int64_t width,
                 int64_t patch);
 
-// emb[b] = [cos(t freqs), sin(t freqs)] with freqs[i] = exp(-ln(10000) i / half), half = dim / 2
-// (and a zero column when dim is odd), as DiT's TimestepEmbedder.
-void timestep_embedding(const float* timesteps, float* embedding, int64_t batch, int64_t dim);
+// emb[b] = [cos(t freqs), sin(t freqs)] with freqs[i] = exp(-ln(10000) i / (half - shift)),
+// half = dim / 2 (and a zero column when dim is odd): DiT's TimestepEmbedder with
+// shift 0, diffusers' Timesteps(flip_sin_to_cos, downscale_freq_shift=1) with 1.
+void timestep_embedding(const float* timesteps, float* embedding, int64_t batch, int64_t dim, int64_t frequency_shift = 0);
 
 // x [planes, height, width] -> [planes, 2 height, 2 width], each pixel repeated 2 x 2.
 void upsample_nearest_2x(const float* x, float* y, int64_t planes, int64_t height, int64_t width);
