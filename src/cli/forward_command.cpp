@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "models/dit.h"
+#include "models/vae.h"
 #include "runtime/executor.h"
 #include "tiledraw/tiledraw.h"
 
@@ -13,12 +14,13 @@ struct ForwardArgs {
   std::string model;
   std::string inputs;
   std::string output;
+  std::string precision = "auto";
 };
 
 // Any float or integer tensor as floats (timesteps and class ids come as either).
 std::vector<float> read_floats(const SafetensorsFile& file, const std::string& name, const std::string& expected) {
   const TensorInfo* t = file.find(name);
-  if (!t) throw Error(file.path() + ": no tensor '" + name + "' (a DiT forward reads " + expected + ")");
+  if (!t) throw Error(file.path() + ": no tensor '" + name + "' (this model's forward reads " + expected + ")");
   std::vector<float> out(static_cast<size_t>(t->numel()));
   const std::byte* data = file.data(*t).data();
   if (is_float_dtype(t->dtype)) {
@@ -42,40 +44,69 @@ std::vector<float> read_floats(const SafetensorsFile& file, const std::string& n
   return out;
 }
 
-void run_forward(const ForwardArgs& args) {
-  const SafetensorsFile model_file = SafetensorsFile::open(args.model);
-  const SafetensorsFile inputs = SafetensorsFile::open(args.inputs);
-  const std::unique_ptr<Accelerator> accel = make_accelerator("auto");
-  const models::DitModel model(model_file, *accel);
+void write_output(const ForwardArgs& args, const runtime::Graph& graph, const runtime::Executor& exec, int output,
+                  const Accelerator& accel) {
+  const runtime::Value& out = graph.values()[static_cast<size_t>(output)];
+  const auto* bytes = reinterpret_cast<const std::byte*>(exec.data(output));
+  std::vector<TensorSource> tensors;
+  tensors.push_back(TensorSource::from_bytes("out", DType::F32, out.shape, {bytes, static_cast<size_t>(out.bytes())}));
+  write_safetensors(args.output, std::move(tensors),
+                    {{"model", args.model}, {"accelerator", accel.kernel()}, {"produced_by", std::string("tiledraw ") + version()}});
+}
 
+const TensorInfo& image_input(const SafetensorsFile& inputs, const char* name, int64_t channels, const char* expected) {
+  const TensorInfo* t = inputs.find(name);
+  if (!t || t->shape.size() != 4) {
+    throw Error(inputs.path() + ": needs a tensor '" + name + "' of rank 4 (this model's forward reads " + expected + ")");
+  }
+  if (t->shape[1] != channels) {
+    throw Error(inputs.path() + ": '" + name + "' has " + std::to_string(t->shape[1]) + " channels, the model takes " +
+                std::to_string(channels));
+  }
+  return *t;
+}
+
+void run_dit(const ForwardArgs& args, const SafetensorsFile& model_file, const SafetensorsFile& inputs,
+             const Accelerator& accel) {
+  const models::DitModel model(model_file, accel, models::parse_precision(args.precision, "--precision"));
   const char* expected = "x [batch, channels, height, width], t [batch] and y [batch]";
-  const TensorInfo* x_info = inputs.find("x");
-  if (!x_info || x_info->shape.size() != 4) {
-    throw Error(inputs.path() + ": needs a tensor 'x' of rank 4 (a DiT forward reads " + expected + ")");
-  }
-  const int64_t batch = x_info->shape[0], channels = x_info->shape[1];
-  const int64_t height = x_info->shape[2], width = x_info->shape[3];
-  if (channels != model.config().in_channels) {
-    throw Error(inputs.path() + ": 'x' has " + std::to_string(channels) + " channels, the model takes " +
-                std::to_string(model.config().in_channels));
-  }
+  const TensorInfo& x_info = image_input(inputs, "x", model.config().in_channels, expected);
+  const int64_t batch = x_info.shape[0];
   const std::vector<float> x = read_floats(inputs, "x", expected);
   const std::vector<float> t = read_floats(inputs, "t", expected);
   const std::vector<float> y = read_floats(inputs, "y", expected);
   if (static_cast<int64_t>(t.size()) != batch || static_cast<int64_t>(y.size()) != batch) {
     throw Error(inputs.path() + ": 't' and 'y' need one value per batch element (" + std::to_string(batch) + ")");
   }
-
-  const auto built = model.build(batch, height, width);
+  const auto built = model.build(batch, x_info.shape[2], x_info.shape[3]);
   ProgramCache cache;
-  runtime::Executor exec(built->graph, *accel, cache);
+  runtime::Executor exec(built->graph, accel, cache);
   exec.run({x.data(), t.data(), y.data()});
-  const runtime::Value& out = built->graph.values()[static_cast<size_t>(built->output)];
-  const auto* bytes = reinterpret_cast<const std::byte*>(exec.data(built->output));
-  std::vector<TensorSource> tensors;
-  tensors.push_back(TensorSource::from_bytes("out", DType::F32, out.shape, {bytes, static_cast<size_t>(out.bytes())}));
-  write_safetensors(args.output, std::move(tensors),
-                    {{"model", args.model}, {"accelerator", accel->kernel()}, {"produced_by", std::string("tiledraw ") + version()}});
+  write_output(args, built->graph, exec, built->output, accel);
+}
+
+void run_vae(const ForwardArgs& args, const SafetensorsFile& model_file, const SafetensorsFile& inputs,
+             const Accelerator& accel) {
+  const models::VaeDecoder vae(model_file, accel, models::parse_precision(args.precision, "--precision"));
+  const char* expected = "z [batch, latent channels, height, width], as AutoencoderKL.decode takes it";
+  const TensorInfo& z_info = image_input(inputs, "z", vae.config().latent_channels, expected);
+  const std::vector<float> z = read_floats(inputs, "z", expected);
+  const auto built = vae.build(z_info.shape[0], z_info.shape[2], z_info.shape[3]);
+  ProgramCache cache;
+  runtime::Executor exec(built->graph, accel, cache);
+  exec.run({z.data()});
+  write_output(args, built->graph, exec, built->image, accel);
+}
+
+void run_forward(const ForwardArgs& args) {
+  const SafetensorsFile model_file = SafetensorsFile::open(args.model);
+  const SafetensorsFile inputs = SafetensorsFile::open(args.inputs);
+  const std::unique_ptr<Accelerator> accel = make_accelerator("auto");
+  if (model_file.find("decoder.conv_in.weight")) {
+    run_vae(args, model_file, inputs, *accel);
+  } else {
+    run_dit(args, model_file, inputs, *accel);
+  }
 }
 
 }  // namespace
@@ -83,9 +114,13 @@ void run_forward(const ForwardArgs& args) {
 void add_forward_command(CLI::App& app) {
   auto args = std::make_shared<ForwardArgs>();
   CLI::App* cmd = app.add_subcommand("forward", "Run one forward pass of a model on named input tensors");
-  cmd->add_option("-m,--model", args->model, "Model safetensors (DiT, original layout, float or 8-bit S)")->required();
-  cmd->add_option("--inputs", args->inputs, "Inputs safetensors: x [batch, channels, h, w], t [batch], y [batch]")
+  cmd->add_option("-m,--model", args->model, "Model safetensors: a DiT (original or diffusers layout) or a VAE decoder")
       ->required();
+  cmd->add_option("--inputs", args->inputs, "Inputs safetensors: for a DiT x [batch, channels, h, w], t and y [batch]; "
+                                            "for a VAE decoder z [batch, channels, h, w]")
+      ->required();
+  cmd->add_option("--precision", args->precision, "Matrices as stored (auto), all float, or all 8bit-s")
+      ->capture_default_str();
   cmd->add_option("-o,--output", args->output, "Output safetensors, with the tensor 'out'")->required();
   cmd->callback([args] { run_forward(*args); });
 }

@@ -2,18 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <mutex>
-#include <nlohmann/json.hpp>
 
 #include "tiledraw/error.h"
 #include "tiledraw/quant8s.h"
 
 namespace tiledraw::models {
-
-int linear(runtime::Graph& g, int x, const LinearWeights& w, Activation activation) {
-  return w.weight ? g.linear(x, *w.weight, w.bias, activation) : g.linear(x, w.float_weight, w.bias, activation);
-}
 
 int dit_block(runtime::Graph& g, int x, int silu_c, const DitBlockWeights& w, int64_t heads, float mlp_norm_eps) {
   const std::vector<int> mod = g.chunk(linear(g, silu_c, w.ada_ln), 6);
@@ -121,24 +115,6 @@ std::string weight_of(DitLayout layout, Part part, int64_t block = 0) {
   return tensor_prefixes(layout, part, block).front() + ".weight";
 }
 
-// The config as JSON: the file's "config" metadata, else (diffusers) the
-// config.json that sits beside the weights in a diffusers model folder.
-nlohmann::json config_json(const SafetensorsFile& file) {
-  if (const auto it = file.metadata().find("config"); it != file.metadata().end()) {
-    auto json = nlohmann::json::parse(it->second, nullptr, false);
-    if (!json.is_object()) throw Error(file.path() + ": metadata 'config' is not a JSON object");
-    return json;
-  }
-  const size_t slash = file.path().rfind('/');
-  const std::string beside = (slash == std::string::npos ? std::string() : file.path().substr(0, slash + 1)) + "config.json";
-  if (std::ifstream in(beside); in) {
-    auto json = nlohmann::json::parse(in, nullptr, false);
-    if (!json.is_object()) throw Error(beside + ": not a JSON object");
-    return json;
-  }
-  return nlohmann::json::object();
-}
-
 DitConfig read_config(const SafetensorsFile& file) {
   DitConfig c;
   c.layout = file.find("pos_embed.proj.weight") && !file.find("x_embedder.proj.weight") ? DitLayout::Diffusers
@@ -167,7 +143,7 @@ DitConfig read_config(const SafetensorsFile& file) {
     c.mlp_norm_eps = 1e-5f;
   }
   // The config wins where it says more than the shapes (heads, trained size, epsilon).
-  const nlohmann::json json = config_json(file);
+  const nlohmann::json json = model_config_json(file);
   const auto get = [&](const char* key, int64_t fallback) {
     return json.contains(key) && json[key].is_number_integer() ? json[key].get<int64_t>() : fallback;
   };
@@ -197,105 +173,38 @@ bool same_bytes(const SafetensorsFile& file, const std::string& a, const std::st
 
 }  // namespace
 
-const float* DitModel::floats(const std::string& name) {
-  if (const auto it = floats_.find(name); it != floats_.end()) return it->second.data();
-  const TensorInfo& t = require(file_, name);
-  if (!is_float_dtype(t.dtype)) {
-    throw Error(file_.path() + ": tensor '" + name + "' is " + std::string(dtype_name(t.dtype)) + ", expected floats");
-  }
-  std::vector<float>& out = floats_[name];
-  out.resize(static_cast<size_t>(t.numel()));
-  convert_to_f32(t.dtype, file_.data(t).data(), out.data(), out.size());
-  return out.data();
-}
-
-LinearWeights DitModel::linear_weights(const std::vector<std::string>& prefixes) {
-  std::vector<const TensorInfo*> parts;
-  int64_t rows = 0, cols = -1;
-  for (const std::string& prefix : prefixes) {
-    const TensorInfo& t = require(file_, prefix + ".weight");
-    const int64_t part_rows = t.shape.empty() ? 0 : t.shape[0];
-    const int64_t part_cols = part_rows ? t.numel() / part_rows : 0;
-    if ((cols >= 0 && part_cols != cols) || t.dtype != require(file_, prefixes[0] + ".weight").dtype) {
-      throw Error(file_.path() + ": '" + t.name + "' does not stack with '" + prefixes[0] + ".weight'");
-    }
-    if (require(file_, prefix + ".bias").numel() != part_rows) {
-      throw Error(file_.path() + ": '" + prefix + ".bias' does not have " + std::to_string(part_rows) + " values");
-    }
-    cols = part_cols;
-    rows += part_rows;
-    parts.push_back(&t);
-  }
-  const std::string key = prefixes.size() == 1 ? prefixes[0] : prefixes[0] + "+stacked";
-  const auto stacked_floats = [&](const std::string& suffix) {
-    if (prefixes.size() == 1) return floats(prefixes[0] + suffix);
-    std::vector<float>& out = floats_[key + suffix];
-    for (const std::string& prefix : prefixes) {
-      const float* part = floats(prefix + suffix);
-      out.insert(out.end(), part, part + require(file_, prefix + suffix).numel());
-    }
-    return static_cast<const float*>(out.data());
-  };
-
-  LinearWeights w;
-  w.bias = stacked_floats(".bias");
-  if (parts[0]->dtype != DType::I8) {
-    w.float_weight = {stacked_floats(".weight"), rows, cols};
-    return w;
-  }
-  std::vector<float>& scales = floats_[key + ".weight_scale"];
-  std::vector<int8_t>* stacked = prefixes.size() > 1 ? &stacked_int8_[key] : nullptr;
-  for (const TensorInfo* t : parts) {
-    const TensorInfo* scale = file_.find(scale_tensor_name(t->name));
-    if (!scale) throw Error(file_.path() + ": tensor '" + t->name + "' is I8 but has no '" + scale_tensor_name(t->name) + "'");
-    const Weight8BitS view{t, scale, t->shape[0], cols};
-    const std::vector<float> part_scales = view.load_scales(file_);
-    scales.insert(scales.end(), part_scales.begin(), part_scales.end());
-    if (stacked) {
-      const auto* bytes = reinterpret_cast<const int8_t*>(file_.data(*t).data());
-      stacked->insert(stacked->end(), bytes, bytes + t->numel());
-    }
-  }
-  const int8_t* values = stacked ? stacked->data() : reinterpret_cast<const int8_t*>(file_.data(*parts[0]).data());
-  packed_.push_back(accel_.pack({values, scales.data(), rows, cols}));
-  w.weight = packed_.back().get();
-  return w;
-}
-
 DitModel::Conditioning DitModel::conditioning(int64_t block) {
   const DitLayout layout = config_.layout;
-  return {linear_weights(tensor_prefixes(layout, Part::TimeMlp0, block)),
-          linear_weights(tensor_prefixes(layout, Part::TimeMlp2, block)),
-          floats(weight_of(layout, Part::ClassTable, block))};
+  return {weights_.linear(tensor_prefixes(layout, Part::TimeMlp0, block)),
+          weights_.linear(tensor_prefixes(layout, Part::TimeMlp2, block)),
+          weights_.floats(weight_of(layout, Part::ClassTable, block))};
 }
 
-DitModel::DitModel(const SafetensorsFile& file, const Accelerator& accel)
-    : file_(file), accel_(accel), config_(read_config(file)) {
-  find_8bit_s_weights(file);  // validates every 8-bit S pair up front
+DitModel::DitModel(const SafetensorsFile& file, const Accelerator& accel, Precision precision)
+    : config_(read_config(file)), weights_(file, accel, precision, kExpectedLayouts) {
   const DitLayout layout = config_.layout;
-  patch_embed_ = linear_weights(tensor_prefixes(layout, Part::PatchEmbed));
+  patch_embed_ = weights_.linear(tensor_prefixes(layout, Part::PatchEmbed));
   conditionings_.push_back(conditioning(0));
   for (int64_t b = 0; b < config_.depth; ++b) {
-    const auto block_part = [&](Part part) { return linear_weights(tensor_prefixes(layout, part, b)); };
+    const auto block_part = [&](Part part) { return weights_.linear(tensor_prefixes(layout, part, b)); };
     blocks_.push_back({block_part(Part::AdaLn), block_part(Part::Qkv), block_part(Part::Proj), block_part(Part::Fc1),
                        block_part(Part::Fc2)});
     bool shared = true;
     for (Part part : {Part::TimeMlp0, Part::TimeMlp2}) {
       for (const char* kind : {".weight", ".bias"}) {
-        shared = shared && same_bytes(file_, tensor_prefixes(layout, part, 0)[0] + kind, tensor_prefixes(layout, part, b)[0] + kind);
+        shared = shared && same_bytes(file, tensor_prefixes(layout, part, 0)[0] + kind, tensor_prefixes(layout, part, b)[0] + kind);
       }
     }
-    shared = shared && same_bytes(file_, weight_of(layout, Part::ClassTable, 0), weight_of(layout, Part::ClassTable, b));
+    shared = shared && same_bytes(file, weight_of(layout, Part::ClassTable, 0), weight_of(layout, Part::ClassTable, b));
     if (!shared) conditionings_.push_back(conditioning(b));
     block_conditioning_.push_back(shared ? 0 : conditionings_.size() - 1);
   }
-  final_ada_ln_ = linear_weights(tensor_prefixes(layout, Part::FinalAdaLn));
-  final_linear_ = linear_weights(tensor_prefixes(layout, Part::FinalLinear));
+  final_ada_ln_ = weights_.linear(tensor_prefixes(layout, Part::FinalAdaLn));
+  final_linear_ = weights_.linear(tensor_prefixes(layout, Part::FinalLinear));
 }
 
 int DitModel::conditioning_graph(runtime::Graph& g, const Conditioning& c, int timesteps, int classes) const {
-  const int64_t frequencies = c.t_mlp0.weight ? c.t_mlp0.weight->k() : c.t_mlp0.float_weight.k;
-  const int t_freq = g.timestep_embedding(timesteps, frequencies, config_.frequency_shift);
+  const int t_freq = g.timestep_embedding(timesteps, c.t_mlp0.in_features(), config_.frequency_shift);
   const int t = linear(g, linear(g, t_freq, c.t_mlp0, Activation::Silu), c.t_mlp2);
   const int y = g.embedding(classes, c.class_table, config_.num_classes + 1, config_.hidden_size);
   return g.unary(kernels::Unary::Silu, g.binary(kernels::Binary::Add, t, y));
@@ -339,11 +248,11 @@ const float* DitModel::position_table(int64_t rows, int64_t cols) const {
   auto& table = positions_[{rows, cols}];
   if (table.empty()) {
     // The checkpoint's own table where it has one for this grid (it is the same formula), else computed.
-    const TensorInfo* stored = file_.find("pos_embed");
+    const TensorInfo* stored = weights_.file().find("pos_embed");
     if (stored && rows == cols && rows * config_.patch_size == config_.input_size &&
         stored->numel() == rows * cols * config_.hidden_size && is_float_dtype(stored->dtype)) {
       table.resize(static_cast<size_t>(stored->numel()));
-      convert_to_f32(stored->dtype, file_.data(*stored).data(), table.data(), table.size());
+      convert_to_f32(stored->dtype, weights_.file().data(*stored).data(), table.data(), table.size());
     } else {
       const int64_t trained = config_.input_size / config_.patch_size;
       table = dit_position_embedding(config_.hidden_size, rows, cols, trained, trained);

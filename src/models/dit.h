@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "models/weights.h"
 #include "runtime/graph.h"
 #include "tiledraw/safetensors.h"
 
@@ -15,15 +16,6 @@
 // original repository's layout or diffusers' DiTTransformer2DModel layout
 // (float or 8-bit S).
 namespace tiledraw::models {
-
-// A linear layer's weights: 8-bit S through the accelerator, or float.
-struct LinearWeights {
-  const PackedWeight* weight = nullptr;
-  runtime::FloatWeight float_weight{};
-  const float* bias = nullptr;
-};
-
-int linear(runtime::Graph& graph, int x, const LinearWeights& w, Activation activation = Activation::None);
 
 // One DiT block with adaLN-Zero conditioning:
 //   shift1, scale1, gate1, shift2, scale2, gate2 = chunk(adaLN(silu(c)), 6)
@@ -76,7 +68,7 @@ class DitModel {
   // beside the file, else inferred from tensor shapes) and the weights; 8-bit S
   // weights are packed for `accel`. The file must stay open while the model
   // lives: packed weights remember their source.
-  DitModel(const SafetensorsFile& file, const Accelerator& accel);
+  DitModel(const SafetensorsFile& file, const Accelerator& accel, Precision precision = Precision::AsStored);
   const DitConfig& config() const { return config_; }
 
   struct Graph {
@@ -94,22 +86,13 @@ class DitModel {
     LinearWeights t_mlp0, t_mlp2;
     const float* class_table = nullptr;
   };
-  const float* floats(const std::string& name);
-  // One linear layer from the tensors `prefixes` (several are stacked by rows:
-  // diffusers' separate to_q, to_k and to_v become one qkv).
-  LinearWeights linear_weights(const std::vector<std::string>& prefixes);
-  LinearWeights linear_weights(const std::string& prefix) { return linear_weights(std::vector{prefix}); }
   Conditioning conditioning(int64_t block);
   int conditioning_graph(runtime::Graph& g, const Conditioning& c, int timesteps, int classes) const;
 
   const float* position_table(int64_t rows, int64_t cols) const;
 
-  const SafetensorsFile& file_;
-  const Accelerator& accel_;
   DitConfig config_;
-  std::map<std::string, std::vector<float>> floats_;  // biases, tables, float weights and 8-bit S scales
-  std::map<std::string, std::vector<int8_t>> stacked_int8_;  // stacked 8-bit S rows
-  std::vector<std::unique_ptr<PackedWeight>> packed_;
+  WeightStore weights_;
   LinearWeights patch_embed_, final_ada_ln_, final_linear_;
   std::vector<DitBlockWeights> blocks_;
   std::vector<Conditioning> conditionings_;

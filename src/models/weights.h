@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/graph.h"
+#include "tiledraw/safetensors.h"
+
+// Loading a model's weights from a safetensors file, shared by the model families.
+namespace tiledraw::models {
+
+// A linear (or flattened convolution) layer's weights: 8-bit S through the
+// accelerator, or float.
+struct LinearWeights {
+  const PackedWeight* weight = nullptr;
+  runtime::FloatWeight float_weight{};
+  const float* bias = nullptr;
+  int64_t in_features() const { return weight ? weight->k() : float_weight.k; }
+};
+
+int linear(runtime::Graph& graph, int x, const LinearWeights& w, Activation activation = Activation::None);
+int conv2d(runtime::Graph& graph, int x, const LinearWeights& w, int64_t kernel, int64_t padding);
+
+// A model's config: the file's "config" metadata, else the config.json that
+// sits beside the weights in a diffusers model folder, else an empty object.
+nlohmann::json model_config_json(const SafetensorsFile& file);
+
+// How matrices run: as the file stores them, or all in float (8-bit S
+// dequantized), or all in 8-bit S (float weights quantized at load).
+enum class Precision { AsStored, Float, Int8 };
+Precision parse_precision(const std::string& name, const std::string& flag);
+
+class WeightStore {
+ public:
+  // `describe` names the expected layout in the error for a missing tensor.
+  WeightStore(const SafetensorsFile& file, const Accelerator& accel, Precision precision, std::string describe);
+
+  const SafetensorsFile& file() const { return file_; }
+  const TensorInfo& require(const std::string& name) const;
+  // A float tensor (F32, F16 or BF16) as F32, converted once.
+  const float* floats(const std::string& name);
+  // The layer "<prefix>.weight" with "<prefix>.bias"; several prefixes are
+  // stacked by rows (diffusers' separate to_q, to_k and to_v become one qkv).
+  LinearWeights linear(const std::vector<std::string>& prefixes);
+  LinearWeights linear(const std::string& prefix) { return linear(std::vector{prefix}); }
+
+ private:
+  std::vector<float> scales_of(const TensorInfo& values, int64_t cols) const;
+  const float* stacked_floats(const std::vector<std::string>& names, const std::string& key);
+
+  const SafetensorsFile& file_;
+  const Accelerator& accel_;
+  Precision precision_;
+  std::string describe_;
+  std::map<std::string, std::vector<float>> floats_;  // biases, tables, float weights and 8-bit S scales
+  std::map<std::string, std::vector<int8_t>> int8_;   // stacked or quantized-at-load 8-bit S rows
+  std::vector<std::unique_ptr<PackedWeight>> packed_;
+};
+
+}  // namespace tiledraw::models
