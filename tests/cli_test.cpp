@@ -215,7 +215,7 @@ TEST_F(Cli, GenerateWritesAReproduciblePngThatCarriesItsParameters) {
     const std::string args = "generate -m " + model + " --class 1 --steps 4 --seed 7 --sampler " + sampler + " -o ";
     const CommandResult a = run(args + dir_.file("a.png"));
     ASSERT_EQ(a.status, 0) << a.err;
-    EXPECT_THAT(a.out, HasSubstr("wrote " + dir_.file("a.png") + " (8 x 8)"));
+    EXPECT_THAT(a.out, HasSubstr("wrote " + dir_.file("a.png") + "\n1 image of 8 x 8: load "));
     EXPECT_THAT(a.err, HasSubstr("sampling: 4/4"));
     ASSERT_EQ(run(args + dir_.file("b.png")).status, 0);
     EXPECT_EQ(slurp(dir_.file("a.png")), slurp(dir_.file("b.png"))) << sampler << ": the same seed, the same PNG";
@@ -229,11 +229,41 @@ TEST_F(Cli, GenerateWritesAReproduciblePngThatCarriesItsParameters) {
   EXPECT_NE(slurp(dir_.file("c-1.png")), slurp(dir_.file("c-2.png")));
 
   expect_error("generate -m " + model + " --class 3 -o " + dir_.file("x.png"), "--class: 3 is outside 0..2");
-  expect_error("generate -m " + model + " -W 7 -o " + dir_.file("x.png"), "not a multiple of the patch size 2");
+  expect_error("generate -m " + model + " -W 7 -o " + dir_.file("x.png"), "7 x 8 is not a positive multiple of 2 (the patch size)");
   expect_error("generate -m " + model + " --sampler heun -o " + dir_.file("x.png"), "unknown sampler 'heun'");
   expect_error("generate -m " + std::string(TILEDRAW_SOURCE_DIR) + "/examples/tiny-dit-f16.safetensors -o " +
                    dir_.file("x.png"),
                "4-channel latents, not pixels; decoding them needs --vae");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
+}
+
+TEST_F(Cli, GenerateTakesClassNamesAndWritesGrids) {
+  const std::string model = write_pixel_dit(dir_);
+  {
+    std::ofstream labels(dir_.file("labels.txt"));
+    labels << "tabby cat\ngolden_retriever\nbarn owl\n";
+  }
+  const std::string base = "generate -q -m " + model + " --steps 2 --seed 3 --labels " + dir_.file("labels.txt");
+  ASSERT_EQ(run(base + " --class-name Golden-Retriever -o " + dir_.file("by-name.png")).status, 0);
+  ASSERT_EQ(run(base + " --class 1 -o " + dir_.file("by-id.png")).status, 0);
+  EXPECT_EQ(slurp(dir_.file("by-name.png")), slurp(dir_.file("by-id.png"))) << "a name is its class id";
+  EXPECT_THAT(slurp(dir_.file("by-name.png")), HasSubstr("class 1 (golden_retriever)"));
+
+  // Three classes, two images each: a grid of 3 rows of 2 images of 8 x 8, 2 pixels apart.
+  ASSERT_EQ(run(base + " --class all -b 2 --grid -o " + dir_.file("grid.png")).status, 0);
+  const std::string grid = slurp(dir_.file("grid.png"));
+  const auto be32 = [&](size_t at) {
+    return (uint32_t(uint8_t(grid[at])) << 24) | (uint32_t(uint8_t(grid[at + 1])) << 16) |
+           (uint32_t(uint8_t(grid[at + 2])) << 8) | uint32_t(uint8_t(grid[at + 3]));
+  };
+  EXPECT_EQ(be32(16), 2u * 8 + 2) << "width";
+  EXPECT_EQ(be32(20), 3u * 8 + 2 * 2) << "height";
+  EXPECT_THAT(grid, HasSubstr("class 0 (tabby cat), 1 (golden_retriever), 2 (barn owl)"));
+
+  expect_error(base + " --class-name dog -o " + dir_.file("x.png"), "--class-name: no class named 'dog'");
+  expect_error("generate -m " + model + " --class-name cat -o " + dir_.file("x.png"),
+               "--class-name: 'cat' is not a class id, and the model has no class names (give --labels FILE)");
+  expect_error("generate -m " + model + " --vae " + model + " -o " + dir_.file("x.png"), "not a VAE decoder");
   EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
 }
 

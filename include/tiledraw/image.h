@@ -19,6 +19,10 @@ struct Image {
 // (x + 1) / 2 * 255, rounded and clamped.
 Image image_from_planes(const float* planes, int64_t channels, int64_t height, int64_t width);
 
+// Images of one size and channel count laid out in rows of `columns`, with
+// `gap` pixels of black between them.
+Image image_grid(const std::vector<Image>& images, int64_t columns, int64_t gap = 2);
+
 // Writes a PNG with text chunks (A1111's "parameters" carries how an image was
 // made). ASCII values go in tEXt chunks, others in UTF-8 iTXt. Written through
 // a temporary file like every file tiledraw writes.

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string>
+
 // The whole public API of the tiledraw library.
 #include "tiledraw/accel.h"
 #include "tiledraw/convert.h"
@@ -13,5 +15,9 @@
 namespace tiledraw {
 
 const char* version();
+
+// The model `tiledraw generate` uses without -m: $TILEDRAW_MODEL_DIR, else the
+// source tree's models/ folder, holding fashion-dit-8bit-s.safetensors.
+std::string default_model_path();
 
 }  // namespace tiledraw

@@ -32,6 +32,23 @@ nlohmann::json model_config_json(const SafetensorsFile& file) {
   return nlohmann::json::object();
 }
 
+std::vector<std::string> class_names(const SafetensorsFile& file) {
+  const auto it = file.metadata().find("class_names");
+  if (it == file.metadata().end()) return {};
+  const auto json = nlohmann::json::parse(it->second, nullptr, false);
+  std::vector<std::string> names;
+  if (json.is_array()) {
+    for (const auto& name : json) {
+      if (!name.is_string()) break;
+      names.push_back(name.get<std::string>());
+    }
+  }
+  if (names.size() != (json.is_array() ? json.size() : 1)) {
+    throw Error(file.path() + ": metadata 'class_names' is not a JSON list of strings");
+  }
+  return names;
+}
+
 Precision parse_precision(const std::string& name, const std::string& flag) {
   if (name == "auto") return Precision::AsStored;
   if (name == "float") return Precision::Float;

@@ -30,6 +30,9 @@ int conv2d(runtime::Graph& graph, int x, const LinearWeights& w, int64_t kernel,
 // sits beside the weights in a diffusers model folder, else an empty object.
 nlohmann::json model_config_json(const SafetensorsFile& file);
 
+// The class names in the file's "class_names" metadata (a JSON list), or none.
+std::vector<std::string> class_names(const SafetensorsFile& file);
+
 // How matrices run: as the file stores them, or all in float (8-bit S
 // dequantized), or all in 8-bit S (float weights quantized at load).
 enum class Precision { AsStored, Float, Int8 };
