@@ -157,7 +157,7 @@ def train_judge(args, images, labels, test_images, test_labels):
         print(f"judge epoch {epoch + 1}/{epochs} loss {loss.item():.3f} test accuracy {accuracy:.4f}", flush=True)
     path = os.path.join(args.out, "fashion-judge-f32.safetensors")
     st_io.save(path, judge.state_dict(), {
-        "architecture": "mlp-classifier", "input": "1x32x32 in [-1, 1]", "activation": "gelu_tanh",
+        "architecture": "mlp-classifier", "input_shape": "[1, 32, 32]", "input_range": "[-1, 1]", "activation": "gelu_tanh",
         "class_names": json.dumps(CLASS_NAMES), "test_accuracy": f"{accuracy:.4f}",
         "description": "Fashion-MNIST classifier (judge of generated images) trained by tools/train_default.py"})
     return path

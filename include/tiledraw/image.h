@@ -23,6 +23,9 @@ Image image_from_planes(const float* planes, int64_t channels, int64_t height, i
 // `gap` pixels of black between them.
 Image image_grid(const std::vector<Image>& images, int64_t columns, int64_t gap = 2);
 
+// Reads a PNG as 8-bit gray (channels 1) or RGB (3), converting whatever it stores.
+Image read_png(const std::string& path, int64_t channels);
+
 // Writes a PNG with text chunks (A1111's "parameters" carries how an image was
 // made). ASCII values go in tEXt chunks, others in UTF-8 iTXt. Written through
 // a temporary file like every file tiledraw writes.

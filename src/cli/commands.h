@@ -12,5 +12,6 @@ void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_forward_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_classify_command(CLI::App& app);
 
 }  // namespace tiledraw::cli

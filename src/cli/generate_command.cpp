@@ -19,7 +19,7 @@ namespace tiledraw::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, vae, vae_precision = "auto", labels, output = "out.png", sampler = "ddim";
+  std::string model, precision = "auto", vae, vae_precision = "auto", labels, output = "out.png", sampler = "ddim";
   std::vector<std::string> classes, class_names;
   int64_t steps = 50, seed = 42, width = 0, height = 0, batch = 1;
   double cfg_scale = 4.0;
@@ -96,7 +96,7 @@ void run_generate(GenerateArgs a) {
   if (a.model.empty()) a.model = default_model_path();
   const SafetensorsFile file = SafetensorsFile::open(a.model);
   const std::unique_ptr<Accelerator> accel = make_accelerator("auto");
-  const models::DitModel model(file, *accel);
+  const models::DitModel model(file, *accel, models::parse_precision(a.precision, "--precision"));
   const models::DitConfig& c = model.config();
 
   std::unique_ptr<SafetensorsFile> vae_file;
@@ -235,6 +235,7 @@ void add_generate_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate images with a class-conditional DiT");
   cmd->add_option("-m,--model", args->model, "DiT safetensors, float or 8-bit S (default: the bundled Fashion-MNIST model)");
+  cmd->add_option("--precision", args->precision, "Model matrices as stored (auto), float, or 8bit-s")->capture_default_str();
   cmd->add_option("--vae", args->vae, "VAE decoder (diffusers AutoencoderKL) for latent models");
   cmd->add_option("--vae-precision", args->vae_precision, "VAE matrices as stored (auto), float, or 8bit-s")->capture_default_str();
   cmd->add_option("--class", args->classes, "Class ids or names, comma-separated, or 'all' (default 0)");

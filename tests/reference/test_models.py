@@ -17,7 +17,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import zlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -186,11 +188,129 @@ def vae_tests(tmp):
             check(f"VAE decoder 8-bit S {label}", quantized, {"z": z}, model_q(z), INT8_BOUND)
 
 
+def normal_noise(seed, count):
+    """tiledraw's documented generator: xoshiro256** seeded by splitmix64,
+    Box-Muller in double precision, rounded to float32."""
+    mask = (1 << 64) - 1
+    state, x = [], seed
+    for _ in range(4):
+        x = (x + 0x9E3779B97F4A7C15) & mask
+        z = x
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        state.append(z ^ (z >> 31))
+
+    def rotl(v, k):
+        return ((v << k) | (v >> (64 - k))) & mask
+
+    def next_u64():
+        result = (rotl((state[1] * 5) & mask, 7) * 9) & mask
+        t = (state[1] << 17) & mask
+        state[2] ^= state[0]
+        state[3] ^= state[1]
+        state[1] ^= state[2]
+        state[0] ^= state[3]
+        state[2] ^= t
+        state[3] = rotl(state[3], 45)
+        return result
+
+    out = []
+    while len(out) < count:
+        u1 = ((next_u64() >> 11) + 1.0) * 2.0 ** -53
+        u2 = (next_u64() >> 11) * 2.0 ** -53
+        radius = math.sqrt(-2.0 * math.log(u1))
+        out += [radius * math.cos(2 * math.pi * u2), radius * math.sin(2 * math.pi * u2)]
+    return np.array(out[:count], dtype=np.float32)
+
+
+def read_png(path):
+    """Pixels of an 8-bit gray or RGB PNG (any row filters) as [height, width, channels]."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, chunks = 8, {}
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        chunks.setdefault(kind, b"")
+        chunks[kind] += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    width, height = int.from_bytes(chunks[b"IHDR"][:4], "big"), int.from_bytes(chunks[b"IHDR"][4:8], "big")
+    channels = {0: 1, 2: 3}[chunks[b"IHDR"][9]]
+    raw = zlib.decompress(chunks[b"IDAT"])
+    stride = width * channels
+    rows, previous = [], bytearray(stride)
+    for r in range(height):
+        kind, line = raw[r * (stride + 1)], bytearray(raw[r * (stride + 1) + 1:(r + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up, corner = previous[i], previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 255
+            elif kind == 2:
+                line[i] = (line[i] + up) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        rows.append(bytes(line))
+        previous = line
+    return np.frombuffer(b"".join(rows), np.uint8).reshape(height, width, channels)
+
+
+def generate_tests(tmp):
+    """`tiledraw generate` (DDIM with guidance, the float path) against the
+    same sampling loop in PyTorch from the same seeded noise, on the bundled
+    trained model (a random model's samples saturate to black and white, which
+    would hide differences): the PNGs must agree to one level."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "fashion-dit-8bit-s.safetensors")
+    tensors, metadata = st_io.load(path)
+    config = json.loads(metadata["config"])
+    model = dit.DiT(**config)
+    model.load_state_dict(st_io.dequantize_8bit_s(tensors))
+    steps, cfg, seed, images, label = 10, 3.0, 11, 2, 7
+    run("generate", "-q", "-m", path, "--precision", "float", "--class", str(label), "--steps", str(steps),
+        "--cfg-scale", str(cfg), "--seed", str(seed), "-b", str(images), "--sampler", "ddim", "-o", f"{tmp}/sample.png")
+
+    betas = [1e-4 + (0.02 - 1e-4) * t / 999 for t in range(1000)]
+    alphas_cumprod, product = [], 1.0
+    for beta in betas:
+        product *= 1.0 - beta
+        alphas_cumprod.append(product)
+    timesteps = [int(round(i * 999 / (steps - 1))) for i in range(steps)]
+    channels, size = config["in_channels"], config["input_size"]
+    guided = min(3, channels)
+    x = normal_noise(seed, images * channels * size * size).reshape(images, channels, size, size)
+    x = np.concatenate([x, x])
+    y = torch.tensor([label] * images + [config["num_classes"]] * images)
+    with torch.no_grad():
+        for k in range(steps - 1, -1, -1):
+            ab, ab_prev = alphas_cumprod[timesteps[k]], alphas_cumprod[timesteps[k - 1]] if k > 0 else 1.0
+            eps = model(torch.from_numpy(x), torch.tensor([timesteps[k]] * 2 * images), y).numpy()[:, :channels].copy()
+            mixed = eps[images:, :guided] + np.float32(cfg) * (eps[:images, :guided] - eps[images:, :guided])
+            eps[:images, :guided] = mixed
+            eps[images:, :guided] = mixed
+            x0 = (x.astype(np.float64) - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+            x = (math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps).astype(np.float32)
+    for i in range(images):
+        expected = np.clip(np.rint((x[i] + 1.0) * 127.5), 0, 255).astype(np.int32).transpose(1, 2, 0)
+        got = read_png(f"{tmp}/sample-{i + 1}.png").astype(np.int32)
+        worst = int(np.abs(got - expected).max())
+        levels = len(np.unique(expected))
+        verdict = "ok" if worst <= 1 and levels > 16 else "FAIL"
+        print(f"{verdict:4} generate DDIM {steps} steps, guidance {cfg}, image {i + 1}: worst pixel difference {worst} "
+              f"(bound 1 level), {levels} distinct levels")
+        if verdict != "ok":
+            failures.append(f"generate image {i + 1}")
+
+
 def main():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         dit_tests(tmp)
         vae_tests(tmp)
+        generate_tests(tmp)
     if failures:
         print("failed:", *failures, sep="\n  ")
         sys.exit(1)
