@@ -137,6 +137,20 @@ TEST(Samplers, DdpmStepsFollowThePosteriorWithTheLearnedVariance) {
   EXPECT_NEAR(x[0], expected / std::sqrt(ab0), 1e-5);
 }
 
+TEST(Samplers, ClipDenoisedBoundsTheCleanEstimateAndKeepsItsNoiseConsistent) {
+  const Schedule schedule = Schedule::linear();
+  const int t = 600;
+  const double ab = schedule.alphas_cumprod[t];
+  // x = sqrt(ab) x0 + sqrt(1 - ab) eps with x0 = 3 (outside [-1, 1]) and x0 = 0.5 (inside).
+  const std::vector<float> x = {static_cast<float>(std::sqrt(ab) * 3.0), static_cast<float>(std::sqrt(ab) * 0.5 + std::sqrt(1 - ab) * 0.2)};
+  const Denoiser zero_noise = [](const float*, int, float* eps, float*) { eps[0] = 0.0f; eps[1] = 0.2f; };
+  std::vector<float> eps(2);
+  clip_denoised(schedule, zero_noise, 2)(x.data(), t, eps.data(), nullptr);
+  // The first estimate is clipped to 1, so eps = (x - sqrt(ab)) / sqrt(1 - ab); the second is kept.
+  EXPECT_NEAR(eps[0], (std::sqrt(ab) * 3.0 - std::sqrt(ab)) / std::sqrt(1 - ab), 1e-5);
+  EXPECT_NEAR(eps[1], 0.2, 1e-5);
+}
+
 TEST(NormalNoise, IsReproducibleAndStandardNormal) {
   NormalNoise a(42), b(42), c(43);
   std::vector<float> va(100001), vb(100001), vc(8);

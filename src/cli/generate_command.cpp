@@ -141,7 +141,7 @@ void run_generate(GenerateArgs a) {
 
   // DiT's forward with guidance: the first three channels of the noise are
   // guided (uncond + s (cond - uncond)) for both halves, the rest kept per half.
-  const sampling::Denoiser denoise = [&](const float* latents, int timestep, float* eps, float* variance) {
+  const sampling::Denoiser model_eps = [&](const float* latents, int timestep, float* eps, float* variance) {
     const std::vector<float> t(static_cast<size_t>(rows), static_cast<float>(timestep));
     exec.run({latents, t.data(), classes.data()});
     const float* out = exec.data(built->output);
@@ -168,10 +168,15 @@ void run_generate(GenerateArgs a) {
     }
   };
 
+  // Pixel-space models predict images in [-1, 1]: clip their estimates there, as
+  // guided-diffusion samples pixel models; latents are not bounded.
+  const sampling::Schedule schedule = sampling::Schedule::linear();
+  const sampling::Denoiser denoise = vae ? model_eps : sampling::clip_denoised(schedule, model_eps, x.size());
+
   const double load_seconds = seconds_since(start);
   Progress progress("sampling", "it", a.quiet);
   const auto sampling_start = Clock::now();
-  sampling::sample(sampler, static_cast<int>(a.steps), sampling::Schedule::linear(), x, denoise, noise,
+  sampling::sample(sampler, static_cast<int>(a.steps), schedule, x, denoise, noise,
                    [&](int done, int total) { progress.update(static_cast<size_t>(done), static_cast<size_t>(total)); });
   progress.finish();
   const double sampling_seconds = seconds_since(sampling_start);

@@ -1,5 +1,6 @@
 #include "sampling/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tiledraw/error.h"
@@ -48,6 +49,18 @@ const char* sampler_name(SamplerKind kind) {
       break;
   }
   return "dpm++2m";
+}
+
+Denoiser clip_denoised(const Schedule& schedule, Denoiser model, size_t count) {
+  return [&schedule, model = std::move(model), count](const float* x, int timestep, float* eps, float* variance) {
+    model(x, timestep, eps, variance);
+    const double ab = schedule.alphas_cumprod.at(static_cast<size_t>(timestep));
+    const double signal = std::sqrt(ab), noise = std::sqrt(1.0 - ab);
+    for (size_t i = 0; i < count; ++i) {
+      const double x0 = std::clamp((x[i] - noise * eps[i]) / signal, -1.0, 1.0);
+      eps[i] = static_cast<float>((x[i] - signal * x0) / noise);
+    }
+  };
 }
 
 namespace {

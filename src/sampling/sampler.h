@@ -28,6 +28,12 @@ const char* sampler_name(SamplerKind kind);
 // in [-1, 1]) is read by DDPM only and is null for the others.
 using Denoiser = std::function<void(const float* x, int timestep, float* eps, float* variance)>;
 
+// Wraps a model so that its implied clean sample x0 = (x - sqrt(1 - ab) eps) /
+// sqrt(ab) is clipped to [-1, 1] and the noise recomputed from it, as
+// guided-diffusion's clip_denoised does for pixel-space models. Every sampler
+// calls the model on variance-preserving latents, so one wrapper serves all.
+Denoiser clip_denoised(const Schedule& schedule, Denoiser model, size_t count);
+
 // The documented noise generator: xoshiro256** seeded through splitmix64,
 // Box-Muller in double precision. The same seed gives the same floats on every
 // machine.

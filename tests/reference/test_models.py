@@ -291,6 +291,9 @@ def generate_tests(tmp):
             mixed = eps[images:, :guided] + np.float32(cfg) * (eps[:images, :guided] - eps[images:, :guided])
             eps[:images, :guided] = mixed
             eps[images:, :guided] = mixed
+            # A pixel model's clean estimate is clipped to [-1, 1] and its noise recomputed (clip_denoised).
+            x0 = np.clip((x.astype(np.float64) - math.sqrt(1 - ab) * eps) / math.sqrt(ab), -1, 1)
+            eps = ((x.astype(np.float64) - math.sqrt(ab) * x0) / math.sqrt(1 - ab)).astype(np.float32)
             x0 = (x.astype(np.float64) - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
             x = (math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps).astype(np.float32)
     for i in range(images):
