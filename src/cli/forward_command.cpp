@@ -1,10 +1,15 @@
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 
 #include "cli/commands.h"
 #include "models/dit.h"
 #include "models/vae.h"
 #include "runtime/executor.h"
+#include "runtime/text.h"
 #include "tiledraw/tiledraw.h"
 
 namespace tiledraw::cli {
@@ -15,7 +20,42 @@ struct ForwardArgs {
   std::string inputs;
   std::string output;
   std::string precision = "auto";
+  int64_t runs = 0;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The process's peak resident memory (VmHWM), or 0 where /proc does not say.
+uint64_t peak_resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+// Runs the forward pass once (writing nothing else), then `runs` more times
+// when asked, and reports the timings on stderr for benchmarks.
+void run_and_time(const ForwardArgs& args, runtime::Executor& exec, const std::vector<const float*>& inputs) {
+  const double load = seconds_since(args.start);
+  auto start = std::chrono::steady_clock::now();
+  exec.run(inputs);
+  const double first = seconds_since(start);
+  if (args.runs <= 0) return;
+  std::vector<double> times;
+  for (int64_t r = 0; r < args.runs; ++r) {
+    start = std::chrono::steady_clock::now();
+    exec.run(inputs);
+    times.push_back(seconds_since(start));
+  }
+  std::sort(times.begin(), times.end());
+  std::fprintf(stderr, "load %.3f s, first run %.3f s, median %.4f s of %lld runs (min %.4f, max %.4f), arena %s, peak resident %s\n",
+               load, first, times[times.size() / 2], static_cast<long long>(args.runs), times.front(), times.back(),
+               human_bytes(static_cast<uint64_t>(exec.plan().arena_bytes)).c_str(), human_bytes(peak_resident_bytes()).c_str());
+}
 
 // Any float or integer tensor as floats (timesteps and class ids come as either).
 std::vector<float> read_floats(const SafetensorsFile& file, const std::string& name, const std::string& expected) {
@@ -81,7 +121,7 @@ void run_dit(const ForwardArgs& args, const SafetensorsFile& model_file, const S
   const auto built = model.build(batch, x_info.shape[2], x_info.shape[3]);
   ProgramCache cache;
   runtime::Executor exec(built->graph, accel, cache);
-  exec.run({x.data(), t.data(), y.data()});
+  run_and_time(args, exec, {x.data(), t.data(), y.data()});
   write_output(args, built->graph, exec, built->output, accel);
 }
 
@@ -94,7 +134,7 @@ void run_vae(const ForwardArgs& args, const SafetensorsFile& model_file, const S
   const auto built = vae.build(z_info.shape[0], z_info.shape[2], z_info.shape[3]);
   ProgramCache cache;
   runtime::Executor exec(built->graph, accel, cache);
-  exec.run({z.data()});
+  run_and_time(args, exec, {z.data()});
   write_output(args, built->graph, exec, built->image, accel);
 }
 
@@ -122,6 +162,8 @@ void add_forward_command(CLI::App& app) {
   cmd->add_option("--precision", args->precision, "Matrices as stored (auto), all float, or all 8bit-s")
       ->capture_default_str();
   cmd->add_option("-o,--output", args->output, "Output safetensors, with the tensor 'out'")->required();
+  cmd->add_option("--runs", args->runs, "Run N more times and print load, median time, arena and peak memory (stderr)")
+      ->check(CLI::Range(0, 100000));
   cmd->callback([args] { run_forward(*args); });
 }
 
