@@ -9,11 +9,11 @@ samples="$here/build/demo"
 rm -rf "$samples" && mkdir -p "$samples"
 
 start=$(date +%s%N)
-"$tiledraw" generate --class all -b 8 --grid --steps 25 --cfg-scale 3 --seed 1 -o "$out"
+"$tiledraw" generate --class all -b 8 --grid --steps 25 --cfg-scale 5 --seed 1 -o "$out"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 echo "demo.png: a row per class (t-shirt/top, trouser, pullover, dress, coat, sandal, shirt,"
 echo "sneaker, bag, ankle boot), 8 samples each, made in $((ms / 1000)).$(printf %03d $((ms % 1000))) s: $out"
 
 # The judge, on tiledraw's runtime too: one image per class, in class order.
-"$tiledraw" generate -q --class all --steps 25 --cfg-scale 3 --seed 2 -o "$samples/sample.png"
+"$tiledraw" generate -q --class all --steps 25 --cfg-scale 5 --seed 2 -o "$samples/sample.png"
 "$tiledraw" classify -m "$here/models/fashion-judge-8bit-s.safetensors" "$samples"/sample-{1..10}.png

@@ -2,7 +2,7 @@
 """Trains tiledraw's default model and its judge on Fashion-MNIST (Debian's
 dataset-fashion-mnist), with Debian's python3-torch on the CPU.
 
-  /usr/bin/python3 tools/train_default.py --out DIR [--steps N] [--threads N]
+  /usr/bin/python3 tools/train_default.py --out DIR [--steps N] [--threads N] [--init CKPT]
 
 writes DIR/fashion-dit-f32.safetensors (a class-conditional DiT in the original
 repository's layout: pixel space, 1 channel, 32x32, 10 classes, EMA weights)
@@ -66,7 +66,14 @@ def init_like_dit(model):
 def train_dit(args, images, labels):
     torch.manual_seed(args.seed)
     model = dit.DiT(**DIT_CONFIG)
-    init_like_dit(model)
+    history = []
+    if args.init:  # continue from a checkpoint: its (EMA) weights, a fresh optimizer
+        tensors, metadata = st_io.load(args.init)
+        model.load_state_dict(tensors)
+        history = json.loads(metadata.get("training", "[]"))
+        history = history if isinstance(history, list) else [history]
+    else:
+        init_like_dit(model)
     ema = dit.DiT(**DIT_CONFIG)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -107,16 +114,16 @@ def train_dit(args, images, labels):
         if step % args.save_every == 0 or step == args.steps:
             info = {"steps": step, "batch": args.batch, "lr": args.lr, "ema": args.ema, "seed": args.seed,
                     "loss": round(running, 5), "minutes": round((time.time() - start) / 60, 1),
-                    "threads": torch.get_num_threads()}
-            save_dit(ema, path, info)
+                    "threads": torch.get_num_threads(), "init": os.path.basename(args.init) if args.init else None}
+            save_dit(ema, path, history + [info])
     return path
 
 
-def save_dit(model, path, info):
+def save_dit(model, path, history):
     tensors = dit.state_dict(model)
     st_io.save(path + ".tmp", tensors, {
         "architecture": "dit", "config": json.dumps(DIT_CONFIG), "class_names": json.dumps(CLASS_NAMES),
-        "data_range": "[-1, 1], background -1", "training": json.dumps(info),
+        "data_range": "[-1, 1], background -1", "training": json.dumps(history),
         "description": "class-conditional DiT trained on Fashion-MNIST (28x28 padded to 32x32) by tools/train_default.py"})
     os.replace(path + ".tmp", path)
 
@@ -174,6 +181,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--save-every", type=int, default=500)
+    parser.add_argument("--init", help="continue training from this DiT checkpoint (its weights; a fresh optimizer)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
