@@ -16,6 +16,7 @@ from torch import nn
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "reference"))
 import dit  # noqa: E402
+import schedule  # noqa: E402
 import st_io  # noqa: E402
 import vae  # noqa: E402
 
@@ -73,11 +74,8 @@ def generate(args):
     g = torch.Generator().manual_seed(42)
     x = torch.randn((1, 4, size, size), generator=g).repeat(2, 1, 1, 1)
     y = torch.tensor([207, 1000])
-    alphas, product = [], 1.0
-    for i in range(1000):
-        product *= 1.0 - (1e-4 + (0.02 - 1e-4) * i / 999)
-        alphas.append(product)
-    steps = [int(round(i * 999 / (args.steps - 1))) for i in range(args.steps)]
+    alphas = schedule.alphas_cumprod()
+    steps = schedule.spaced_timesteps(args.steps)
     for k in range(args.steps - 1, -1, -1):
         ab, ab_prev = alphas[steps[k]], alphas[steps[k - 1]] if k > 0 else 1.0
         eps = forward(model, args.mode, x, torch.tensor([steps[k]] * 2), y)[:, :4]

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "models/dit.h"
 #include "runtime/executor.h"
 #include "runtime/text.h"
@@ -18,10 +19,6 @@ struct BenchArgs {
   int64_t depth = 28, width = 1152, heads = 16, mlp_ratio = 4, tokens = 256, batch = 2, runs = 3;
   bool profile = false;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // Random 8-bit S weights, packed by the backend: stand-ins with the right shapes.
 class RandomLayer {

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "models/dit.h"
 #include "models/vae.h"
 #include "runtime/executor.h"
@@ -23,10 +24,6 @@ struct ForwardArgs {
   int64_t runs = 0;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // The process's peak resident memory (VmHWM), or 0 where /proc does not say.
 uint64_t peak_resident_bytes() {

@@ -27,7 +27,6 @@ struct GenerateArgs {
 };
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 std::string base_name(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 

@@ -7,6 +7,10 @@
 
 namespace tiledraw::cli {
 
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // A progress bar on stderr: redrawn in place on a terminal, a plain line per
 // tenth of the work otherwise (logs, CI), nothing when quiet.
 class Progress {

@@ -67,10 +67,10 @@ constexpr const char* kExpectedLayouts =
     "or diffusers' DiTTransformer2DModel (pos_embed.proj, transformer_blocks.N.{norm1.emb, norm1.linear, "
     "attn1.to_q/to_k/to_v/to_out.0, ff.net.0.proj, ff.net.2}, proj_out_1, proj_out_2)";
 
+constexpr const char* kKind = "a DiT checkpoint";
+
 const TensorInfo& require(const SafetensorsFile& file, const std::string& name) {
-  const TensorInfo* t = file.find(name);
-  if (!t) throw Error(file.path() + ": not a DiT checkpoint: no tensor '" + name + "' (" + kExpectedLayouts + ")");
-  return *t;
+  return require_tensor(file, name, kKind, kExpectedLayouts);
 }
 
 // The name of each weight in a layout. Block parts take the block's index.
@@ -181,7 +181,7 @@ DitModel::Conditioning DitModel::conditioning(int64_t block) {
 }
 
 DitModel::DitModel(const SafetensorsFile& file, const Accelerator& accel, Precision precision)
-    : config_(read_config(file)), weights_(file, accel, precision, kExpectedLayouts) {
+    : config_(read_config(file)), weights_(file, accel, precision, kKind, kExpectedLayouts) {
   const DitLayout layout = config_.layout;
   patch_embed_ = weights_.linear(tensor_prefixes(layout, Part::PatchEmbed));
   conditionings_.push_back(conditioning(0));

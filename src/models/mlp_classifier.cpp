@@ -5,7 +5,7 @@
 namespace tiledraw::models {
 
 MlpClassifier::MlpClassifier(const SafetensorsFile& file, const Accelerator& accel, Precision precision)
-    : weights_(file, accel, precision, "expected an MLP classifier: fc1, fc2, ... with weight and bias"),
+    : weights_(file, accel, precision, "an MLP classifier", "expected fc1, fc2, ... with weight and bias"),
       names_(models::class_names(file)) {
   const auto it = file.metadata().find("input_shape");
   const auto shape = it == file.metadata().end() ? nlohmann::json() : nlohmann::json::parse(it->second, nullptr, false);

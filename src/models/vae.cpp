@@ -11,10 +11,10 @@ constexpr const char* kExpected =
     "expected diffusers' AutoencoderKL decoder: post_quant_conv, decoder.conv_in, decoder.mid_block.{resnets.0/1, "
     "attentions.0}, decoder.up_blocks.N.{resnets.M, upsamplers.0.conv}, decoder.conv_norm_out, decoder.conv_out";
 
+constexpr const char* kKind = "a VAE decoder";
+
 const TensorInfo& require(const SafetensorsFile& file, const std::string& name) {
-  const TensorInfo* t = file.find(name);
-  if (!t) throw Error(file.path() + ": not a VAE decoder: no tensor '" + name + "' (" + kExpected + ")");
-  return *t;
+  return require_tensor(file, name, kKind, kExpected);
 }
 
 VaeConfig read_config(const SafetensorsFile& file) {
@@ -64,7 +64,7 @@ VaeDecoder::Resnet VaeDecoder::resnet(const std::string& p) {
 }
 
 VaeDecoder::VaeDecoder(const SafetensorsFile& file, const Accelerator& accel, Precision precision)
-    : config_(read_config(file)), weights_(file, accel, precision, kExpected) {
+    : config_(read_config(file)), weights_(file, accel, precision, kKind, kExpected) {
   post_quant_conv_ = weights_.linear("post_quant_conv");
   conv_in_ = weights_.linear("decoder.conv_in");
   mid_first_ = resnet("decoder.mid_block.resnets.0.");

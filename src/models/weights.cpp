@@ -32,6 +32,13 @@ nlohmann::json model_config_json(const SafetensorsFile& file) {
   return nlohmann::json::object();
 }
 
+const TensorInfo& require_tensor(const SafetensorsFile& file, const std::string& name, const std::string& kind,
+                                 const std::string& expected) {
+  const TensorInfo* t = file.find(name);
+  if (!t) throw Error(file.path() + ": not " + kind + ": no tensor '" + name + "' (" + expected + ")");
+  return *t;
+}
+
 std::vector<std::string> class_names(const SafetensorsFile& file) {
   const auto it = file.metadata().find("class_names");
   if (it == file.metadata().end()) return {};
@@ -56,15 +63,14 @@ Precision parse_precision(const std::string& name, const std::string& flag) {
   throw Error(flag + ": unknown precision '" + name + "' (expected auto, float or 8bit-s)");
 }
 
-WeightStore::WeightStore(const SafetensorsFile& file, const Accelerator& accel, Precision precision, std::string describe)
-    : file_(file), accel_(accel), precision_(precision), describe_(std::move(describe)) {
+WeightStore::WeightStore(const SafetensorsFile& file, const Accelerator& accel, Precision precision, std::string kind,
+                         std::string expected)
+    : file_(file), accel_(accel), precision_(precision), kind_(std::move(kind)), expected_(std::move(expected)) {
   find_8bit_s_weights(file);  // validates every 8-bit S pair up front
 }
 
 const TensorInfo& WeightStore::require(const std::string& name) const {
-  const TensorInfo* t = file_.find(name);
-  if (!t) throw Error(file_.path() + ": no tensor '" + name + "' (" + describe_ + ")");
-  return *t;
+  return require_tensor(file_, name, kind_, expected_);
 }
 
 const float* WeightStore::floats(const std::string& name) {

@@ -30,6 +30,11 @@ int conv2d(runtime::Graph& graph, int x, const LinearWeights& w, int64_t kernel,
 // sits beside the weights in a diffusers model folder, else an empty object.
 nlohmann::json model_config_json(const SafetensorsFile& file);
 
+// The tensor `name`, or an error "FILE: not KIND: no tensor 'NAME' (EXPECTED)",
+// where `kind` is e.g. "a DiT checkpoint" and `expected` lists the layout.
+const TensorInfo& require_tensor(const SafetensorsFile& file, const std::string& name, const std::string& kind,
+                                 const std::string& expected);
+
 // The class names in the file's "class_names" metadata (a JSON list), or none.
 std::vector<std::string> class_names(const SafetensorsFile& file);
 
@@ -40,8 +45,9 @@ Precision parse_precision(const std::string& name, const std::string& flag);
 
 class WeightStore {
  public:
-  // `describe` names the expected layout in the error for a missing tensor.
-  WeightStore(const SafetensorsFile& file, const Accelerator& accel, Precision precision, std::string describe);
+  // `kind` and `expected` word the error for a missing tensor (require_tensor).
+  WeightStore(const SafetensorsFile& file, const Accelerator& accel, Precision precision, std::string kind,
+              std::string expected);
 
   const SafetensorsFile& file() const { return file_; }
   const TensorInfo& require(const std::string& name) const;
@@ -59,7 +65,7 @@ class WeightStore {
   const SafetensorsFile& file_;
   const Accelerator& accel_;
   Precision precision_;
-  std::string describe_;
+  std::string kind_, expected_;
   std::map<std::string, std::vector<float>> floats_;  // biases, tables, float weights and 8-bit S scales
   std::map<std::string, std::vector<int8_t>> int8_;   // stacked or quantized-at-load 8-bit S rows
   std::vector<std::unique_ptr<PackedWeight>> packed_;
