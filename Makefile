@@ -3,27 +3,52 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
+, := ,
 
-.PHONY: all deps build demo test bench clean
+.PHONY: all deps build demo test test-release test-asan tsan fuzz bench clean
 
 all: build
 
 deps:
 	@tools/setup-deps.sh
 
+# $(call configure,DIR,CMAKE OPTIONS): quiet unless it fails.
+configure = cmake -S . -B $(1) $(2) >$(1).configure.log 2>&1 || { cat $(1).configure.log; exit 1; }
+
 build: deps
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release >$(BUILD_DIR).configure.log 2>&1 || { cat $(BUILD_DIR).configure.log; exit 1; }
+	@$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=Release)
 	@cmake --build $(BUILD_DIR) -j$(JOBS)
 
 demo: build
 	@tools/demo.sh $(BUILD_DIR)/tiledraw
 
-test: build
+# Every test: the release build, then the same tests under AddressSanitizer and
+# UndefinedBehaviorSanitizer, then the concurrency tests under ThreadSanitizer.
+test: test-release test-asan tsan
+
+test-release: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
+
+# The PyTorch tier is left out here: it checks numbers, which the release run does.
+test-asan: deps
+	@$(call configure,build-asan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILEDRAW_SANITIZE=address$(,)undefined -DTILEDRAW_BUILD_BENCH=OFF)
+	@cmake --build build-asan -j$(JOBS)
+	@cd build-asan && ctest --output-on-failure -j$(JOBS) -LE pytorch
+
+# libgomp is not instrumented, so its barriers would show as races: each
+# generation runs on one OpenMP thread, and the two generations on two threads.
+tsan: deps
+	@$(call configure,build-tsan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILEDRAW_SANITIZE=thread -DTILEDRAW_BUILD_BENCH=OFF)
+	@cmake --build build-tsan -j$(JOBS) --target tiledraw_tests
+	@OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/tiledraw_tests --gtest_filter='Generator.*:ProgramCache.*'
+
+# The libFuzzer targets (clang), FUZZ_SECONDS each (60 by default); see tools/fuzz.sh.
+fuzz: deps
+	@tools/fuzz.sh
 
 bench: build
 	@$(BUILD_DIR)/bench/tiledraw_bench
 	@bench/matmul_table.py $(BUILD_DIR)/bench/tiledraw_matmul_bench
 
 clean:
-	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log
+	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log build-asan build-asan.configure.log build-tsan build-tsan.configure.log

@@ -1,6 +1,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <cmath>
 #include <fstream>
@@ -180,37 +183,8 @@ TEST_F(Cli, ForwardRunsADitOnNamedInputsAndWritesItsOutput) {
   EXPECT_FALSE(std::filesystem::exists(dir_.file("o2.safetensors")));
 }
 
-// A pixel-space DiT (1 channel, 8 x 8, patch 2, width 32, one block, 3 classes,
-// learned sigma) with random weights in the original layout.
-std::string write_pixel_dit(const test::TempDir& dir) {
-  const int64_t h = 32, p = 2, tokens = 16, classes = 3;
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
-      {"pos_embed", {1, tokens, h}}, {"x_embedder.proj.weight", {h, 1, p, p}}, {"x_embedder.proj.bias", {h}},
-      {"t_embedder.mlp.0.weight", {h, 256}}, {"t_embedder.mlp.0.bias", {h}}, {"t_embedder.mlp.2.weight", {h, h}},
-      {"t_embedder.mlp.2.bias", {h}}, {"y_embedder.embedding_table.weight", {classes + 1, h}},
-      {"blocks.0.attn.qkv.weight", {3 * h, h}}, {"blocks.0.attn.qkv.bias", {3 * h}},
-      {"blocks.0.attn.proj.weight", {h, h}}, {"blocks.0.attn.proj.bias", {h}},
-      {"blocks.0.mlp.fc1.weight", {4 * h, h}}, {"blocks.0.mlp.fc1.bias", {4 * h}},
-      {"blocks.0.mlp.fc2.weight", {h, 4 * h}}, {"blocks.0.mlp.fc2.bias", {h}},
-      {"blocks.0.adaLN_modulation.1.weight", {6 * h, h}}, {"blocks.0.adaLN_modulation.1.bias", {6 * h}},
-      {"final_layer.linear.weight", {p * p * 2, h}}, {"final_layer.linear.bias", {p * p * 2}},
-      {"final_layer.adaLN_modulation.1.weight", {2 * h, h}}, {"final_layer.adaLN_modulation.1.bias", {2 * h}}};
-  static std::vector<std::vector<float>> storage;
-  std::vector<TensorSource> tensors;
-  uint32_t seed = 1;
-  for (const auto& [name, shape] : shapes) {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    storage.push_back(test::random_floats(static_cast<size_t>(n), seed++, 0.2f));
-    tensors.push_back(TensorSource::from_bytes(name, DType::F32, shape, test::bytes_of(storage.back())));
-  }
-  write_safetensors(dir.file("pixel-dit.safetensors"), std::move(tensors),
-                    {{"config", R"({"num_heads": 2, "input_size": 8})"}});
-  return dir.file("pixel-dit.safetensors");
-}
-
 TEST_F(Cli, GenerateWritesAReproduciblePngThatCarriesItsParameters) {
-  const std::string model = write_pixel_dit(dir_);
+  const std::string model = test::write_pixel_dit(dir_);
   for (const char* sampler : {"ddim", "ddpm", "euler", "dpm++2m"}) {
     const std::string args = "generate -m " + model + " --class 1 --steps 4 --seed 7 --sampler " + sampler + " -o ";
     const CommandResult a = run(args + dir_.file("a.png"));
@@ -238,7 +212,7 @@ TEST_F(Cli, GenerateWritesAReproduciblePngThatCarriesItsParameters) {
 }
 
 TEST_F(Cli, GenerateTakesClassNamesAndWritesGrids) {
-  const std::string model = write_pixel_dit(dir_);
+  const std::string model = test::write_pixel_dit(dir_);
   {
     std::ofstream labels(dir_.file("labels.txt"));
     labels << "tabby cat\ngolden_retriever\nbarn owl\n";
@@ -265,6 +239,59 @@ TEST_F(Cli, GenerateTakesClassNamesAndWritesGrids) {
                "--class-name: 'cat' is not a class id, and the model has no class names (give --labels FILE)");
   expect_error("generate -m " + model + " --vae " + model + " -o " + dir_.file("x.png"), "not a VAE decoder");
   EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
+}
+
+TEST_F(Cli, GenerateStopsOnNanNamingTheStepAndTheOpAndRefusesWorkOverTheMemoryLimit) {
+  const std::string poisoned = test::write_pixel_dit(dir_, "blocks.0.mlp.fc2.weight");
+  expect_error("generate -m " + poisoned + " --steps 4 -o " + dir_.file("x.png"),
+               "step 1/4 (timestep 999): NaN or Inf in the output, first made by linear (op ");
+  EXPECT_THAT(run("generate -m " + poisoned + " --steps 4 -o " + dir_.file("x.png")).err, HasSubstr("'blocks.0.mlp.fc2')"));
+
+  const std::string model = test::write_pixel_dit(dir_);
+  expect_error("--max-memory 8M generate -m " + model + " -W 4096 -H 4096 -o " + dir_.file("x.png"),
+               "the latents and pictures of 1 image of 4096 x 4096 would take 1.0 GiB beyond the ");
+  expect_error("--max-memory 8M generate -m " + model + " -W 4096 -H 4096 -o " + dir_.file("x.png"),
+               "already in use, over the memory limit of 8.0 MiB (--max-memory)");
+  expect_error("generate -m " + model + " -W 16384 -H 16384 -b 256 -o " + dir_.file("x.png"), "over the memory limit of");
+  expect_error("generate --max-memory 12Q -m " + model + " -o " + dir_.file("x.png"), "--max-memory: '12Q' is not a memory size");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
+  EXPECT_EQ(run("generate -q --max-memory 64M -m " + model + " -o " + dir_.file("x.png")).status, 0) << "within the limit";
+}
+
+// A PNG's text is UTF-8, a file name need not be: bytes that are not UTF-8 become U+FFFD.
+TEST_F(Cli, GenerateRecordsAFileNameThatIsNotUtf8) {
+  const std::string latin1 = dir_.file("pixel-dit-\xE9t\xE9.safetensors");
+  std::filesystem::rename(test::write_pixel_dit(dir_), latin1);
+  const CommandResult r = run("generate -q --steps 2 -m '" + latin1 + "' -o " + dir_.file("x.png"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(slurp(dir_.file("x.png")), HasSubstr("Model: pixel-dit-\uFFFDt\uFFFD.safetensors"));
+}
+
+// Ctrl-C during sampling: the process dies of the signal and writes nothing.
+TEST_F(Cli, InterruptedGenerateLeavesNoOutput) {
+  int err[2];
+  ASSERT_EQ(pipe(err), 0);
+  const std::string out = dir_.file("out.png");
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    dup2(err[1], 2);
+    execl(TILEDRAW_BINARY, TILEDRAW_BINARY, "generate", "--steps", "200", "-o", out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(err[1]);
+  std::string progress;
+  char buffer[256];
+  for (ssize_t n; progress.find("sampling") == std::string::npos && (n = read(err[0], buffer, sizeof buffer)) > 0;) {
+    progress.append(buffer, static_cast<size_t>(n));
+  }
+  ASSERT_THAT(progress, HasSubstr("sampling")) << "the run must be sampling when interrupted";
+  kill(child, SIGINT);
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(err[0]);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
+  EXPECT_EQ(dir_.entries(), std::vector<std::string>{}) << "no image and no temporary file";
 }
 
 TEST_F(Cli, AnUnknownIsaLevelIsAnError) {

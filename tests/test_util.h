@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <ostream>
 #include <random>
 #include <span>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "tiledraw/cpu.h"
+#include "tiledraw/safetensors.h"
 
 namespace tiledraw {
 
@@ -77,6 +79,37 @@ inline bool within_half_scale(float w, int8_t q, float scale) {
 template <typename T>
 std::span<const std::byte> bytes_of(const std::vector<T>& v) {
   return std::as_bytes(std::span<const T>(v));
+}
+
+// A pixel-space DiT (1 channel, 8 x 8, patch 2, width 32, one block, 3 classes,
+// learned sigma) with random weights in the original layout, written as
+// pixel-dit.safetensors in `dir`. A `poisoned` tensor gets a NaN as its first value.
+inline std::string write_pixel_dit(const TempDir& dir, const std::string& poisoned = "") {
+  const int64_t h = 32, p = 2, tokens = 16, classes = 3;
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"pos_embed", {1, tokens, h}}, {"x_embedder.proj.weight", {h, 1, p, p}}, {"x_embedder.proj.bias", {h}},
+      {"t_embedder.mlp.0.weight", {h, 256}}, {"t_embedder.mlp.0.bias", {h}}, {"t_embedder.mlp.2.weight", {h, h}},
+      {"t_embedder.mlp.2.bias", {h}}, {"y_embedder.embedding_table.weight", {classes + 1, h}},
+      {"blocks.0.attn.qkv.weight", {3 * h, h}}, {"blocks.0.attn.qkv.bias", {3 * h}},
+      {"blocks.0.attn.proj.weight", {h, h}}, {"blocks.0.attn.proj.bias", {h}},
+      {"blocks.0.mlp.fc1.weight", {4 * h, h}}, {"blocks.0.mlp.fc1.bias", {4 * h}},
+      {"blocks.0.mlp.fc2.weight", {h, 4 * h}}, {"blocks.0.mlp.fc2.bias", {h}},
+      {"blocks.0.adaLN_modulation.1.weight", {6 * h, h}}, {"blocks.0.adaLN_modulation.1.bias", {6 * h}},
+      {"final_layer.linear.weight", {p * p * 2, h}}, {"final_layer.linear.bias", {p * p * 2}},
+      {"final_layer.adaLN_modulation.1.weight", {2 * h, h}}, {"final_layer.adaLN_modulation.1.bias", {2 * h}}};
+  std::vector<std::vector<float>> storage;
+  storage.reserve(shapes.size());
+  std::vector<TensorSource> tensors;
+  uint32_t seed = 1;
+  for (const auto& [name, shape] : shapes) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    storage.push_back(random_floats(static_cast<size_t>(n), seed++, 0.2f));
+    if (name == poisoned) storage.back()[0] = std::numeric_limits<float>::quiet_NaN();
+    tensors.push_back(TensorSource::from_bytes(name, DType::F32, shape, bytes_of(storage.back())));
+  }
+  write_safetensors(dir.file("pixel-dit.safetensors"), std::move(tensors), {{"config", R"({"num_heads": 2, "input_size": 8})"}});
+  return dir.file("pixel-dit.safetensors");
 }
 
 }  // namespace tiledraw::test

@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgomp1 libdnnl-dev
   python3-torch python3-numpy libopenblas0-openmp dataset-fashion-mnist
+  clang-14 libclang-rt-14-dev libomp-14-dev
 )
 
 missing=()

@@ -9,6 +9,7 @@
 #include "tiledraw/dtype.h"
 #include "tiledraw/error.h"
 #include "tiledraw/image.h"
+#include "tiledraw/memory.h"
 #include "tiledraw/quant8s.h"
 #include "tiledraw/safetensors.h"
 

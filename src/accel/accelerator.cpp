@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "accel/backends.h"
+#include "runtime/stopwatch.h"
 #include "tiledraw/cpu.h"
 #include "tiledraw/error.h"
 #include "tiledraw/quant8s.h"
@@ -65,7 +66,7 @@ const Program& ProgramCache::get(const Accelerator& accel, const MatmulShape& sh
   // prepare a new shape; the first to finish wins.
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<Program> program = accel.prepare(bucketed);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = seconds_since(start);
   std::lock_guard lock(mutex_);
   ++stats_.misses;
   stats_.prepare_seconds += seconds;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "accel/backends.h"
+#include "runtime/stopwatch.h"
 
 namespace tiledraw::accel {
 
@@ -25,7 +26,7 @@ double seconds_per_run(const Accelerator& accel, const Program& program) {
   for (int i = 0; i < 4; ++i) {
     const auto start = std::chrono::steady_clock::now();
     accel.run(program, {&xq, w.get(), ones.data(), y.data(), s.n});
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds = seconds_since(start);
     if (i > 0) best = std::min(best, seconds);  // the first run warms caches
   }
   return best;

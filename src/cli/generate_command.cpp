@@ -11,8 +11,8 @@
 #include "cli/progress.h"
 #include "models/dit.h"
 #include "models/vae.h"
-#include "runtime/executor.h"
-#include "sampling/sampler.h"
+#include "pipeline/generation.h"
+#include "runtime/text.h"
 #include "tiledraw/tiledraw.h"
 
 namespace tiledraw::cli {
@@ -103,117 +103,61 @@ void run_generate(GenerateArgs a) {
   if (!a.vae.empty()) {
     vae_file = std::make_unique<SafetensorsFile>(SafetensorsFile::open(a.vae));
     vae = std::make_unique<models::VaeDecoder>(*vae_file, *accel, models::parse_precision(a.vae_precision, "--vae-precision"));
-    if (vae->config().latent_channels != c.in_channels) {
-      throw Error(a.vae + ": the VAE decodes " + std::to_string(vae->config().latent_channels) + "-channel latents, the model makes " +
-                  std::to_string(c.in_channels));
-    }
   } else if (c.in_channels != 1 && c.in_channels != 3) {
     throw Error(a.model + ": the model makes " + std::to_string(c.in_channels) +
                 "-channel latents, not pixels; decoding them needs --vae VAE.safetensors");
   }
-  const int64_t factor = vae ? vae->config().factor() : 1, unit = factor * c.patch_size;
-  const int64_t height = a.height ? a.height : c.input_size * factor, width = a.width ? a.width : c.input_size * factor;
-  if (height <= 0 || width <= 0 || height % unit || width % unit) {
-    throw Error("-W/-H: " + std::to_string(width) + " x " + std::to_string(height) + " is not a positive multiple of " +
-                std::to_string(unit) + (vae ? " (the VAE's factor times the patch size)" : " (the patch size)"));
-  }
-  const std::vector<std::string> names = a.labels.empty() ? models::class_names(file) : read_labels(a.labels);
-  const std::vector<int64_t> class_ids = resolve_classes(a, names, c.num_classes);
-
-  const sampling::SamplerKind sampler = sampling::parse_sampler(a.sampler);
-  const bool guided = a.cfg_scale != 1.0;
-  const int64_t images = static_cast<int64_t>(class_ids.size()) * a.batch;
-  const int64_t rows = guided ? 2 * images : images;  // guidance runs a null-class half
-  const int64_t latent_h = height / factor, latent_w = width / factor;
-  const int64_t plane = latent_h * latent_w, per_image = c.in_channels * plane;
-
-  const auto built = model.build(rows, latent_h, latent_w);
   ProgramCache cache;
-  runtime::Executor exec(built->graph, *accel, cache);
-  std::vector<float> classes(static_cast<size_t>(rows), static_cast<float>(c.num_classes));
-  for (int64_t i = 0; i < images; ++i) classes[static_cast<size_t>(i)] = static_cast<float>(class_ids[static_cast<size_t>(i / a.batch)]);
-
-  std::vector<float> x(static_cast<size_t>(rows * per_image));
-  sampling::NormalNoise noise(static_cast<uint64_t>(a.seed));
-  noise.fill(x.data(), static_cast<size_t>(images * per_image));
-  if (guided) std::copy_n(x.begin(), images * per_image, x.begin() + images * per_image);
-
-  // DiT's forward with guidance: the first three channels of the noise are
-  // guided (uncond + s (cond - uncond)) for both halves, the rest kept per half.
-  const sampling::Denoiser model_eps = [&](const float* latents, int timestep, float* eps, float* variance) {
-    const std::vector<float> t(static_cast<size_t>(rows), static_cast<float>(timestep));
-    exec.run({latents, t.data(), classes.data()});
-    const float* out = exec.data(built->output);
-    const int64_t out_image = c.out_channels() * plane;
-    for (int64_t b = 0; b < rows; ++b) {
-      std::copy_n(out + b * out_image, per_image, eps + b * per_image);
-      if (variance) {
-        if (c.learn_sigma) {
-          std::copy_n(out + b * out_image + per_image, per_image, variance + b * per_image);
-        } else {
-          std::fill_n(variance + b * per_image, per_image, -1.0f);  // the posterior variance
-        }
-      }
+  const pipeline::Generator generator = [&] {
+    try {
+      return pipeline::Generator(model, vae.get(), *accel, cache);
+    } catch (const Error& e) {
+      throw Error(a.vae + ": " + e.what());
     }
-    if (!guided) return;
-    const int64_t guided_values = std::min<int64_t>(3, c.in_channels) * plane;
-    for (int64_t b = 0; b < images; ++b) {
-      float* cond = eps + b * per_image;
-      float* uncond = eps + (b + images) * per_image;
-      for (int64_t i = 0; i < guided_values; ++i) {
-        const float mixed = uncond[i] + static_cast<float>(a.cfg_scale) * (cond[i] - uncond[i]);
-        cond[i] = uncond[i] = mixed;
-      }
-    }
-  };
+  }();
 
-  // Pixel-space models predict images in [-1, 1]: clip their estimates there, as
-  // guided-diffusion samples pixel models; latents are not bounded.
-  const sampling::Schedule schedule = sampling::Schedule::linear();
-  const sampling::Denoiser denoise = vae ? model_eps : sampling::clip_denoised(schedule, model_eps, x.size());
+  const std::vector<std::string> names = a.labels.empty() ? models::class_names(file) : read_labels(a.labels);
+  pipeline::GenerationRequest request;
+  request.classes = resolve_classes(a, names, c.num_classes);
+  request.per_class = a.batch;
+  request.steps = static_cast<int>(a.steps);
+  request.sampler = sampling::parse_sampler(a.sampler);
+  request.cfg_scale = a.cfg_scale;
+  request.seed = static_cast<uint64_t>(a.seed);
+  request.height = a.height;
+  request.width = a.width;
+  const auto [height, width] = [&] {
+    try {
+      return generator.image_size(request);
+    } catch (const Error& e) {
+      throw Error(std::string("-W/-H: ") + e.what());
+    }
+  }();
+  const int64_t images = static_cast<int64_t>(request.classes.size()) * a.batch;
 
   const double load_seconds = seconds_since(start);
   Progress progress("sampling", "it", a.quiet);
-  const auto sampling_start = Clock::now();
-  sampling::sample(sampler, static_cast<int>(a.steps), schedule, x, denoise, noise,
-                   [&](int done, int total) { progress.update(static_cast<size_t>(done), static_cast<size_t>(total)); });
+  pipeline::GenerationReport report;
+  const std::vector<Image> pictures = generator.generate(
+      request, [&](int done, int total) { progress.update(static_cast<size_t>(done), static_cast<size_t>(total)); },
+      &report);
   progress.finish();
-  const double sampling_seconds = seconds_since(sampling_start);
-
-  // Pixels: the samples themselves, or decoded one image at a time (the VAE's
-  // activations at full resolution are the largest of the whole run).
-  std::vector<Image> pictures;
-  const auto decode_start = Clock::now();
-  if (vae) {
-    const auto decoder = vae->build(1, latent_h, latent_w);
-    runtime::Executor vae_exec(decoder->graph, *accel, cache);
-    std::vector<float> z(static_cast<size_t>(per_image));
-    for (int64_t i = 0; i < images; ++i) {
-      std::transform(x.begin() + i * per_image, x.begin() + (i + 1) * per_image, z.begin(),
-                     [&](float v) { return v / vae->config().scaling_factor; });
-      vae_exec.run({z.data()});
-      pictures.push_back(image_from_planes(vae_exec.data(decoder->image), vae->config().out_channels, height, width));
-    }
-    if (a.profile) vae_exec.profile().print(stderr, *accel, cache.stats(), vae_exec.plan().arena_bytes);
-  } else {
-    for (int64_t i = 0; i < images; ++i) pictures.push_back(image_from_planes(x.data() + i * per_image, c.in_channels, height, width));
-  }
-  const double decode_seconds = seconds_since(decode_start);
 
   std::string subject;
-  for (const int64_t id : class_ids) {
+  for (const int64_t id : request.classes) {
     subject += (subject.empty() ? "class " : ", ") + std::to_string(id);
     if (static_cast<size_t>(id) < names.size()) subject += " (" + names[static_cast<size_t>(id)] + ")";
   }
   char cfg[32];
   std::snprintf(cfg, sizeof cfg, "%g", a.cfg_scale);
-  const std::string parameters = subject + "\nSteps: " + std::to_string(a.steps) + ", Sampler: " + sampling::sampler_name(sampler) +
+  // File names need not be UTF-8; the PNG's text must be.
+  const std::string parameters = to_utf8(subject + "\nSteps: " + std::to_string(a.steps) + ", Sampler: " + sampling::sampler_name(request.sampler) +
                                  ", CFG scale: " + cfg + ", Seed: " + std::to_string(a.seed) + ", Size: " + std::to_string(width) +
                                  "x" + std::to_string(height) + ", Model: " + base_name(a.model) +
-                                 (vae ? ", VAE: " + base_name(a.vae) : std::string()) + ", Accelerator: " + accel->kernel();
+                                 (vae ? ", VAE: " + base_name(a.vae) : std::string()) + ", Accelerator: " + accel->kernel());
   std::vector<std::string> written;
   if (a.grid || images == 1) {
-    const int64_t columns = class_ids.size() > 1 ? a.batch : static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(images))));
+    const int64_t columns = request.classes.size() > 1 ? a.batch : static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(images))));
     write_png(a.output, images == 1 ? pictures[0] : image_grid(pictures, columns), {{"parameters", parameters}});
     written.push_back(a.output);
   } else {
@@ -226,11 +170,14 @@ void run_generate(GenerateArgs a) {
     for (const std::string& path : written) std::printf("wrote %s\n", path.c_str());
     std::printf("%lld image%s of %lld x %lld: load %.2f s, %lld steps %.2f s (%.2f it/s)", static_cast<long long>(images),
                 images == 1 ? "" : "s", static_cast<long long>(width), static_cast<long long>(height), load_seconds,
-                static_cast<long long>(a.steps), sampling_seconds, static_cast<double>(a.steps) / sampling_seconds);
-    if (vae) std::printf(", VAE decode %.2f s", decode_seconds);
+                static_cast<long long>(a.steps), report.sampling_seconds, static_cast<double>(a.steps) / report.sampling_seconds);
+    if (vae) std::printf(", VAE decode %.2f s", report.decode_seconds);
     std::printf(", total %.2f s\n", seconds_since(start));
   }
-  if (a.profile) exec.profile().print(stderr, *accel, cache.stats(), exec.plan().arena_bytes);
+  if (a.profile) {
+    if (vae) report.vae_profile.print(stderr, *accel, cache.stats(), report.vae_arena_bytes);
+    report.model_profile.print(stderr, *accel, cache.stats(), report.model_arena_bytes);
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <new>
 
 #include "cli/commands.h"
+#include "tiledraw/memory.h"
 #include "tiledraw/tiledraw.h"
 
 int main(int argc, char** argv) {
@@ -20,6 +21,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", "Threads for every kernel (default: all cores)")
       ->check(CLI::Range(1, 1024))
       ->each([](const std::string& count) { omp_set_num_threads(std::stoi(count)); });
+  // Parsed when the command runs, so that a bad size gets the one-line error of any bad input.
+  std::string max_memory;
+  app.add_option("--max-memory", max_memory,
+                 "Most memory to allocate, as 512M, 4G or bytes (default: the machine's physical memory)");
+  app.parse_complete_callback([&] {
+    if (!max_memory.empty()) tiledraw::set_memory_limit(tiledraw::parse_memory_size(max_memory, "--max-memory"));
+  });
   tiledraw::cli::add_convert_command(app);
   tiledraw::cli::add_inspect_command(app);
   tiledraw::cli::add_info_command(app);

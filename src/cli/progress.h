@@ -5,11 +5,9 @@
 #include <string>
 #include <string_view>
 
-namespace tiledraw::cli {
+#include "runtime/stopwatch.h"
 
-inline double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+namespace tiledraw::cli {
 
 // A progress bar on stderr: redrawn in place on a terminal, a plain line per
 // tenth of the work otherwise (logs, CI), nothing when quiet.

@@ -18,6 +18,38 @@ void append_to_buffer(png_structp png, png_bytep data, png_size_t size) {
 
 void flush_nothing(png_structp) {}
 
+// A keyword libpng stores unchanged: 1 to 79 printable Latin-1 characters, no
+// leading, trailing or doubled space. It would silently rewrite any other key
+// (and the C string it is given ends at a NUL).
+bool storable_key(const std::string& key) {
+  const auto printable = [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u >= 0x20 && u <= 0x7E) || u >= 0xA1;
+  };
+  return !key.empty() && key.size() <= 79 && key.front() != ' ' && key.back() != ' ' &&
+         key.find("  ") == std::string::npos && std::all_of(key.begin(), key.end(), printable);
+}
+
+// Well-formed UTF-8 (RFC 3629), as iTXt requires: no overlong forms, no
+// surrogates, nothing past U+10FFFF.
+bool is_utf8(const std::string& s) {
+  constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};  // by sequence length
+  for (size_t i = 0; i < s.size();) {
+    const auto lead = static_cast<unsigned char>(s[i]);
+    const size_t length = lead < 0x80 ? 1 : lead >> 5 == 0x6 ? 2 : lead >> 4 == 0xE ? 3 : lead >> 3 == 0x1E ? 4 : 0;
+    if (length == 0 || i + length > s.size()) return false;
+    uint32_t code = length == 1 ? lead : lead & (0x7Fu >> length);
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(s[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = code << 6 | (next & 0x3Fu);
+    }
+    if (code < kSmallest[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    i += length;
+  }
+  return true;
+}
+
 // libpng reports errors by longjmp: keep this frame free of C++ objects that
 // need destructors, and turn the jump into a return value.
 bool encode(png_structp png, png_infop info, const Image& image, png_text* texts, int text_count,
@@ -76,7 +108,14 @@ void write_png(const std::string& path, const Image& image, const std::map<std::
   }
   std::vector<png_text> texts;
   for (const auto& [key, value] : text) {
+    if (!storable_key(key)) {
+      throw Error(path + ": cannot store a PNG text key of " + std::to_string(key.size()) +
+                  " bytes: keys are 1 to 79 printable Latin-1 characters without leading, trailing or double spaces");
+    }
     const bool ascii = std::all_of(value.begin(), value.end(), [](char c) { return static_cast<unsigned char>(c) < 128; });
+    if (value.find('\0') != std::string::npos || !(ascii || is_utf8(value))) {
+      throw Error(path + ": PNG text '" + key + "' must be ASCII or UTF-8 without NUL bytes");
+    }
     png_text t{};
     t.compression = ascii ? PNG_TEXT_COMPRESSION_NONE : PNG_ITXT_COMPRESSION_NONE;
     t.key = const_cast<char*>(key.c_str());

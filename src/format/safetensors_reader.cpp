@@ -46,7 +46,9 @@ class HeaderChecker {
     for (const json& dim : *shape_it) {
       if (!dim.is_number_unsigned()) fail(name, "shape " + shape_it->dump() + " must hold non-negative integers");
       const uint64_t d = dim.get<uint64_t>();
-      if (d > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(numel, d, &numel)) {
+      // numel() multiplies in int64: every partial product must fit.
+      if (d > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(numel, d, &numel) ||
+          numel > static_cast<uint64_t>(INT64_MAX)) {
         fail(name, "shape " + shape_it->dump() + " is too large");
       }
       info.shape.push_back(static_cast<int64_t>(d));
@@ -94,8 +96,12 @@ class HeaderChecker {
 
 json parse_header(const std::string& path, const char* begin, const char* end) {
   // nlohmann keeps the last of two equal keys; a duplicate tensor name must be an error instead.
+  // A header is three levels deep; much deeper nesting would overflow the stack (an ordered_json
+  // object that grows copies its values, recursively), so it is refused while parsing.
+  constexpr int kMaxDepth = 16;
   std::set<std::string> seen;
   const json::parser_callback_t reject_duplicates = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth > kMaxDepth) throw Error(path + ": header nests JSON deeper than " + std::to_string(kMaxDepth) + " levels");
     if (depth == 1 && event == json::parse_event_t::key && !seen.insert(parsed.get<std::string>()).second) {
       throw Error(path + ": tensor '" + parsed.get<std::string>() + "' appears twice in the header");
     }
@@ -105,6 +111,8 @@ json parse_header(const std::string& path, const char* begin, const char* end) {
     return json::parse(begin, end, reject_duplicates);
   } catch (const json::parse_error& e) {
     throw Error(path + ": header is not valid JSON (error at byte " + std::to_string(e.byte) + ")");
+  } catch (const json::out_of_range&) {  // a number beyond double's range, such as 1e400
+    throw Error(path + ": header is not valid JSON (a number out of range)");
   }
 }
 

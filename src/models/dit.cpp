@@ -121,7 +121,7 @@ DitConfig read_config(const SafetensorsFile& file) {
                                                                                           : DitLayout::Original;
   const DitLayout layout = c.layout;
   const TensorInfo& patch = require(file, weight_of(layout, Part::PatchEmbed));
-  if (patch.shape.size() != 4 || patch.shape[2] != patch.shape[3]) {
+  if (patch.shape.size() != 4 || patch.shape[2] != patch.shape[3] || patch.numel() == 0) {
     throw Error(file.path() + ": " + patch.name + " has shape " + shape_string(patch.shape) +
                 ", expected [hidden, channels, patch, patch]");
   }
@@ -129,10 +129,14 @@ DitConfig read_config(const SafetensorsFile& file) {
   c.in_channels = patch.shape[1];
   c.patch_size = patch.shape[2];
   while (file.find(weight_of(layout, Part::Fc1, c.depth))) ++c.depth;
-  c.mlp_hidden = c.depth ? require(file, weight_of(layout, Part::Fc1)).shape[0] : 0;
-  const TensorInfo& classes = require(file, weight_of(layout, Part::ClassTable));
-  c.num_classes = classes.shape.empty() ? 0 : classes.shape[0] - 1;
-  const int64_t outputs = require(file, weight_of(layout, Part::FinalLinear)).shape[0];
+  // A tensor's first dimension, 0 for a scalar (the checks below and the loading then refuse it).
+  const auto rows = [&](Part part) {
+    const TensorInfo& t = require(file, weight_of(layout, part));
+    return t.shape.empty() ? int64_t{0} : t.shape[0];
+  };
+  c.mlp_hidden = c.depth ? rows(Part::Fc1) : 0;
+  c.num_classes = rows(Part::ClassTable) - 1;
+  const int64_t outputs = rows(Part::FinalLinear);
   c.learn_sigma = outputs == c.patch_size * c.patch_size * 2 * c.in_channels;
   if (const TensorInfo* pos = file.find("pos_embed"); pos && pos->shape.size() == 3) {
     c.input_size = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(pos->shape[1])))) * c.patch_size;
@@ -175,9 +179,16 @@ bool same_bytes(const SafetensorsFile& file, const std::string& a, const std::st
 
 DitModel::Conditioning DitModel::conditioning(int64_t block) {
   const DitLayout layout = config_.layout;
+  // The embedding op reads rows of hidden_size floats for ids up to num_classes.
+  const std::string table = weight_of(layout, Part::ClassTable, block);
+  const std::vector<int64_t> expected = {config_.num_classes + 1, config_.hidden_size};
+  if (weights_.require(table).shape != expected) {
+    throw Error(weights_.file().path() + ": '" + table + "' has shape " + shape_string(weights_.require(table).shape) +
+                ", expected " + shape_string(expected));
+  }
   return {weights_.linear(tensor_prefixes(layout, Part::TimeMlp0, block)),
           weights_.linear(tensor_prefixes(layout, Part::TimeMlp2, block)),
-          weights_.floats(weight_of(layout, Part::ClassTable, block))};
+          weights_.floats(table)};
 }
 
 DitModel::DitModel(const SafetensorsFile& file, const Accelerator& accel, Precision precision)
@@ -245,8 +256,10 @@ std::unique_ptr<DitModel::Graph> DitModel::build(int64_t batch, int64_t height, 
 
 const float* DitModel::position_table(int64_t rows, int64_t cols) const {
   std::lock_guard lock(positions_mutex_);
-  auto& table = positions_[{rows, cols}];
+  auto& [reservation, table] = positions_[{rows, cols}];
   if (table.empty()) {
+    reservation = MemoryReservation(static_cast<uint64_t>(rows * cols * config_.hidden_size) * sizeof(float),
+                                    "the position table of " + std::to_string(rows) + " x " + std::to_string(cols) + " tokens");
     // The checkpoint's own table where it has one for this grid (it is the same formula), else computed.
     const TensorInfo* stored = weights_.file().find("pos_embed");
     if (stored && rows == cols && rows * config_.patch_size == config_.input_size &&

@@ -9,6 +9,7 @@
 
 #include "models/weights.h"
 #include "runtime/graph.h"
+#include "tiledraw/memory.h"
 #include "tiledraw/safetensors.h"
 
 // DiT (Peebles & Xie, "Scalable Diffusion Models with Transformers"): the
@@ -98,7 +99,11 @@ class DitModel {
   std::vector<Conditioning> conditionings_;
   std::vector<size_t> block_conditioning_;  // index into conditionings_ per block
   mutable std::mutex positions_mutex_;
-  mutable std::map<std::pair<int64_t, int64_t>, std::vector<float>> positions_;
+  struct PositionTable {
+    MemoryReservation reservation;
+    std::vector<float> values;
+  };
+  mutable std::map<std::pair<int64_t, int64_t>, PositionTable> positions_;
 };
 
 }  // namespace tiledraw::models

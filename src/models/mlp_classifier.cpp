@@ -20,7 +20,10 @@ MlpClassifier::MlpClassifier(const SafetensorsFile& file, const Accelerator& acc
   if (const auto act = file.metadata().find("activation"); act != file.metadata().end() && act->second != "gelu_tanh") {
     throw Error(file.path() + ": activation '" + act->second + "' is not supported (gelu_tanh)");
   }
-  int64_t features = channels_ * height_ * width_;
+  int64_t features = 0;
+  if (__builtin_mul_overflow(channels_, height_, &features) || __builtin_mul_overflow(features, width_, &features)) {
+    throw Error(file.path() + ": metadata 'input_shape' " + it->second + " is too large");
+  }
   for (int i = 1; file.find("fc" + std::to_string(i) + ".weight"); ++i) {
     layers_.push_back(weights_.linear("fc" + std::to_string(i)));
     if (layers_.back().in_features() != features) {

@@ -54,7 +54,20 @@ VaeConfig read_config(const SafetensorsFile& file) {
 }  // namespace
 
 VaeDecoder::Norm VaeDecoder::norm(const std::string& prefix) {
-  return {weights_.floats(prefix + ".weight"), weights_.floats(prefix + ".bias")};
+  const int64_t channels = weights_.require(prefix + ".weight").numel();
+  if (weights_.require(prefix + ".bias").numel() != channels) {
+    throw Error(weights_.file().path() + ": '" + prefix + ".bias' and '" + prefix + ".weight' differ in size");
+  }
+  return {weights_.floats(prefix + ".weight"), weights_.floats(prefix + ".bias"), channels, prefix};
+}
+
+int VaeDecoder::group_norm(runtime::Graph& g, int x, const Norm& n, bool silu) const {
+  const int64_t channels = g.values()[static_cast<size_t>(x)].shape[1];
+  if (n.channels != channels) {
+    throw Error(weights_.file().path() + ": '" + n.name + ".weight' has " + std::to_string(n.channels) + " values for " +
+                std::to_string(channels) + " channels");
+  }
+  return g.group_norm(x, config_.groups, n.gamma, n.beta, kEps, silu);
 }
 
 VaeDecoder::Resnet VaeDecoder::resnet(const std::string& p) {
@@ -89,9 +102,9 @@ VaeDecoder::VaeDecoder(const SafetensorsFile& file, const Accelerator& accel, Pr
 
 int VaeDecoder::resnet_graph(runtime::Graph& g, int x, const Resnet& r) const {
   const auto channels = [&](int v) { return g.values()[static_cast<size_t>(v)].shape[1]; };
-  int h = g.group_norm(x, config_.groups, r.norm1.gamma, r.norm1.beta, kEps, true);
+  int h = group_norm(g, x, r.norm1, true);
   h = conv2d(g, h, r.conv1, 3, 1);
-  h = g.group_norm(h, config_.groups, r.norm2.gamma, r.norm2.beta, kEps, true);
+  h = group_norm(g, h, r.norm2, true);
   h = conv2d(g, h, r.conv2, 3, 1);
   const bool reshaped = r.shortcut.weight || r.shortcut.float_weight.data;
   if (!reshaped && channels(x) != channels(h)) {
@@ -103,7 +116,7 @@ int VaeDecoder::resnet_graph(runtime::Graph& g, int x, const Resnet& r) const {
 
 int VaeDecoder::attention_graph(runtime::Graph& g, int x, const Attention& a) const {
   const std::vector<int64_t> shape = g.values()[static_cast<size_t>(x)].shape;
-  const int normed = g.group_norm(x, config_.groups, a.norm.gamma, a.norm.beta, kEps, false);
+  const int normed = group_norm(g, x, a.norm, false);
   const int pixels = g.patchify(normed, 1);  // [batch, h w, channels]
   const int attended = g.attention(linear(g, pixels, a.qkv), 1);
   const int out = g.unpatchify(linear(g, attended, a.out), shape[1], shape[2], shape[3], 1);
@@ -125,7 +138,7 @@ std::unique_ptr<VaeDecoder::Graph> VaeDecoder::build(int64_t batch, int64_t heig
     for (const Resnet& r : up_resnets_[b]) x = resnet_graph(g, x, r);
     if (b < upsamplers_.size()) x = conv2d(g, g.upsample_nearest_2x(x), upsamplers_[b], 3, 1);
   }
-  x = g.group_norm(x, config_.groups, norm_out_.gamma, norm_out_.beta, kEps, true);
+  x = group_norm(g, x, norm_out_, true);
   model->image = conv2d(g, x, conv_out_, 3, 1);
   g.output(model->image);
   return model;

@@ -40,6 +40,8 @@ class VaeDecoder {
   struct Norm {
     const float* gamma;
     const float* beta;
+    int64_t channels;  // values in gamma and in beta
+    std::string name;
   };
   struct Resnet {
     Norm norm1, norm2;
@@ -50,6 +52,8 @@ class VaeDecoder {
     LinearWeights qkv, out;
   };
   Norm norm(const std::string& prefix);
+  // Group norm of x by `n`, whose size must match x's channels (the file's shapes are not trusted).
+  int group_norm(runtime::Graph& g, int x, const Norm& n, bool silu) const;
   Resnet resnet(const std::string& prefix);
   int resnet_graph(runtime::Graph& g, int x, const Resnet& r) const;
   int attention_graph(runtime::Graph& g, int x, const Attention& a) const;

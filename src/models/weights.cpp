@@ -8,12 +8,16 @@
 namespace tiledraw::models {
 
 int linear(runtime::Graph& g, int x, const LinearWeights& w, Activation activation) {
-  return w.weight ? g.linear(x, *w.weight, w.bias, activation) : g.linear(x, w.float_weight, w.bias, activation);
+  const int y = w.weight ? g.linear(x, *w.weight, w.bias, activation) : g.linear(x, w.float_weight, w.bias, activation);
+  g.label(y, w.name);
+  return y;
 }
 
 int conv2d(runtime::Graph& g, int x, const LinearWeights& w, int64_t kernel, int64_t padding) {
-  return w.weight ? g.conv2d(x, *w.weight, w.bias, kernel, 1, padding)
-                  : g.conv2d(x, w.float_weight, w.bias, kernel, 1, padding);
+  const int y = w.weight ? g.conv2d(x, *w.weight, w.bias, kernel, 1, padding)
+                         : g.conv2d(x, w.float_weight, w.bias, kernel, 1, padding);
+  g.label(y, w.name);
+  return y;
 }
 
 nlohmann::json model_config_json(const SafetensorsFile& file) {
@@ -79,6 +83,7 @@ const float* WeightStore::floats(const std::string& name) {
   if (!is_float_dtype(t.dtype)) {
     throw Error(file_.path() + ": tensor '" + name + "' is " + std::string(dtype_name(t.dtype)) + ", expected floats");
   }
+  reserve(static_cast<uint64_t>(t.numel()) * sizeof(float), "'" + name + "' as F32");
   std::vector<float>& out = floats_[name];
   out.resize(static_cast<size_t>(t.numel()));
   convert_to_f32(t.dtype, file_.data(t).data(), out.data(), out.size());
@@ -89,6 +94,9 @@ const float* WeightStore::stacked_floats(const std::vector<std::string>& names, 
   if (names.size() == 1) return floats(names[0]);
   std::vector<float>& out = floats_[key];
   if (out.empty()) {
+    uint64_t count = 0;
+    for (const std::string& name : names) count += static_cast<uint64_t>(require(name).numel());
+    reserve(count * sizeof(float), "'" + key + "' stacked");
     for (const std::string& name : names) {
       const float* part = floats(name);
       out.insert(out.end(), part, part + require(name).numel());
@@ -128,12 +136,14 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
   }
   const std::string key = prefixes.front() + (prefixes.size() > 1 ? "+stacked" : "");
   LinearWeights w;
+  for (const std::string& prefix : prefixes) w.name += (w.name.empty() ? "" : "+") + prefix;
   w.bias = stacked_floats(bias_names, key + ".bias");
   const bool stored_int8 = parts.front()->dtype == DType::I8;
 
   // The rows as stored: floats (dequantized when the file is 8-bit S), or int8 with scales.
   if (!stored_int8 || precision_ == Precision::Float) {
     if (stored_int8) {
+      reserve(static_cast<uint64_t>(rows * cols) * sizeof(float), "'" + key + ".weight' dequantized to F32");
       std::vector<float>& dequantized = floats_[key + ".weight"];
       for (const TensorInfo* t : parts) {
         const std::vector<float> scales = scales_of(*t, cols);
@@ -152,6 +162,7 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
   std::vector<float>& scales = floats_[key + ".weight_scale"];
   const int8_t* values = nullptr;
   if (!stored_int8) {  // quantized at load
+    reserve(static_cast<uint64_t>(rows * cols), "'" + key + ".weight' quantized to 8-bit S");
     std::vector<int8_t>& q = int8_[key];
     q.resize(static_cast<size_t>(rows * cols));
     scales.resize(static_cast<size_t>(rows));
@@ -169,9 +180,14 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
     }
     values = parts.size() > 1 ? int8_[key].data() : reinterpret_cast<const int8_t*>(file_.data(*parts.front()).data());
   }
+  reserve(static_cast<uint64_t>(rows * cols), "'" + key + ".weight' packed for the accelerator");
   packed_.push_back(accel_.pack({values, scales.data(), rows, cols}));
   w.weight = packed_.back().get();
   return w;
+}
+
+void WeightStore::reserve(uint64_t bytes, const std::string& what) {
+  reserved_.grow(bytes, file_.path() + ": " + what);
 }
 
 }  // namespace tiledraw::models

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/graph.h"
+#include "tiledraw/memory.h"
 #include "tiledraw/safetensors.h"
 
 // Loading a model's weights from a safetensors file, shared by the model families.
@@ -20,9 +21,11 @@ struct LinearWeights {
   const PackedWeight* weight = nullptr;
   runtime::FloatWeight float_weight{};
   const float* bias = nullptr;
+  std::string name{};  // the tensors' prefix, for messages ("blocks.3.mlp.fc2")
   int64_t in_features() const { return weight ? weight->k() : float_weight.k; }
 };
 
+// The layer as an op labelled with the layer's name.
 int linear(runtime::Graph& graph, int x, const LinearWeights& w, Activation activation = Activation::None);
 int conv2d(runtime::Graph& graph, int x, const LinearWeights& w, int64_t kernel, int64_t padding);
 
@@ -61,6 +64,8 @@ class WeightStore {
  private:
   std::vector<float> scales_of(const TensorInfo& values, int64_t cols) const;
   const float* stacked_floats(const std::vector<std::string>& names, const std::string& key);
+  // Counts the copies the store makes (floats, int8 rows, packed weights) against the memory limit.
+  void reserve(uint64_t bytes, const std::string& what);
 
   const SafetensorsFile& file_;
   const Accelerator& accel_;
@@ -69,6 +74,7 @@ class WeightStore {
   std::map<std::string, std::vector<float>> floats_;  // biases, tables, float weights and 8-bit S scales
   std::map<std::string, std::vector<int8_t>> int8_;   // stacked or quantized-at-load 8-bit S rows
   std::vector<std::unique_ptr<PackedWeight>> packed_;
+  MemoryReservation reserved_;
 };
 
 }  // namespace tiledraw::models

@@ -6,9 +6,11 @@
 
 #include "kernels/gemm/f32_gemm.h"
 #include "kernels/layout/layout.h"
+#include "runtime/stopwatch.h"
 #include "runtime/text.h"
 #include "tiledraw/cpu.h"
 #include "tiledraw/error.h"
+#include "tiledraw/safetensors.h"
 
 namespace tiledraw::runtime {
 
@@ -54,11 +56,27 @@ void Profile::print(std::FILE* out, const Accelerator& accel, const ProgramCache
                human_bytes(static_cast<uint64_t>(arena_bytes)).c_str());
 }
 
+namespace {
+
+// "a [2, 4, 32, 32] input", "[2, 4, 32, 32], [2] and [2] inputs"
+std::string describe_inputs(const Graph& graph) {
+  std::string text;
+  const size_t count = graph.inputs().size();
+  for (size_t i = 0; i < count; ++i) {
+    text += (i == 0 ? "" : i + 1 == count ? " and " : ", ") +
+            shape_string(graph.values()[static_cast<size_t>(graph.inputs()[i])].shape);
+  }
+  return count == 1 ? "a " + text + " input" : text + " inputs";
+}
+
+}  // namespace
+
 Executor::Executor(const Graph& graph, const Accelerator& accel, ProgramCache& cache, bool reuse_memory)
     : graph_(graph),
       accel_(accel),
       cache_(cache),
       plan_(plan_memory(graph, reuse_memory)),
+      arena_reservation_(static_cast<uint64_t>(plan_.arena_bytes), "the activations of " + describe_inputs(graph)),
       arena_(static_cast<size_t>(plan_.arena_bytes)),
       quantized_(graph.values().size()),
       quantized_in_run_(graph.values().size(), -1),
@@ -166,14 +184,47 @@ const QuantizedActivation& Executor::quantized(int value) {
   return *slot;
 }
 
-void Executor::run(const std::vector<const float*>& inputs) {
+bool all_finite(const float* x, int64_t count) {
+  bool finite = true;
+  for (int64_t i = 0; i < count; ++i) finite &= std::isfinite(x[i]);
+  return finite;
+}
+
+void Executor::bind(const std::vector<const float*>& inputs) {
   if (inputs.size() != graph_.inputs().size()) {
     throw Error("graph run with " + std::to_string(inputs.size()) + " inputs, the graph has " +
                 std::to_string(graph_.inputs().size()));
   }
   inputs_ = inputs;
   ++run_count_;
+}
+
+void Executor::run(const std::vector<const float*>& inputs) {
+  bind(inputs);
   for (const Node& node : graph_.nodes()) run_node(node);
+}
+
+std::string Executor::locate_non_finite(const std::vector<const float*>& inputs) {
+  bind(inputs);
+  for (size_t i = 0; i < graph_.nodes().size(); ++i) {
+    run_node(graph_.nodes()[i]);
+    if (!output_finite(i)) return graph_.describe(i);
+  }
+  return {};
+}
+
+bool Executor::output_finite(size_t node_index) const {
+  const int output = graph_.nodes()[node_index].output;
+  if (quantize_only_[node_index]) {  // its floats were never stored: a NaN or Inf shows in the row scales
+    const QuantizedActivation& q = *quantized_[static_cast<size_t>(output)];
+    return all_finite(q.scales(), q.rows());
+  }
+  const Value& v = graph_.values()[static_cast<size_t>(output)];
+  const float* data = address(output);
+  for (int64_t r = 0; r < v.rows(); ++r) {
+    if (!all_finite(data + r * v.stride(), v.cols())) return false;
+  }
+  return true;
 }
 
 // Output pixels per block: rows of one matmul, bounding the im2col scratch to
@@ -339,7 +390,7 @@ void Executor::run_node(const Node& node) {
       break;
   }
   const bool float_path = (node.kind == OpKind::Linear || node.kind == OpKind::Conv2d) && !node.weight;
-  profile_.add(node.kind, float_path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), ops);
+  profile_.add(node.kind, float_path, seconds_since(start), ops);
 }
 
 }  // namespace tiledraw::runtime

@@ -14,6 +14,7 @@
 #include "runtime/graph.h"
 #include "runtime/planner.h"
 #include "tiledraw/accel.h"
+#include "tiledraw/memory.h"
 
 namespace tiledraw::runtime {
 
@@ -42,6 +43,9 @@ class Profile {
   std::array<Entry, kOpKinds + 2> entries_{};
 };
 
+// True when none of the `count` floats is NaN or infinite.
+bool all_finite(const float* x, int64_t count);
+
 // Runs a graph: intermediates in one arena laid out by the planner (reused
 // across runs, so across denoising steps), each op on the fastest kernel this
 // CPU has, linear layers through the accelerator. An input read by several
@@ -52,12 +56,18 @@ class Executor {
 
   // One pointer per graph input, in the order they were declared.
   void run(const std::vector<const float*>& inputs);
+  // Runs again on the same inputs after a run whose output held NaN or Inf,
+  // checking each op's output, and describes the first op that made one
+  // (Graph::describe); empty when none did.
+  std::string locate_non_finite(const std::vector<const float*>& inputs);
   // A value's memory after a run (outputs stay valid until the next run).
   const float* data(int value) const;
   const MemoryPlan& plan() const { return plan_; }
   const Profile& profile() const { return profile_; }
 
  private:
+  void bind(const std::vector<const float*>& inputs);
+  bool output_finite(size_t node) const;
   float* address(int value) const;
   const QuantizedActivation& quantized(int value);
   void run_node(const Node& node);
@@ -73,6 +83,7 @@ class Executor {
   const Accelerator& accel_;
   ProgramCache& cache_;
   MemoryPlan plan_;
+  MemoryReservation arena_reservation_;
   accel::AlignedArray<std::byte> arena_;
   std::vector<const float*> inputs_;
   std::vector<std::unique_ptr<QuantizedActivation>> quantized_;  // per value

@@ -327,4 +327,20 @@ void Graph::output(int value) {
   outputs_.push_back(value);
 }
 
+void Graph::label(int value, std::string label) {
+  const int producer = at(value).producer;
+  if (producer < 0) throw Error("graph: only an op's output can be labelled");
+  nodes_[static_cast<size_t>(producer)].label = std::move(label);
+}
+
+std::string Graph::describe(size_t node) const {
+  std::string text = std::string(op_name(nodes_.at(node).kind)) + " (op " + std::to_string(node + 1) + " of " +
+                     std::to_string(nodes_.size());
+  if (!nodes_[node].label.empty()) return text + ", '" + nodes_[node].label + "')";
+  for (size_t before = node; before-- > 0;) {
+    if (!nodes_[before].label.empty()) return text + ", after '" + nodes_[before].label + "')";
+  }
+  return text + ")";
+}
+
 }  // namespace tiledraw::runtime

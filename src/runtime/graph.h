@@ -66,6 +66,7 @@ struct Node {
   int64_t frequency_shift = 0;  // TimestepEmbedding: w_i = 10000^(-i / (dim / 2 - shift))
   kernels::Unary unary = kernels::Unary::GeluTanh;
   kernels::Binary binary = kernels::Binary::Add;
+  std::string label{};  // the layer it computes, where the model named it ("blocks.3.mlp.fc2")
 };
 
 class Graph {
@@ -122,6 +123,11 @@ class Graph {
   int slice(int x, int64_t begin, int64_t size);
   std::vector<int> chunk(int x, int64_t parts);  // equal slices of the columns
   void output(int value);
+  // Names the op that produced `value`, for messages about it.
+  void label(int value, std::string label);
+  // "linear (op 57 of 120, 'blocks.3.mlp.fc2')"; an unnamed op is placed by the
+  // named one before it: "gated_residual (op 58 of 120, after 'blocks.3.mlp.fc2')".
+  std::string describe(size_t node) const;
 
   const std::vector<Value>& values() const { return values_; }
   const std::vector<Node>& nodes() const { return nodes_; }
