@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 , := ,
 
-.PHONY: all deps build demo test test-release test-asan tsan fuzz bench clean
+.PHONY: all deps build demo test test-release test-asan tsan fuzz fuzz-replay bench clean
 
 all: build
 
@@ -23,8 +23,9 @@ demo: build
 	@tools/demo.sh $(BUILD_DIR)/tiledraw
 
 # Every test: the release build, then the same tests under AddressSanitizer and
-# UndefinedBehaviorSanitizer, then the concurrency tests under ThreadSanitizer.
-test: test-release test-asan tsan
+# UndefinedBehaviorSanitizer, then the concurrency tests under ThreadSanitizer,
+# then every input of the fuzz corpus once (the fuzzers' regression tests).
+test: test-release test-asan tsan fuzz-replay
 
 test-release: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
@@ -46,9 +47,12 @@ tsan: deps
 fuzz: deps
 	@tools/fuzz.sh
 
+fuzz-replay: deps
+	@tools/fuzz.sh --replay
+
 bench: build
 	@$(BUILD_DIR)/bench/tiledraw_bench
 	@bench/matmul_table.py $(BUILD_DIR)/bench/tiledraw_matmul_bench
 
 clean:
-	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log build-asan build-asan.configure.log build-tsan build-tsan.configure.log
+	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log build-asan build-asan.configure.log build-tsan build-tsan.configure.log build-fuzz

@@ -77,22 +77,40 @@ TEST(Generator, TwoGenerationsAtOnceMakeTheImagesEachMakesAlone) {
   }
 }
 
+// On the float path (a NaN weight) and through the accelerator (a NaN bias,
+// whose NaN the next layer's 8-bit S input carries as a NaN row scale).
 TEST(Generator, ANanInTheModelStopsAtTheFirstStepNamingTheOp) {
+  struct Case {
+    const char* poisoned;
+    models::Precision precision;
+    const char* op;
+  };
+  for (const Case& c : {Case{"blocks.0.mlp.fc2.weight", models::Precision::AsStored, "blocks.0.mlp.fc2"},
+                        Case{"blocks.0.mlp.fc1.bias", models::Precision::Int8, "blocks.0.mlp.fc1"}}) {
+    test::TempDir dir;
+    const SafetensorsFile file = SafetensorsFile::open(test::write_pixel_dit(dir, c.poisoned));
+    const auto accel = make_accelerator(preferred_accelerator_name());
+    const models::DitModel model(file, *accel, c.precision);
+    ProgramCache cache;
+    const pipeline::Generator generator(model, nullptr, *accel, cache);
+    int steps_done = 0;
+    try {
+      generator.generate(small_request(), [&](int done, int) { steps_done = done; });
+      ADD_FAILURE() << c.poisoned << ": a NaN must stop the run";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("step 1/4 (timestep 999): NaN or Inf in the output, first made by linear (op "));
+      EXPECT_THAT(e.what(), HasSubstr(std::string(", '") + c.op + "')"));
+    }
+    EXPECT_EQ(steps_done, 0);
+  }
+}
+
+TEST(Generator, AWeightWithNanIsRefusedWhenQuantizedAtLoad) {
   test::TempDir dir;
   const SafetensorsFile file = SafetensorsFile::open(test::write_pixel_dit(dir, "blocks.0.mlp.fc2.weight"));
   const auto accel = make_accelerator("ref");
-  const models::DitModel model(file, *accel);
-  ProgramCache cache;
-  const pipeline::Generator generator(model, nullptr, *accel, cache);
-  int steps_done = 0;
-  try {
-    generator.generate(small_request(), [&](int done, int) { steps_done = done; });
-    FAIL() << "a NaN weight must stop the run";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("step 1/4 (timestep 999): NaN or Inf in the output, first made by linear (op "));
-    EXPECT_THAT(e.what(), HasSubstr(", 'blocks.0.mlp.fc2')"));
-  }
-  EXPECT_EQ(steps_done, 0);
+  EXPECT_THAT([&] { models::DitModel(file, *accel, models::Precision::Int8); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("'blocks.0.mlp.fc2.weight' holds NaN or infinity (row 0); cannot quantize it")));
 }
 
 TEST(Generator, WorkOverTheMemoryLimitIsRefusedBeforeItStarts) {

@@ -3,6 +3,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <limits>
 
 #include "kernels/quantize/quantize_rows.h"
 #include "test_util.h"
@@ -87,6 +88,36 @@ TEST_P(QuantizeKernel, MatchesTheOracleBitForBitAtEveryTailLength) {
     oracle_quantize(x, rows, cols, expected_q, expected_scales);
     ASSERT_EQ(scales, expected_scales) << "cols " << cols;
     ASSERT_EQ(q, expected_q) << "cols " << cols;
+  }
+}
+
+// NaN or Inf anywhere in a row, body or tail: that row is zeros with a NaN
+// scale, and the other rows are untouched.
+TEST_P(QuantizeKernel, ARowWithNanOrInfBecomesZerosWithANanScale) {
+  if (GetParam() > isa_level()) GTEST_SKIP() << "this CPU lacks " << isa_level_name(GetParam());
+  const kernels::QuantizeRowsFn kernel = kernels::quantize_rows_kernel(GetParam());
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()};
+  for (size_t cols : {1, 7, 16, 17, 33}) {
+    for (size_t at : {size_t{0}, cols / 2, cols - 1}) {
+      for (const float special : specials) {
+        std::vector<float> x = test::random_floats(3 * cols, static_cast<uint32_t>(cols + at), 3.0f);
+        x[cols + at] = special;
+        std::vector<int8_t> q(3 * cols, 99), expected_q;
+        std::vector<float> scales(3), expected_scales;
+        kernel(x.data(), 3, cols, q.data(), scales.data());
+        std::vector<float> finite_rows = x;  // the oracle's conversions are undefined for NaN
+        std::fill_n(finite_rows.begin() + static_cast<std::ptrdiff_t>(cols), cols, 0.0f);
+        oracle_quantize(finite_rows, 3, cols, expected_q, expected_scales);
+        EXPECT_TRUE(std::isnan(scales[1])) << special << " at " << at << " of " << cols;
+        EXPECT_EQ(std::vector<int8_t>(q.begin() + static_cast<std::ptrdiff_t>(cols), q.begin() + static_cast<std::ptrdiff_t>(2 * cols)),
+                  std::vector<int8_t>(cols, 0));
+        EXPECT_EQ(scales[0], expected_scales[0]);
+        EXPECT_EQ(scales[2], expected_scales[2]);
+        EXPECT_EQ(std::vector<int8_t>(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(cols)),
+                  std::vector<int8_t>(expected_q.begin(), expected_q.begin() + static_cast<std::ptrdiff_t>(cols)));
+      }
+    }
   }
 }
 

@@ -17,12 +17,17 @@ inline constexpr std::string_view kFormat8BitSVersion = "1";
 
 std::string scale_tensor_name(std::string_view weight_name);  // "<name>_scale"
 
-// Quantizes `rows` rows of `cols` finite floats:
+// Quantizes `rows` rows of `cols` floats:
 //   scale[r] = max(max_k |x[r, k]| / 127, FLT_MIN)   (an all-zero row never gets a zero scale)
 //   q[r, k] = clamp(round_half_even(x[r, k] / scale[r]), -127, 127)
-// so that |x - q * scale| <= scale / 2 for every element. Picks the fastest
-// kernel this CPU supports; all kernels give identical bits.
+// so that |x - q * scale| <= scale / 2 for every element. A row holding NaN or
+// infinity gets zeros and a NaN scale. Picks the fastest kernel this CPU
+// supports; all kernels give identical bits.
 void quantize_rows_8bit_s(const float* x, size_t rows, size_t cols, int8_t* q, float* scales);
+
+// For weights, which must be finite: an Error "WHAT holds NaN or infinity (row
+// N); cannot quantize it" for the first NaN scale, rows numbered from `first_row`.
+void require_finite_scales(const float* scales, size_t rows, size_t first_row, const std::string& what);
 
 // An 8-bit S weight found in a file: the I8 tensor and its scale tensor.
 struct Weight8BitS {

@@ -83,7 +83,8 @@ std::vector<int64_t> resolve_classes(const GenerateArgs& a, const std::vector<st
     if (names.empty()) {
       throw Error(flag + ": '" + value + "' is not a class id, and the model has no class names (give --labels FILE)");
     }
-    const auto it = std::find_if(names.begin(), names.end(), [&](const std::string& n) { return name_key(n) == name_key(value); });
+    const std::string key = name_key(value);
+    const auto it = std::find_if(names.begin(), names.end(), [&](const std::string& n) { return name_key(n) == key; });
     if (it == names.end()) throw Error(flag + ": no class named '" + value + "'");
     ids.push_back(it - names.begin());
   }

@@ -63,13 +63,8 @@ void quantize_blocks(const SafetensorsFile& file, const TensorInfo& t, Visit vis
   for (size_t r0 = 0; r0 < rows; r0 += block_rows) {
     const size_t n = std::min(block_rows, rows - r0);
     convert_to_f32(t.dtype, src + r0 * row_bytes, x.data(), n * cols);
-    for (size_t i = 0; i < n * cols; ++i) {
-      if (!std::isfinite(x[i])) {
-        throw Error(file.path() + ": tensor '" + t.name + "' holds NaN or infinity (row " +
-                    std::to_string(r0 + i / cols) + "); cannot quantize it");
-      }
-    }
     quantize_rows_8bit_s(x.data(), n, cols, q.data(), scales.data());
+    require_finite_scales(scales.data(), n, r0, file.path() + ": tensor '" + t.name + "'");
     visit(r0, n, cols, x.data(), q.data(), scales.data());
   }
 }

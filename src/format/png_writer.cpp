@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "format/atomic_file.h"
+#include "runtime/text.h"
 #include "tiledraw/error.h"
 #include "tiledraw/image.h"
 
@@ -28,26 +29,6 @@ bool storable_key(const std::string& key) {
   };
   return !key.empty() && key.size() <= 79 && key.front() != ' ' && key.back() != ' ' &&
          key.find("  ") == std::string::npos && std::all_of(key.begin(), key.end(), printable);
-}
-
-// Well-formed UTF-8 (RFC 3629), as iTXt requires: no overlong forms, no
-// surrogates, nothing past U+10FFFF.
-bool is_utf8(const std::string& s) {
-  constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};  // by sequence length
-  for (size_t i = 0; i < s.size();) {
-    const auto lead = static_cast<unsigned char>(s[i]);
-    const size_t length = lead < 0x80 ? 1 : lead >> 5 == 0x6 ? 2 : lead >> 4 == 0xE ? 3 : lead >> 3 == 0x1E ? 4 : 0;
-    if (length == 0 || i + length > s.size()) return false;
-    uint32_t code = length == 1 ? lead : lead & (0x7Fu >> length);
-    for (size_t k = 1; k < length; ++k) {
-      const auto next = static_cast<unsigned char>(s[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code = code << 6 | (next & 0x3Fu);
-    }
-    if (code < kSmallest[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
-    i += length;
-  }
-  return true;
 }
 
 // libpng reports errors by longjmp: keep this frame free of C++ objects that

@@ -15,6 +15,14 @@ void quantize_rows_8bit_s(const float* x, size_t rows, size_t cols, int8_t* q, f
   kernel(x, rows, cols, q, scales);
 }
 
+void require_finite_scales(const float* scales, size_t rows, size_t first_row, const std::string& what) {
+  for (size_t r = 0; r < rows; ++r) {
+    if (std::isnan(scales[r])) {
+      throw Error(what + " holds NaN or infinity (row " + std::to_string(first_row + r) + "); cannot quantize it");
+    }
+  }
+}
+
 std::vector<float> Weight8BitS::load_scales(const SafetensorsFile& file) const {
   std::vector<float> out(static_cast<size_t>(rows));
   convert_to_f32(scale->dtype, file.data(*scale).data(), out.data(), out.size());

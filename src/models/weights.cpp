@@ -167,6 +167,7 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
     q.resize(static_cast<size_t>(rows * cols));
     scales.resize(static_cast<size_t>(rows));
     quantize_rows_8bit_s(w.float_weight.data, static_cast<size_t>(rows), static_cast<size_t>(cols), q.data(), scales.data());
+    require_finite_scales(scales.data(), static_cast<size_t>(rows), 0, file_.path() + ": '" + w.name + ".weight'");
     values = q.data();
     w.float_weight = {};
   } else {

@@ -3,11 +3,16 @@
 #include <cfloat>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 
 #include "tiledraw/cpu.h"
 
-// Row-wise symmetric int8 quantization (8-bit S) of finite float rows:
+// Row-wise symmetric int8 quantization (8-bit S):
 // scale = max(absmax / 127, FLT_MIN), q = clamp(round_half_even(x / scale), -127, 127).
+// A row holding NaN or Inf becomes zeros with a NaN scale, so that what is
+// computed from it is NaN too (and the run's NaN check names the op), and no
+// non-finite value meets a float-to-int conversion.
 // Every variant gives the same bits; names state element types and ISA.
 namespace tiledraw::kernels {
 
@@ -24,6 +29,11 @@ QuantizeRowsFn quantize_rows_kernel(IsaLevel level);
 static inline float qs8_scale_from_absmax(float absmax) {
   const float scale = absmax / 127.0f;
   return scale < FLT_MIN ? FLT_MIN : scale;
+}
+
+static inline void qs8_non_finite_row(int8_t* q, size_t cols, float* scale) {
+  std::memset(q, 0, cols);
+  *scale = std::numeric_limits<float>::quiet_NaN();
 }
 
 }  // namespace tiledraw::kernels

@@ -8,7 +8,15 @@ void f32_qs8_quantize_rows__scalar(const float* x, size_t rows, size_t cols, int
   for (size_t r = 0; r < rows; ++r) {
     const float* row = x + r * cols;
     float absmax = 0.0f;
-    for (size_t k = 0; k < cols; ++k) absmax = std::fmax(absmax, std::fabs(row[k]));
+    bool finite = true;
+    for (size_t k = 0; k < cols; ++k) {
+      absmax = std::fmax(absmax, std::fabs(row[k]));
+      finite &= std::isfinite(row[k]);
+    }
+    if (!finite) {
+      qs8_non_finite_row(q + r * cols, cols, scales + r);
+      continue;
+    }
     const float scale = qs8_scale_from_absmax(absmax);
     scales[r] = scale;
     for (size_t k = 0; k < cols; ++k) {
