@@ -30,11 +30,12 @@ test: test-release test-asan tsan fuzz-replay
 test-release: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
 
-# The PyTorch tier is left out here: it checks numbers, which the release run does.
+# The accuracy tests (the PyTorch tier, the judged bundled model) are left out
+# here: they check numbers, which the release run does.
 test-asan: deps
 	@$(call configure,build-asan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILEDRAW_SANITIZE=address$(,)undefined -DTILEDRAW_BUILD_BENCH=OFF)
 	@cmake --build build-asan -j$(JOBS)
-	@cd build-asan && ctest --output-on-failure -j$(JOBS) -LE pytorch
+	@cd build-asan && ctest --output-on-failure -j$(JOBS) -LE accuracy
 
 # libgomp is not instrumented, so its barriers would show as races: each
 # generation runs on one OpenMP thread, and the two generations on two threads.

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""End to end on the bundled model: generate 10 images of every class with
+"""End to end on the bundled model: generate 50 images of every class with
 fixed seeds, classify them with the bundled judge on tiledraw's runtime, and
 check how often the judge recognises the intended class. Standard library only.
+50 per class, not 10: at about 80% the count of 100 images moves by 4 points
+from one seed to the next, that of 500 by under 2.
 
   tests/default_model_test.py TILEDRAW_BINARY MODELS_DIR
 
@@ -13,10 +15,8 @@ import subprocess
 import sys
 import tempfile
 
-PER_CLASS, STEPS, CFG, SEED = 10, 25, 5.0, 1234
-# The goal is 0.80; the shipped model measures 0.74 (its coats and shirts are
-# judged pullovers: docs/BENCHMARKS.md). This bound guards what it reaches.
-MIN_ACCURACY, MAX_GAP = 0.70, 0.03
+PER_CLASS, STEPS, CFG, SEED = 50, 25, 5.0, 1234
+MIN_ACCURACY, MAX_GAP = 0.80, 0.03
 
 
 def accuracy(binary, models, precision, tmp):
