@@ -11,6 +11,7 @@
 
 #include "accel/amx/amx_backend.h"
 #include "accel/backends.h"
+#include "accel/panel_weight.h"
 #include "amx_emulation.h"
 #include "kernels/activation/activation.h"
 #include "test_util.h"
@@ -278,6 +279,32 @@ TEST(Accelerators, AutoKeepsTheFasterCandidatePerShapeAndStillComputesRight) {
   run(*chooser, p, {});
   EXPECT_LT(std::chrono::steady_clock::now() - again, std::chrono::milliseconds(15))
       << "the shape was timed once (" << std::chrono::duration<double>(first).count() << " s); runs go to the faster";
+}
+
+// The vectorised packer against the portable loop, byte for byte, on panels
+// with missing columns and on K with a partial 64-byte block.
+TEST(PanelWeight, TransposingPackerWritesThePortableLayout) {
+  if (isa_level() < IsaLevel::Avx512) GTEST_SKIP() << "needs AVX-512";
+  for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {65, 3}, {130, 1000}, {17, 4608}, {64, 64}}) {
+    std::vector<int8_t> q(static_cast<size_t>(n * k));
+    for (size_t i = 0; i < q.size(); ++i) q[i] = static_cast<int8_t>(static_cast<int>(i * 37 % 255) - 127);
+    const std::vector<float> scale(static_cast<size_t>(n), 1.0f);
+    const WeightView w{q.data(), scale.data(), n, k};
+    const int64_t k_groups = (k + 63) / 64 * 16;
+    accel::AlignedArray<int8_t> transposed(static_cast<size_t>(k_groups * accel::kGroupBytes));
+    for (const bool shifted : {false, true}) {
+      for (int64_t panel = 0; panel < (n + 63) / 64; ++panel) {
+        std::vector<int8_t> portable(static_cast<size_t>(k_groups * accel::kGroupBytes), 1);
+        EXPECT_FALSE(accel::pack_panel_scalar(w, panel, k_groups, shifted, portable.data()));
+        EXPECT_FALSE(accel::pack_panel_avx512(w, panel, k_groups, shifted, transposed.data()));
+        EXPECT_TRUE(std::equal(portable.begin(), portable.end(), transposed.data()))
+            << "n " << n << ", k " << k << ", panel " << panel << (shifted ? ", shifted" : "");
+      }
+    }
+    q.back() = -128;
+    EXPECT_TRUE(accel::pack_panel_scalar(w, (n - 1) / 64, k_groups, true, transposed.data()));
+    EXPECT_TRUE(accel::pack_panel_avx512(w, (n - 1) / 64, k_groups, true, transposed.data()));
+  }
 }
 
 }  // namespace

@@ -94,10 +94,9 @@ void validate_weight(const WeightView& w) {
   if (w.n <= 0 || w.k <= 0) {
     throw Error("8-bit S weight of shape [" + std::to_string(w.n) + ", " + std::to_string(w.k) + "] is empty");
   }
-  for (int64_t i = 0; i < w.n * w.k; ++i) {
-    if (w.q[i] == -128) {
-      throw Error("8-bit S weight holds -128 at row " + std::to_string(i / w.k) + "; values must be in [-127, 127]");
-    }
+  if (const void* found = std::memchr(w.q, 0x80, static_cast<size_t>(w.n * w.k))) {
+    const int64_t at = static_cast<const int8_t*>(found) - w.q;
+    throw Error("8-bit S weight holds -128 at row " + std::to_string(at / w.k) + "; values must be in [-127, 127]");
   }
 }
 

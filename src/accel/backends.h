@@ -17,7 +17,7 @@ void validate_weight(const WeightView& weight);
 // Checks that the arguments of a run agree with the program and with each other.
 void validate_run(const Program& program, const MatmulArgs& args);
 
-// The best of a few runs of `program` on random data of its shape (weights
+// The best of a few runs of `program` on made-up data of its shape (weights
 // packed by `accel`): how backends choose between kernels when preparing.
 double seconds_per_run(const Accelerator& accel, const Program& program);
 

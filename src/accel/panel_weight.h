@@ -21,8 +21,16 @@ namespace tiledraw::accel {
 inline constexpr int64_t kPanel = 64;
 inline constexpr int64_t kGroupBytes = 256;
 
+// Writes panel `panel` of w (k_groups * 256 bytes) to out, and says whether its
+// rows hold -128 (not 8-bit S), so that packing is also the check. The same
+// layout from a portable loop and from 16 x 16 transposes of 4-byte groups in
+// ZMM registers.
+bool pack_panel_scalar(const WeightView& w, int64_t panel, int64_t k_groups, bool shifted, int8_t* out);
+bool pack_panel_avx512(const WeightView& w, int64_t panel, int64_t k_groups, bool shifted, int8_t* out);
+
 class PanelWeight final : public PackedWeight {
  public:
+  // Refuses what validate_weight refuses, with its message.
   PanelWeight(const WeightView& w, bool shifted);
 
   const int8_t* panel(int64_t p) const { return data_.data() + p * k_groups_ * kGroupBytes; }
