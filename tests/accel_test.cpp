@@ -268,7 +268,7 @@ TEST(Accelerators, AutoKeepsTheFasterCandidatePerShapeAndStillComputesRight) {
   std::vector<std::unique_ptr<Accelerator>> candidates;
   candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(20000)));
   candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(0)));
-  const auto chooser = accel::make_auto_backend(std::move(candidates));
+  const auto chooser = accel::make_auto_backend(std::move(candidates), "");
   EXPECT_THAT(chooser->kernel(), ::testing::HasSubstr("[ref + 20000 us] [ref + 0 us]"));
   const Problem p = random_problem(5, 20, 40, 4);
   const auto start = std::chrono::steady_clock::now();
@@ -279,6 +279,44 @@ TEST(Accelerators, AutoKeepsTheFasterCandidatePerShapeAndStillComputesRight) {
   run(*chooser, p, {});
   EXPECT_LT(std::chrono::steady_clock::now() - again, std::chrono::milliseconds(15))
       << "the shape was timed once (" << std::chrono::duration<double>(first).count() << " s); runs go to the faster";
+}
+
+std::unique_ptr<Accelerator> slow_and_fast_auto(const std::string& choices_file) {
+  std::vector<std::unique_ptr<Accelerator>> candidates;
+  candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(20000)));
+  candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(0)));
+  return accel::make_auto_backend(std::move(candidates), choices_file);
+}
+
+std::chrono::duration<double> time_run(const Accelerator& accel, const Problem& p) {
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(run(accel, p, {true, Activation::None, false}), run(*make_accelerator("ref"), p, {true, Activation::None, false}));
+  return std::chrono::steady_clock::now() - start;
+}
+
+TEST(Accelerators, AutoRemembersItsChoicesForLaterProcessesAndSurvivesABadFile) {
+  const test::TempDir dir;
+  const std::string file = dir.file("cache/auto-choices.json");
+  const Problem p = random_problem(5, 20, 40, 4);
+  EXPECT_GT(time_run(*slow_and_fast_auto(file), p).count(), 0.04) << "a new shape is timed (both candidates, 4 runs each)";
+  std::string text = test::read_text(file);
+  EXPECT_THAT(text, ::testing::HasSubstr("\"20 x 40\": \"ref + 0 us\""));
+  EXPECT_LT(time_run(*slow_and_fast_auto(file), p).count(), 0.015) << "a remembered shape is not timed again";
+
+  // A later process follows the file even where it names the slower kernel.
+  text.replace(text.find("\"ref + 0 us\""), 12, "\"ref + 20000 us\"");
+  test::write_text(file, text);
+  const auto follows_file = slow_and_fast_auto(file);
+  time_run(*follows_file, p);
+  EXPECT_GT(time_run(*follows_file, p).count(), 0.019) << "the remembered (slow) candidate runs";
+
+  for (const std::string bad : {"{\"truncated", "[1, 2]", "{\"x\": 3}"}) {
+    test::write_text(file, bad);
+    time_run(*slow_and_fast_auto(file), p);
+    EXPECT_THAT(test::read_text(file), ::testing::HasSubstr("\"20 x 40\": \"ref + 0 us\"")) << bad;
+  }
+  test::write_text(dir.file("not-a-dir"), "");
+  time_run(*slow_and_fast_auto(dir.file("not-a-dir/auto-choices.json")), p);  // cannot be written: still runs
 }
 
 // The vectorised packer against the portable loop, byte for byte, on panels

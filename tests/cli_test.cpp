@@ -27,21 +27,14 @@ struct CommandResult {
   std::string err;
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 class Cli : public ::testing::Test {
  protected:
   CommandResult run(const std::string& args) {
     const std::string command = std::string(TILEDRAW_BINARY) + " " + args + " >" + dir_.file("stdout") + " 2>" +
                                 dir_.file("stderr") + " </dev/null";
     const int status = std::system(command.c_str());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(dir_.file("stdout")),
-            slurp(dir_.file("stderr"))};
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), test::read_text(dir_.file("stdout")),
+            test::read_text(dir_.file("stderr"))};
   }
   // An error is one line on stderr naming what is wrong, exit status 2.
   void expect_error(const std::string& args, const std::string& message) {
@@ -192,15 +185,15 @@ TEST_F(Cli, GenerateWritesAReproduciblePngThatCarriesItsParameters) {
     EXPECT_THAT(a.out, HasSubstr("wrote " + dir_.file("a.png") + "\n1 image of 8 x 8: load "));
     EXPECT_THAT(a.err, HasSubstr("sampling: 4/4"));
     ASSERT_EQ(run(args + dir_.file("b.png")).status, 0);
-    EXPECT_EQ(slurp(dir_.file("a.png")), slurp(dir_.file("b.png"))) << sampler << ": the same seed, the same PNG";
-    const std::string png = slurp(dir_.file("a.png"));
+    EXPECT_EQ(test::read_text(dir_.file("a.png")), test::read_text(dir_.file("b.png"))) << sampler << ": the same seed, the same PNG";
+    const std::string png = test::read_text(dir_.file("a.png"));
     EXPECT_THAT(png, HasSubstr(std::string("parameters") + '\0' + "class 1\nSteps: 4, Sampler: " + sampler +
                                    ", CFG scale: 4, Seed: 7, Size: 8x8, Model: pixel-dit.safetensors"));
   }
   ASSERT_EQ(run("generate -q -m " + model + " --steps 3 --seed 8 -W 12 -H 8 -b 2 -o " + dir_.file("c.png")).status, 0);
   EXPECT_TRUE(std::filesystem::exists(dir_.file("c-1.png")));
   EXPECT_TRUE(std::filesystem::exists(dir_.file("c-2.png")));
-  EXPECT_NE(slurp(dir_.file("c-1.png")), slurp(dir_.file("c-2.png")));
+  EXPECT_NE(test::read_text(dir_.file("c-1.png")), test::read_text(dir_.file("c-2.png")));
 
   expect_error("generate -m " + model + " --class 3 -o " + dir_.file("x.png"), "--class: 3 is outside 0..2");
   expect_error("generate -m " + model + " -W 7 -o " + dir_.file("x.png"), "7 x 8 is not a positive multiple of 2 (the patch size)");
@@ -220,12 +213,12 @@ TEST_F(Cli, GenerateTakesClassNamesAndWritesGrids) {
   const std::string base = "generate -q -m " + model + " --steps 2 --seed 3 --labels " + dir_.file("labels.txt");
   ASSERT_EQ(run(base + " --class-name Golden-Retriever -o " + dir_.file("by-name.png")).status, 0);
   ASSERT_EQ(run(base + " --class 1 -o " + dir_.file("by-id.png")).status, 0);
-  EXPECT_EQ(slurp(dir_.file("by-name.png")), slurp(dir_.file("by-id.png"))) << "a name is its class id";
-  EXPECT_THAT(slurp(dir_.file("by-name.png")), HasSubstr("class 1 (golden_retriever)"));
+  EXPECT_EQ(test::read_text(dir_.file("by-name.png")), test::read_text(dir_.file("by-id.png"))) << "a name is its class id";
+  EXPECT_THAT(test::read_text(dir_.file("by-name.png")), HasSubstr("class 1 (golden_retriever)"));
 
   // Three classes, two images each: a grid of 3 rows of 2 images of 8 x 8, 2 pixels apart.
   ASSERT_EQ(run(base + " --class all -b 2 --grid -o " + dir_.file("grid.png")).status, 0);
-  const std::string grid = slurp(dir_.file("grid.png"));
+  const std::string grid = test::read_text(dir_.file("grid.png"));
   const auto be32 = [&](size_t at) {
     return (uint32_t(uint8_t(grid[at])) << 24) | (uint32_t(uint8_t(grid[at + 1])) << 16) |
            (uint32_t(uint8_t(grid[at + 2])) << 8) | uint32_t(uint8_t(grid[at + 3]));
@@ -264,7 +257,7 @@ TEST_F(Cli, GenerateRecordsAFileNameThatIsNotUtf8) {
   std::filesystem::rename(test::write_pixel_dit(dir_), latin1);
   const CommandResult r = run("generate -q --steps 2 -m '" + latin1 + "' -o " + dir_.file("x.png"));
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_THAT(slurp(dir_.file("x.png")), HasSubstr("Model: pixel-dit-\uFFFDt\uFFFD.safetensors"));
+  EXPECT_THAT(test::read_text(dir_.file("x.png")), HasSubstr("Model: pixel-dit-\uFFFDt\uFFFD.safetensors"));
 }
 
 // Ctrl-C during sampling: the process dies of the signal and writes nothing.
@@ -298,7 +291,7 @@ TEST_F(Cli, AnUnknownIsaLevelIsAnError) {
   const std::string command = "TILEDRAW_ISA=sse9 " + std::string(TILEDRAW_BINARY) + " info >/dev/null 2>" + dir_.file("err");
   const int status = std::system(command.c_str());
   EXPECT_EQ(WEXITSTATUS(status), 2);
-  EXPECT_THAT(slurp(dir_.file("err")), HasSubstr("TILEDRAW_ISA: unknown level 'sse9'"));
+  EXPECT_THAT(test::read_text(dir_.file("err")), HasSubstr("TILEDRAW_ISA: unknown level 'sse9'"));
 }
 
 }  // namespace

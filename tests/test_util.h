@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <ostream>
+#include <sstream>
 #include <random>
 #include <span>
 #include <string>
@@ -47,6 +48,15 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
 // Writes a safetensors file byte by byte as given, for malformed-file tests.
 inline void write_raw_safetensors(const std::string& path, const std::string& header, const std::string& data,

@@ -6,6 +6,7 @@ namespace tiledraw {
 
 // What the CPU and the operating system let us use. Detected once.
 struct CpuFeatures {
+  std::string name;          // the brand string, "" where the CPU gives none
   bool avx2 = false;         // with FMA and F16C
   bool avx512 = false;       // F, BW, VL, DQ and the OS saves ZMM state
   bool avx512_vnni = false;

@@ -155,7 +155,7 @@ std::unique_ptr<Accelerator> make_accelerator(std::string_view name, std::string
       std::vector<std::unique_ptr<Accelerator>> candidates;
       candidates.push_back(std::move(preferred));
       candidates.push_back(std::move(onednn));
-      return accel::make_auto_backend(std::move(candidates));
+      return accel::make_auto_backend(std::move(candidates), accel::default_choices_file());
     }
     std::unique_ptr<Accelerator> accel = make_accelerator(env, why);
     if (!accel) throw Error(std::string("TILEDRAW_ACCEL=") + env + ": cannot run here: " + (why ? *why : ""));

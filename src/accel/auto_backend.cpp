@@ -1,10 +1,19 @@
+#include <omp.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "accel/backends.h"
 #include "runtime/stopwatch.h"
+#include "tiledraw/cpu.h"
 
 namespace tiledraw::accel {
 
@@ -51,9 +60,66 @@ class ChosenProgram final : public Program {
   std::unique_ptr<Program> program;
 };
 
+// The choices of earlier processes, in one JSON file: per context (CPU name,
+// thread count, candidate kernels), the winning kernel per "n x k". A file that
+// cannot be read or parsed counts as empty, and one that cannot be written is
+// left alone: remembering only saves the timing.
+class ChoicesFile {
+ public:
+  ChoicesFile(std::string path, std::string context) : path_(std::move(path)), context_(std::move(context)) {}
+
+  std::map<std::string, std::string> read() const {
+    std::map<std::string, std::string> choices;
+    if (path_.empty()) return choices;
+    const nlohmann::json all = load();
+    if (const auto it = all.find(context_); it != all.end() && it->is_object()) {
+      for (const auto& [shape, kernel] : it->items()) {
+        if (kernel.is_string()) choices[shape] = kernel.get<std::string>();
+      }
+    }
+    return choices;
+  }
+
+  void remember(const std::string& shape, const std::string& kernel) const {
+    if (path_.empty()) return;
+    try {
+      nlohmann::json all = load();
+      if (!all[context_].is_object()) all[context_] = nlohmann::json::object();
+      all[context_][shape] = kernel;
+      std::error_code ignored;
+      std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ignored);
+      // Renamed into place, so that other processes read it whole or not at all.
+      const std::string temporary = path_ + "." + std::to_string(getpid()) + ".tmp";
+      bool written = false;
+      {
+        std::ofstream out(temporary);
+        written = static_cast<bool>(out << all.dump(1) << "\n" << std::flush);
+      }
+      if (written) std::filesystem::rename(temporary, path_, ignored);
+      if (!written || ignored) std::filesystem::remove(temporary, ignored);
+    } catch (const std::exception&) {
+      return;  // nlohmann::json refuses a context that is not UTF-8: the choice stands for this process
+    }
+  }
+
+ private:
+  // The file's object, or an empty one (to be overwritten) if there is none.
+  nlohmann::json load() const {
+    std::ifstream in(path_);
+    nlohmann::json all = nlohmann::json::parse(in, nullptr, false);
+    return all.is_object() ? all : nlohmann::json::object();
+  }
+
+  std::string path_;
+  std::string context_;
+};
+
 class AutoBackend final : public Accelerator {
  public:
-  explicit AutoBackend(std::vector<std::unique_ptr<Accelerator>> candidates) : candidates_(std::move(candidates)) {}
+  AutoBackend(std::vector<std::unique_ptr<Accelerator>> candidates, std::string choices_file)
+      : candidates_(std::move(candidates)),
+        file_(std::move(choices_file),
+              cpu_features().name + " | " + std::to_string(omp_get_max_threads()) + " threads | " + kernel()) {}
 
   std::string_view name() const override { return "auto"; }
   std::string kernel() const override {
@@ -89,29 +155,53 @@ class AutoBackend final : public Accelerator {
     std::lock_guard lock(mutex_);
     const auto key = std::make_pair(n, k);
     if (const auto it = choices_.find(key); it != choices_.end()) return it->second;
+    const std::string shape = std::to_string(n) + " x " + std::to_string(k);
+    if (!remembered_) remembered_ = file_.read();
+    if (const auto it = remembered_->find(shape); it != remembered_->end()) {
+      for (size_t i = 0; i < candidates_.size(); ++i) {
+        if (candidates_[i]->kernel() == it->second && candidates_[i]->supports({256, n, k, {}})) {
+          return choices_.emplace(key, i).first->second;
+        }
+      }
+    }
     size_t best = 0;
     double best_seconds = 1e30;
     for (size_t i = 0; i < candidates_.size(); ++i) {
-      const MatmulShape shape{256, n, k, {}};
-      if (!candidates_[i]->supports(shape)) continue;
-      const double seconds = seconds_per_run(*candidates_[i], *candidates_[i]->prepare(shape));
+      const MatmulShape timed{256, n, k, {}};
+      if (!candidates_[i]->supports(timed)) continue;
+      const double seconds = seconds_per_run(*candidates_[i], *candidates_[i]->prepare(timed));
       if (seconds < best_seconds) {
         best = i;
         best_seconds = seconds;
       }
     }
+    file_.remember(shape, candidates_[best]->kernel());
     return choices_.emplace(key, best).first->second;
   }
 
   std::vector<std::unique_ptr<Accelerator>> candidates_;
+  ChoicesFile file_;
   mutable std::mutex mutex_;
   mutable std::map<std::pair<int64_t, int64_t>, size_t> choices_;
+  mutable std::optional<std::map<std::string, std::string>> remembered_;
 };
 
 }  // namespace
 
-std::unique_ptr<Accelerator> make_auto_backend(std::vector<std::unique_ptr<Accelerator>> candidates) {
-  return std::make_unique<AutoBackend>(std::move(candidates));
+std::unique_ptr<Accelerator> make_auto_backend(std::vector<std::unique_ptr<Accelerator>> candidates,
+                                               std::string choices_file) {
+  return std::make_unique<AutoBackend>(std::move(candidates), std::move(choices_file));
+}
+
+std::string default_choices_file() {
+  const auto nonempty = [](const char* name) -> const char* {
+    const char* value = std::getenv(name);
+    return value && *value ? value : nullptr;
+  };
+  if (const char* dir = std::getenv("TILEDRAW_CACHE_DIR")) return *dir ? std::string(dir) + "/auto-choices.json" : "";
+  if (const char* dir = nonempty("XDG_CACHE_HOME")) return std::string(dir) + "/tiledraw/auto-choices.json";
+  if (const char* home = nonempty("HOME")) return std::string(home) + "/.cache/tiledraw/auto-choices.json";
+  return "";
 }
 
 }  // namespace tiledraw::accel

@@ -23,8 +23,15 @@ double seconds_per_run(const Accelerator& accel, const Program& program);
 
 // Packs each weight for whichever candidate ran its shape (n, k) faster, timed
 // once per shape at 256 rows (DiT's token count at 256 x 256), and sends every
-// run to that candidate: one packed copy per weight, whichever wins.
-std::unique_ptr<Accelerator> make_auto_backend(std::vector<std::unique_ptr<Accelerator>> candidates);
+// run to that candidate: one packed copy per weight, whichever wins. Choices
+// are kept in `choices_file` (none when empty) for later processes on the same
+// CPU, thread count and candidates, which then skip the timing.
+std::unique_ptr<Accelerator> make_auto_backend(std::vector<std::unique_ptr<Accelerator>> candidates,
+                                               std::string choices_file);
+
+// TILEDRAW_CACHE_DIR/auto-choices.json, else under $XDG_CACHE_HOME/tiledraw or
+// ~/.cache/tiledraw; "" (remember nothing) when TILEDRAW_CACHE_DIR is set empty.
+std::string default_choices_file();
 
 std::unique_ptr<Accelerator> make_ref_backend();
 std::unique_ptr<Accelerator> make_vnni_backend(std::string* why);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "accel/backends.h"
 #include "cli/commands.h"
 #include "tiledraw/tiledraw.h"
 
@@ -14,7 +15,8 @@ const char* yes_no(bool value) { return value ? "yes" : "no"; }
 void run_info() {
   const CpuFeatures& f = cpu_features();
   std::printf("tiledraw  %s\n", version());
-  std::printf("cpu       avx2 %s, avx512 %s (vnni %s, bf16 %s, fp16 %s)\n", yes_no(f.avx2), yes_no(f.avx512),
+  std::printf("cpu       %s\n", f.name.empty() ? "(no name given)" : f.name.c_str());
+  std::printf("isa       avx2 %s, avx512 %s (vnni %s, bf16 %s, fp16 %s)\n", yes_no(f.avx2), yes_no(f.avx512),
               yes_no(f.avx512_vnni), yes_no(f.avx512_bf16), yes_no(f.avx512_fp16));
   std::printf("amx       %s%s\n", f.amx_status.c_str(),
               f.amx_int8 ? (f.amx_bf16 ? " (int8, bf16)" : " (int8)") : "");
@@ -23,6 +25,9 @@ void run_info() {
   std::string why;
   const std::unique_ptr<Accelerator> chosen = make_accelerator("auto", &why);
   std::printf("accel     %s: %s\n", std::string(chosen->name()).c_str(), why.c_str());
+  const std::string choices = accel::default_choices_file();
+  std::printf("choices   %s\n", choices.empty() ? "not kept (TILEDRAW_CACHE_DIR is empty)"
+                                                  : (choices + " (auto's choice per weight shape)").c_str());
   std::printf("threads   %d\n", omp_get_max_threads());
   for (const std::string& name : accelerator_names()) {
     if (name == "auto") continue;

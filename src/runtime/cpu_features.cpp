@@ -26,8 +26,21 @@ uint64_t read_xcr0() {
 
 bool bit(uint32_t reg, int n) { return (reg >> n) & 1u; }
 
+std::string brand_string() {
+  uint32_t regs[12] = {};
+  if (__get_cpuid_max(0x80000000, nullptr) < 0x80000004) return "";
+  for (uint32_t leaf = 0; leaf < 3; ++leaf) {
+    __get_cpuid(0x80000002 + leaf, &regs[4 * leaf], &regs[4 * leaf + 1], &regs[4 * leaf + 2], &regs[4 * leaf + 3]);
+  }
+  std::string name(reinterpret_cast<const char*>(regs), sizeof(regs));
+  name.resize(name.find('\0') == std::string::npos ? name.size() : name.find('\0'));
+  const size_t first = name.find_first_not_of(' '), last = name.find_last_not_of(' ');
+  return first == std::string::npos ? "" : name.substr(first, last - first + 1);
+}
+
 CpuFeatures detect() {
   CpuFeatures f;
+  f.name = brand_string();
   uint32_t a = 0, b = 0, c = 0, d = 0;
   if (!__get_cpuid(1, &a, &b, &c, &d) || !bit(c, 27)) {  // no OSXSAVE: no AVX state at all
     f.amx_status = "not supported by this CPU";
