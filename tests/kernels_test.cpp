@@ -129,7 +129,7 @@ TEST(KernelOracles, GroupNormOfOneGroupIsALayerNormOverItsChannels) {
 }
 
 TEST_P(FastKernels, StreamingAttentionEqualsTheNaiveOneFrom1To5000Tokens) {
-  const kernels::AttentionFn fast = kernels::attention_kernel(GetParam());
+  const kernels::AttentionFn fast = kernels::attention_kernel(GetParam(), kernels::AttentionMath::F32);
   struct Case {
     int64_t batch, tokens, heads, dim;
   };
@@ -145,6 +145,43 @@ TEST_P(FastKernels, StreamingAttentionEqualsTheNaiveOneFrom1To5000Tokens) {
     kernels::f32_attention__scalar({qkv.data(), expected.data(), c.batch, c.tokens, c.heads, c.dim});
     fast({qkv.data(), actual.data(), c.batch, c.tokens, c.heads, c.dim});
     expect_near_all(actual, expected, 2e-5, "attention over " + std::to_string(c.tokens) + " tokens");
+  }
+}
+
+// bf16 products: each input rounded to 8 significant bits, so the outputs
+// stray from the f32 oracle by about 2^-9 of their scale, not more; odd head
+// sizes exercise the padding of the last pair.
+TEST(KernelOracles, Bf16AttentionStaysWithinBf16RoundingOfTheOracle) {
+  if (isa_level() < IsaLevel::Avx512 || !cpu_features().avx512_bf16) GTEST_SKIP() << "needs AVX512-BF16";
+  const kernels::AttentionFn bf16 = kernels::attention_kernel(IsaLevel::Avx512, kernels::AttentionMath::Bf16Products);
+  ASSERT_EQ(bf16, kernels::bf16_attention_flash_8x64__avx512bf16);
+  struct Case {
+    int64_t batch, tokens, heads, dim;
+  };
+  std::vector<Case> cases;
+  for (int64_t t : {1, 2, 3, 17, 63, 64, 65, 257, 1024}) cases.push_back({2, t, 2, 72});
+  cases.push_back({1, 100, 3, 71});
+  cases.push_back({1, 33, 1, 512});
+  for (const Case& c : cases) {
+    const size_t width = static_cast<size_t>(c.heads * c.dim);
+    const std::vector<float> qkv = test::random_floats(static_cast<size_t>(c.batch * c.tokens) * 3 * width,
+                                                       static_cast<uint32_t>(c.tokens), 2.0f);
+    std::vector<float> expected(static_cast<size_t>(c.batch * c.tokens) * width), actual(expected.size());
+    kernels::f32_attention__scalar({qkv.data(), expected.data(), c.batch, c.tokens, c.heads, c.dim});
+    bf16({qkv.data(), actual.data(), c.batch, c.tokens, c.heads, c.dim});
+    double worst = 0, scale = 0, squared = 0, squared_ref = 0;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      worst = std::max(worst, std::abs(double(actual[i]) - expected[i]));
+      scale = std::max(scale, std::abs(double(expected[i])));
+      squared += (double(actual[i]) - expected[i]) * (double(actual[i]) - expected[i]);
+      squared_ref += double(expected[i]) * expected[i];
+    }
+    const std::string what = std::to_string(c.tokens) + " tokens, head_dim " + std::to_string(c.dim);
+    EXPECT_LT(worst / scale, 2e-2) << what;
+    EXPECT_LT(std::sqrt(squared / squared_ref), 8e-3) << what;
+    if (c.tokens > 1) {
+      EXPECT_GT(worst, 0.0) << what << ": bf16 rounding should show";
+    }
   }
 }
 

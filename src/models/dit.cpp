@@ -14,7 +14,7 @@ int dit_block(runtime::Graph& g, int x, int silu_c, const DitBlockWeights& w, in
   const int shift1 = mod[0], scale1 = mod[1], gate1 = mod[2], shift2 = mod[3], scale2 = mod[4], gate2 = mod[5];
 
   const int h1 = g.modulated_layer_norm(x, scale1, shift1, 1e-6f);
-  const int attended = g.attention(linear(g, h1, w.qkv), heads);
+  const int attended = g.attention(linear(g, h1, w.qkv), heads, attention_math(w.qkv));
   x = g.gated_residual(x, linear(g, attended, w.proj), gate1);
 
   const int h2 = g.modulated_layer_norm(x, scale2, shift2, mlp_norm_eps);

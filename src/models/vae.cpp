@@ -118,7 +118,7 @@ int VaeDecoder::attention_graph(runtime::Graph& g, int x, const Attention& a) co
   const std::vector<int64_t> shape = g.values()[static_cast<size_t>(x)].shape;
   const int normed = group_norm(g, x, a.norm, false);
   const int pixels = g.patchify(normed, 1);  // [batch, h w, channels]
-  const int attended = g.attention(linear(g, pixels, a.qkv), 1);
+  const int attended = g.attention(linear(g, pixels, a.qkv), 1, attention_math(a.qkv));
   const int out = g.unpatchify(linear(g, attended, a.out), shape[1], shape[2], shape[3], 1);
   return g.binary(kernels::Binary::Add, out, x);
 }

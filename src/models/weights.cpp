@@ -13,6 +13,10 @@ int linear(runtime::Graph& g, int x, const LinearWeights& w, Activation activati
   return y;
 }
 
+kernels::AttentionMath attention_math(const LinearWeights& qkv) {
+  return qkv.weight ? kernels::AttentionMath::Bf16Products : kernels::AttentionMath::F32;
+}
+
 int conv2d(runtime::Graph& g, int x, const LinearWeights& w, int64_t kernel, int64_t padding) {
   const int y = w.weight ? g.conv2d(x, *w.weight, w.bias, kernel, 1, padding)
                          : g.conv2d(x, w.float_weight, w.bias, kernel, 1, padding);

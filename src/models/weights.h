@@ -29,6 +29,10 @@ struct LinearWeights {
 int linear(runtime::Graph& graph, int x, const LinearWeights& w, Activation activation = Activation::None);
 int conv2d(runtime::Graph& graph, int x, const LinearWeights& w, int64_t kernel, int64_t padding);
 
+// How attention over this projection's output multiplies: in bf16 when the
+// projection is 8-bit S (its rounding already exceeds bf16's), else in f32.
+kernels::AttentionMath attention_math(const LinearWeights& qkv);
+
 // A model's config: the file's "config" metadata, else the config.json that
 // sits beside the weights in a diffusers model folder, else an empty object.
 nlohmann::json model_config_json(const SafetensorsFile& file);

@@ -81,8 +81,7 @@ Executor::Executor(const Graph& graph, const Accelerator& accel, ProgramCache& c
       quantized_(graph.values().size()),
       quantized_in_run_(graph.values().size(), -1),
       elementwise_(kernels::elementwise_kernels(isa_level())),
-      rows_(kernels::row_kernels(isa_level())),
-      attention_(kernels::attention_kernel(isa_level())) {
+      rows_(kernels::row_kernels(isa_level())) {
   for (const Node& node : graph.nodes()) {
     quantize_only_.push_back(node.kind == OpKind::NormModulate && only_quantized_linears_read(node.output));
   }
@@ -327,7 +326,7 @@ void Executor::run_node(const Node& node) {
       break;
     case OpKind::Attention: {
       const int64_t batch = in.shape[0], tokens = in.shape[1], dim = in.cols() / 3 / node.heads;
-      attention_({x, y, batch, tokens, node.heads, dim});
+      kernels::attention_kernel(isa_level(), node.attention_math)({x, y, batch, tokens, node.heads, dim});
       ops = 4.0 * double(batch) * double(node.heads) * double(tokens) * double(tokens) * double(dim);
       break;
     }

@@ -97,7 +97,6 @@ class Executor {
   QuantizedActivation conv_x_;
   const kernels::ElementwiseKernels& elementwise_;
   const kernels::RowKernels& rows_;
-  kernels::AttentionFn attention_;
   Profile profile_;
 };
 

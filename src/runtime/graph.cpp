@@ -233,7 +233,7 @@ int Graph::gated_residual(int x, int y, int gate) {
 
 int Graph::softmax(int x) { return add_node({OpKind::Softmax, {x}, -1}, at(x).shape); }
 
-int Graph::attention(int qkv, int64_t heads) {
+int Graph::attention(int qkv, int64_t heads, kernels::AttentionMath math) {
   std::vector<int64_t> shape = at(qkv).shape;
   if (shape.size() != 3 || heads <= 0 || shape[2] % (3 * heads) != 0) {
     throw Error("graph: attention needs qkv [batch, tokens, 3 * heads * head_dim], got " + shape_string(shape) +
@@ -242,6 +242,7 @@ int Graph::attention(int qkv, int64_t heads) {
   shape[2] /= 3;
   Node node{OpKind::Attention, {qkv}, -1};
   node.heads = heads;
+  node.attention_math = math;
   return add_node(std::move(node), std::move(shape));
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention/attention.h"
 #include "kernels/elementwise/elementwise.h"
 #include "tiledraw/accel.h"
 
@@ -57,6 +58,7 @@ struct Node {
   const float* beta = nullptr;
   float eps = 0.0f;
   int64_t heads = 0;  // Attention
+  kernels::AttentionMath attention_math = kernels::AttentionMath::F32;
   int64_t patch = 0;  // Patchify, Unpatchify
   int64_t kernel = 0, stride = 1, padding = 0;  // Conv2d
   int64_t groups = 0;                           // GroupNorm
@@ -108,7 +110,7 @@ class Graph {
   int softmax(int x);
   // qkv [batch, tokens, 3 * heads * head_dim] (q, k, v, then heads) ->
   // [batch, tokens, heads * head_dim], streaming: no [tokens x tokens] matrix.
-  int attention(int qkv, int64_t heads);
+  int attention(int qkv, int64_t heads, kernels::AttentionMath math = kernels::AttentionMath::F32);
   // image [batch, channels, height, width] -> [batch, tokens, channels * patch^2]
   int patchify(int image, int64_t patch);
   // tokens [batch, tokens, patch^2 * channels] -> image [batch, channels, height, width]

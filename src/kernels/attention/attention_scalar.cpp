@@ -59,7 +59,10 @@ void for_each_head(const AttentionArgs& a, size_t scratch_floats,
   std::free(scratch);
 }
 
-AttentionFn attention_kernel(IsaLevel level) {
+AttentionFn attention_kernel(IsaLevel level, AttentionMath math) {
+  if (math == AttentionMath::Bf16Products && level == IsaLevel::Avx512 && cpu_features().avx512_bf16) {
+    return bf16_attention_flash_8x64__avx512bf16;
+  }
   return for_isa(level, f32_attention__scalar, f32_attention_flash_4x64__avx2, f32_attention_flash_8x64__avx512);
 }
 
