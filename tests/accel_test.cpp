@@ -248,13 +248,15 @@ TEST(Accelerators, TheDefaultIsAmxWheneverTheOsGrantsIt) {
 // Stands in for a backend: the oracle, made slower by a fixed delay per run.
 class DelayedRef final : public Accelerator {
  public:
-  explicit DelayedRef(std::chrono::microseconds delay) : ref_(make_accelerator("ref")), delay_(delay) {}
+  explicit DelayedRef(std::chrono::microseconds delay, int* runs = nullptr)
+      : ref_(make_accelerator("ref")), delay_(delay), runs_(runs) {}
   std::string_view name() const override { return "delayed"; }
   std::string kernel() const override { return "ref + " + std::to_string(delay_.count()) + " us"; }
   bool supports(const MatmulShape& s) const override { return ref_->supports(s); }
   std::unique_ptr<PackedWeight> pack(const WeightView& w) const override { return ref_->pack(w); }
   std::unique_ptr<Program> prepare(const MatmulShape& s) const override { return ref_->prepare(s); }
   void run(const Program& p, const MatmulArgs& a) const override {
+    if (runs_) ++*runs_;
     std::this_thread::sleep_for(delay_);
     ref_->run(p, a);
   }
@@ -262,6 +264,7 @@ class DelayedRef final : public Accelerator {
  private:
   std::unique_ptr<Accelerator> ref_;
   std::chrono::microseconds delay_;
+  int* runs_;
 };
 
 TEST(Accelerators, AutoKeepsTheFasterCandidatePerShapeAndStillComputesRight) {
@@ -281,42 +284,48 @@ TEST(Accelerators, AutoKeepsTheFasterCandidatePerShapeAndStillComputesRight) {
       << "the shape was timed once (" << std::chrono::duration<double>(first).count() << " s); runs go to the faster";
 }
 
-std::unique_ptr<Accelerator> slow_and_fast_auto(const std::string& choices_file) {
-  std::vector<std::unique_ptr<Accelerator>> candidates;
-  candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(20000)));
-  candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(0)));
-  return accel::make_auto_backend(std::move(candidates), choices_file);
-}
-
-std::chrono::duration<double> time_run(const Accelerator& accel, const Problem& p) {
-  const auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(run(accel, p, {true, Activation::None, false}), run(*make_accelerator("ref"), p, {true, Activation::None, false}));
-  return std::chrono::steady_clock::now() - start;
-}
+// A slow and a fast candidate that count their runs.
+struct CountedCandidates {
+  int slow_runs = 0, fast_runs = 0;
+  std::unique_ptr<Accelerator> make_auto(const std::string& choices_file) {
+    slow_runs = fast_runs = 0;
+    std::vector<std::unique_ptr<Accelerator>> candidates;
+    candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(20000), &slow_runs));
+    candidates.push_back(std::make_unique<DelayedRef>(std::chrono::microseconds(0), &fast_runs));
+    return accel::make_auto_backend(std::move(candidates), choices_file);
+  }
+};
 
 TEST(Accelerators, AutoRemembersItsChoicesForLaterProcessesAndSurvivesABadFile) {
   const test::TempDir dir;
   const std::string file = dir.file("cache/auto-choices.json");
   const Problem p = random_problem(5, 20, 40, 4);
-  EXPECT_GT(time_run(*slow_and_fast_auto(file), p).count(), 0.04) << "a new shape is timed (both candidates, 4 runs each)";
+  const std::vector<float> expected = run(*make_accelerator("ref"), p, {true, Activation::None, false});
+  CountedCandidates c;
+  EXPECT_EQ(run(*c.make_auto(file), p, {true, Activation::None, false}), expected);
+  EXPECT_GT(c.slow_runs, 0) << "a new shape is timed on both candidates";
   std::string text = test::read_text(file);
   EXPECT_THAT(text, ::testing::HasSubstr("\"20 x 40\": \"ref + 0 us\""));
-  EXPECT_LT(time_run(*slow_and_fast_auto(file), p).count(), 0.015) << "a remembered shape is not timed again";
+
+  EXPECT_EQ(run(*c.make_auto(file), p, {true, Activation::None, false}), expected);
+  EXPECT_EQ(c.slow_runs, 0) << "a remembered shape is not timed again";
+  EXPECT_EQ(c.fast_runs, 1);
 
   // A later process follows the file even where it names the slower kernel.
   text.replace(text.find("\"ref + 0 us\""), 12, "\"ref + 20000 us\"");
   test::write_text(file, text);
-  const auto follows_file = slow_and_fast_auto(file);
-  time_run(*follows_file, p);
-  EXPECT_GT(time_run(*follows_file, p).count(), 0.019) << "the remembered (slow) candidate runs";
+  EXPECT_EQ(run(*c.make_auto(file), p, {true, Activation::None, false}), expected);
+  EXPECT_EQ(c.slow_runs, 1);
+  EXPECT_EQ(c.fast_runs, 0);
 
   for (const std::string bad : {"{\"truncated", "[1, 2]", "{\"x\": 3}"}) {
     test::write_text(file, bad);
-    time_run(*slow_and_fast_auto(file), p);
+    EXPECT_EQ(run(*c.make_auto(file), p, {true, Activation::None, false}), expected) << bad;
     EXPECT_THAT(test::read_text(file), ::testing::HasSubstr("\"20 x 40\": \"ref + 0 us\"")) << bad;
   }
   test::write_text(dir.file("not-a-dir"), "");
-  time_run(*slow_and_fast_auto(dir.file("not-a-dir/auto-choices.json")), p);  // cannot be written: still runs
+  EXPECT_EQ(run(*c.make_auto(dir.file("not-a-dir/auto-choices.json")), p, {true, Activation::None, false}), expected)
+      << "a file that cannot be written costs only the timing";
 }
 
 // The vectorised packer against the portable loop, byte for byte, on panels

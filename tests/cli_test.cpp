@@ -251,6 +251,21 @@ TEST_F(Cli, GenerateStopsOnNanNamingTheStepAndTheOpAndRefusesWorkOverTheMemoryLi
   EXPECT_EQ(run("generate -q --max-memory 64M -m " + model + " -o " + dir_.file("x.png")).status, 0) << "within the limit";
 }
 
+// -128 is outside 8-bit S; a file holding it is refused by file, tensor and row.
+TEST_F(Cli, A8BitSWeightHoldingMinus128IsRefusedByName) {
+  const std::string converted = dir_.file("converted.safetensors");
+  ASSERT_EQ(run("convert -q " + test::write_pixel_dit(dir_) + " " + converted).status, 0);
+  const TensorInfo fc1 = *SafetensorsFile::open(converted).find("blocks.0.mlp.fc1.weight");
+  ASSERT_EQ(fc1.dtype, DType::I8);
+  std::fstream file(converted, std::ios::in | std::ios::out | std::ios::binary);
+  file.seekp(static_cast<std::streamoff>(fc1.file_offset + 3 * 32 + 5));  // row 3 of [128, 32]
+  file.put(static_cast<char>(0x80));
+  file.close();
+  expect_error("generate -m " + converted + " -o " + dir_.file("x.png"),
+               converted + ": 'blocks.0.mlp.fc1.weight': 8-bit S weight holds -128 at row 3; values must be in [-127, 127]");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
+}
+
 // A PNG's text is UTF-8, a file name need not be: bytes that are not UTF-8 become U+FFFD.
 TEST_F(Cli, GenerateRecordsAFileNameThatIsNotUtf8) {
   const std::string latin1 = dir_.file("pixel-dit-\xE9t\xE9.safetensors");

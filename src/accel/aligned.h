@@ -2,10 +2,20 @@
 
 #include <sys/mman.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
+
+// g++ says __SANITIZE_ADDRESS__, clang __has_feature (which g++ 12 lacks).
+#if defined(__SANITIZE_ADDRESS__)
+#define TILEDRAW_ADDRESS_SANITIZER
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TILEDRAW_ADDRESS_SANITIZER
+#endif
+#endif
 
 namespace tiledraw::accel {
 
@@ -37,7 +47,11 @@ class AlignedArray {
   size_t size() const { return count_; }
 
  private:
+#ifdef TILEDRAW_ADDRESS_SANITIZER
+  static constexpr size_t kMappedBytes = SIZE_MAX;  // AddressSanitizer watches heap blocks, not mappings
+#else
   static constexpr size_t kMappedBytes = size_t{4} << 20;
+#endif
 
   struct Free {
     size_t mapped_bytes;  // 0 when from aligned_alloc

@@ -186,7 +186,11 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
     values = parts.size() > 1 ? int8_[key].data() : reinterpret_cast<const int8_t*>(file_.data(*parts.front()).data());
   }
   reserve(static_cast<uint64_t>(rows * cols), "'" + key + ".weight' packed for the accelerator");
-  packed_.push_back(accel_.pack({values, scales.data(), rows, cols}));
+  try {
+    packed_.push_back(accel_.pack({values, scales.data(), rows, cols}));
+  } catch (const Error& e) {  // the backend knows the values, not where they came from
+    throw Error(file_.path() + ": '" + w.name + ".weight': " + e.what());
+  }
   w.weight = packed_.back().get();
   return w;
 }
