@@ -352,7 +352,9 @@ TEST(Conv2d, MatchesADirectConvolutionAtEveryStrideAndPadding) {
     int64_t batch, in, height, width, out, kernel, stride, padding;
   };
   for (const Case& c : {Case{2, 3, 7, 5, 17, 3, 1, 1}, Case{1, 4, 9, 8, 8, 3, 2, 1}, Case{2, 6, 5, 5, 5, 1, 1, 0},
-                        Case{1, 8, 20, 30, 16, 3, 1, 1}, Case{1, 2, 6, 6, 3, 3, 2, 0}}) {
+                        Case{1, 8, 20, 30, 16, 3, 1, 1}, Case{1, 2, 6, 6, 3, 3, 2, 0},
+                        // more channels than im2col takes at once; blocks of 256 pixels that straddle images
+                        Case{2, 37, 15, 13, 9, 3, 1, 1}}) {
     const int64_t k = c.in * c.kernel * c.kernel;
     // Weights as PyTorch holds them, [out][in][ky][kx], quantized per output channel.
     const std::vector<float> w = test::random_floats(static_cast<size_t>(c.out * k), 5, 0.3f);

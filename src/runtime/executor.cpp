@@ -253,10 +253,17 @@ double Executor::run_conv2d(const Node& node, const float* x, float* y) {
     } else {
       kernels::f32_gemm_onednn(conv_rows_.data(), count, k, node.float_weight.data, n, node.bias, conv_out_.data(), n);
     }
-#pragma omp parallel for schedule(static) if (count * n > 65536)
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t pixel = first + i, b = pixel / plane, at = pixel % plane;
-      for (int64_t c = 0; c < n; ++c) y[(b * n + c) * plane + at] = conv_out_[static_cast<size_t>(i * n + c)];
+    // [pixels, n] back to NCHW, channel by channel, so that each channel's
+    // pixels are written as one run (a block spans at most a few images).
+    for (int64_t i = 0; i < count;) {
+      const int64_t b = (first + i) / plane, at = (first + i) % plane, run = std::min(count - i, plane - at);
+      const float* block = conv_out_.data() + i * n;
+#pragma omp parallel for schedule(static) if (run * n > 65536)
+      for (int64_t c = 0; c < n; ++c) {
+        float* channel = y + (b * n + c) * plane + at;
+        for (int64_t j = 0; j < run; ++j) channel[j] = block[j * n + c];
+      }
+      i += run;
     }
   }
   return 2.0 * double(pixels) * double(n) * double(k);

@@ -1,5 +1,7 @@
 #include "kernels/layout/layout.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -71,20 +73,41 @@ void upsample_nearest_2x(const float* x, float* y, int64_t planes, int64_t heigh
 }
 
 void im2col_rows(const float* x, const ConvGeometry& g, int64_t first, int64_t count, float* rows) {
-  const int64_t k = g.kernel, row_length = g.channels * k * k;
-#pragma omp parallel for schedule(static) if (count * row_length > 65536)
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t pixel = first + i;
-    const int64_t b = pixel / (g.out_height * g.out_width);
-    const int64_t oy = pixel / g.out_width % g.out_height, ox = pixel % g.out_width;
-    float* row = rows + i * row_length;
-    for (int64_t c = 0; c < g.channels; ++c) {
-      const float* plane = x + (b * g.channels + c) * g.height * g.width;
-      for (int64_t ky = 0; ky < k; ++ky) {
-        const int64_t iy = oy * g.stride - g.padding + ky;
-        for (int64_t kx = 0; kx < k; ++kx) {
-          const int64_t ix = ox * g.stride - g.padding + kx;
-          *row++ = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width ? plane[iy * g.width + ix] : 0.0f;
+  const int64_t k = g.kernel, window = k * k, row_length = g.channels * window;
+  // NCHW input: a pixel's window spans every channel plane. Sixteen channels
+  // at a time, the planes' few input rows stay in cache across the block's
+  // pixels, and each pixel gets a contiguous run of its row.
+  constexpr int64_t kChannels = 16;
+  const int parts = count * row_length > 65536 ? omp_get_max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(parts)
+  for (int part = 0; part < parts; ++part) {
+    const int64_t begin = count * part / parts, end = count * (part + 1) / parts;
+    for (int64_t c0 = 0; c0 < g.channels; c0 += kChannels) {
+      const int64_t c1 = std::min(g.channels, c0 + kChannels);
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t pixel = first + i;
+        const int64_t b = pixel / (g.out_height * g.out_width);
+        const int64_t oy = pixel / g.out_width % g.out_height, ox = pixel % g.out_width;
+        float* out = rows + i * row_length + c0 * window;
+        const int64_t top = oy * g.stride - g.padding, left = ox * g.stride - g.padding;
+        const bool inside = top >= 0 && top + k <= g.height && left >= 0 && left + k <= g.width;
+        for (int64_t c = c0; c < c1; ++c) {
+          const float* plane = x + (b * g.channels + c) * g.height * g.width;
+          if (inside && k == 3) {  // the VAE's convolutions, away from the border: no checks, unrolled
+            const float* w = plane + top * g.width + left;
+            out[0] = w[0], out[1] = w[1], out[2] = w[2];
+            out[3] = w[g.width], out[4] = w[g.width + 1], out[5] = w[g.width + 2];
+            out[6] = w[2 * g.width], out[7] = w[2 * g.width + 1], out[8] = w[2 * g.width + 2];
+            out += 9;
+            continue;
+          }
+          for (int64_t ky = 0; ky < k; ++ky) {
+            const int64_t iy = top + ky;
+            for (int64_t kx = 0; kx < k; ++kx) {
+              const int64_t ix = left + kx;
+              *out++ = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width ? plane[iy * g.width + ix] : 0.0f;
+            }
+          }
         }
       }
     }
