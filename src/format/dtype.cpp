@@ -96,13 +96,17 @@ void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
     case DType::F32:
       std::memcpy(dst, p, count * sizeof(float));
       return;
+    // Large checkpoints are converted at load: on every thread.
     case DType::F16:
+#pragma omp parallel for schedule(static) if (count > (1 << 16))
       for (size_t i = 0; i < count; ++i) dst[i] = half_to_float(load_unaligned<uint16_t>(p + 2 * i));
       return;
     case DType::BF16:
+#pragma omp parallel for schedule(static) if (count > (1 << 16))
       for (size_t i = 0; i < count; ++i) dst[i] = bf16_to_float(load_unaligned<uint16_t>(p + 2 * i));
       return;
     case DType::F64:
+#pragma omp parallel for schedule(static) if (count > (1 << 16))
       for (size_t i = 0; i < count; ++i) dst[i] = static_cast<float>(load_unaligned<double>(p + 8 * i));
       return;
     default:
