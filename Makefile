@@ -39,10 +39,14 @@ test-asan: deps
 
 # libgomp is not instrumented, so its barriers would show as races: each
 # generation runs on one OpenMP thread, and the two generations on two threads.
+# Nor is oneDNN: tools/tsan.supp leaves its internals to oneDNN. auto's
+# remembered choices go to the build tree, as under ctest.
 tsan: deps
 	@$(call configure,build-tsan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILEDRAW_SANITIZE=thread -DTILEDRAW_BUILD_BENCH=OFF)
 	@cmake --build build-tsan -j$(JOBS) --target tiledraw_tests
-	@OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/tiledraw_tests --gtest_filter='Generator.*:ProgramCache.*'
+	@OMP_NUM_THREADS=1 TILEDRAW_CACHE_DIR=$(CURDIR)/build-tsan/cache \
+	  TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tools/tsan.supp" \
+	  build-tsan/tests/tiledraw_tests --gtest_filter='Generator.*:ProgramCache.*'
 
 # The libFuzzer targets (clang), FUZZ_SECONDS each (60 by default); see tools/fuzz.sh.
 fuzz: deps

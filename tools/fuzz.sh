@@ -20,6 +20,8 @@ case "${1:-}" in
 esac
 
 build=build-fuzz
+# auto's remembered choices stay in the build tree, not the caller's home.
+export TILEDRAW_CACHE_DIR="$PWD/$build/cache"
 seconds=${FUZZ_SECONDS:-60}
 targets=(safetensors_header_fuzz quant8s_fuzz model_loader_fuzz png_metadata_fuzz)
 # Longest input per target: room for a few KB of JSON or text, and for the
