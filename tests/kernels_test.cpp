@@ -128,22 +128,30 @@ TEST(KernelOracles, GroupNormOfOneGroupIsALayerNormOverItsChannels) {
   EXPECT_NEAR(y[5], 2.5 / std::sqrt(35.0 / 12), 1e-6);
 }
 
+struct AttentionCase {
+  int64_t batch, tokens, heads, dim;
+};
+
+// Random q, k, v of the case's shape through `kernel` and through the scalar
+// oracle: {actual, expected}.
+std::pair<std::vector<float>, std::vector<float>> attention_and_oracle(const AttentionCase& c, kernels::AttentionFn kernel) {
+  const size_t width = static_cast<size_t>(c.heads * c.dim);
+  const std::vector<float> qkv = test::random_floats(static_cast<size_t>(c.batch * c.tokens) * 3 * width,
+                                                     static_cast<uint32_t>(c.tokens), 2.0f);
+  std::vector<float> expected(static_cast<size_t>(c.batch * c.tokens) * width), actual(expected.size());
+  kernels::f32_attention__scalar({qkv.data(), expected.data(), c.batch, c.tokens, c.heads, c.dim});
+  kernel({qkv.data(), actual.data(), c.batch, c.tokens, c.heads, c.dim});
+  return {actual, expected};
+}
+
 TEST_P(FastKernels, StreamingAttentionEqualsTheNaiveOneFrom1To5000Tokens) {
   const kernels::AttentionFn fast = kernels::attention_kernel(GetParam(), kernels::AttentionMath::F32);
-  struct Case {
-    int64_t batch, tokens, heads, dim;
-  };
-  std::vector<Case> cases;
+  std::vector<AttentionCase> cases;
   for (int64_t t : {1, 2, 3, 4, 5, 15, 16, 17, 63, 64, 65, 100, 257, 1000}) cases.push_back({2, t, 2, 72});
   cases.push_back({1, 2049, 1, 64});
   cases.push_back({1, 5000, 1, 16});
-  for (const Case& c : cases) {
-    const size_t width = static_cast<size_t>(c.heads * c.dim);
-    const std::vector<float> qkv = test::random_floats(static_cast<size_t>(c.batch * c.tokens) * 3 * width,
-                                                       static_cast<uint32_t>(c.tokens), 2.0f);
-    std::vector<float> expected(static_cast<size_t>(c.batch * c.tokens) * width), actual(expected.size());
-    kernels::f32_attention__scalar({qkv.data(), expected.data(), c.batch, c.tokens, c.heads, c.dim});
-    fast({qkv.data(), actual.data(), c.batch, c.tokens, c.heads, c.dim});
+  for (const AttentionCase& c : cases) {
+    const auto [actual, expected] = attention_and_oracle(c, fast);
     expect_near_all(actual, expected, 2e-5, "attention over " + std::to_string(c.tokens) + " tokens");
   }
 }
@@ -155,20 +163,12 @@ TEST(KernelOracles, Bf16AttentionStaysWithinBf16RoundingOfTheOracle) {
   if (isa_level() < IsaLevel::Avx512 || !cpu_features().avx512_bf16) GTEST_SKIP() << "needs AVX512-BF16";
   const kernels::AttentionFn bf16 = kernels::attention_kernel(IsaLevel::Avx512, kernels::AttentionMath::Bf16Products);
   ASSERT_EQ(bf16, kernels::bf16_attention_flash_8x64__avx512bf16);
-  struct Case {
-    int64_t batch, tokens, heads, dim;
-  };
-  std::vector<Case> cases;
+  std::vector<AttentionCase> cases;
   for (int64_t t : {1, 2, 3, 17, 63, 64, 65, 257, 1024}) cases.push_back({2, t, 2, 72});
   cases.push_back({1, 100, 3, 71});
   cases.push_back({1, 33, 1, 512});
-  for (const Case& c : cases) {
-    const size_t width = static_cast<size_t>(c.heads * c.dim);
-    const std::vector<float> qkv = test::random_floats(static_cast<size_t>(c.batch * c.tokens) * 3 * width,
-                                                       static_cast<uint32_t>(c.tokens), 2.0f);
-    std::vector<float> expected(static_cast<size_t>(c.batch * c.tokens) * width), actual(expected.size());
-    kernels::f32_attention__scalar({qkv.data(), expected.data(), c.batch, c.tokens, c.heads, c.dim});
-    bf16({qkv.data(), actual.data(), c.batch, c.tokens, c.heads, c.dim});
+  for (const AttentionCase& c : cases) {
+    const auto [actual, expected] = attention_and_oracle(c, bf16);
     double worst = 0, scale = 0, squared = 0, squared_ref = 0;
     for (size_t i = 0; i < expected.size(); ++i) {
       worst = std::max(worst, std::abs(double(actual[i]) - expected[i]));
