@@ -82,13 +82,16 @@ TEST(DitBlock, MatchesTheComposedOraclesAtThreeShapes) {
       }
       return out;
     };
-    const std::vector<float> q = qkv.apply(*ref, half(x, 0, 1), n);
+    const std::vector<float> packed_qkv = qkv.apply(*ref, half(x, 0, 1), n);
     std::vector<float> attended(static_cast<size_t>(n * width));
     // Attention as the block asks for it (bf16 products after 8-bit S
     // projections, where the CPU has them); the kernels' own tests hold each
     // kind to the scalar oracle.
     kernels::attention_kernel(isa_level(), models::attention_math(qkv.view()))(
-        {q.data(), attended.data(), batch, tokens, heads, width / heads});
+        {.q = packed_qkv.data(), .k = packed_qkv.data() + width, .v = packed_qkv.data() + 2 * width,
+         .out = attended.data(), .q_stride = 3 * width, .k_stride = 3 * width, .v_stride = 3 * width,
+         .out_stride = width, .batch = batch, .q_tokens = tokens, .kv_tokens = tokens, .heads = heads,
+         .head_dim = width / heads});
     const std::vector<float> x1 = residual(x, proj.apply(*ref, attended, n), 2);
     const std::vector<float> expected =
         residual(x1, fc2.apply(*ref, fc1.apply(*ref, half(x1, 3, 4), n, Activation::GeluTanh), n), 5);

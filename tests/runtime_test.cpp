@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 
 #include "runtime/executor.h"
@@ -150,6 +151,60 @@ TEST(Graph, RefusesShapesThatDoNotFit) {
   EXPECT_THROW(g.input({2, 0}), Error);
 }
 
+TEST(Graph, SliceTakesTheLastDimensionOfAnyRankAsAView) {
+  Graph g;
+  const int x = g.input({2, 3, 24});
+  const int s = g.slice(x, 8, 16);
+  const Value& view = g.values()[static_cast<size_t>(s)];
+  EXPECT_EQ(view.shape, (std::vector<int64_t>{2, 3, 16}));
+  EXPECT_EQ(view.view_offset, 8);
+  EXPECT_EQ(view.stride(), 24);
+  EXPECT_EQ(view.rows(), 6);
+  EXPECT_FALSE(view.contiguous());
+  const int inner = g.slice(s, 4, 8);  // a slice of a slice: offsets add, the stride stays the root's
+  EXPECT_EQ(g.values()[static_cast<size_t>(inner)].shape, (std::vector<int64_t>{2, 3, 8}));
+  EXPECT_EQ(g.values()[static_cast<size_t>(inner)].view_offset, 12);
+  EXPECT_EQ(g.values()[static_cast<size_t>(inner)].stride(), 24);
+  EXPECT_EQ(g.root(inner), x);
+  const std::vector<int> parts = g.chunk(g.input({4, 5, 6, 12}), 3);
+  EXPECT_EQ(g.values()[static_cast<size_t>(parts[2])].shape, (std::vector<int64_t>{4, 5, 6, 4}));
+  EXPECT_EQ(g.values()[static_cast<size_t>(parts[2])].view_offset, 8);
+  EXPECT_THAT([&] { g.slice(x, 20, 8); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("cannot take [20, 28) of the last dimension of [2, 3, 24]")));
+  EXPECT_THROW(g.reshape(s, {6, 16}), Error);
+}
+
+TEST(Planner, AViewKeepsItsRootAliveUntilItsLastReader) {
+  const auto accel = make_accelerator("ref");
+  Graph g;
+  const int x = g.input({1, 8, 24});
+  const int packed = g.unary(Unary::Silu, x);  // read only through its slices, by the last op
+  const int q = g.slice(packed, 0, 8), k = g.slice(packed, 8, 8), v = g.slice(packed, 16, 8);
+  const int between = g.unary(Unary::GeluTanh, x);  // made after the slices, before their reader
+  const int later = g.layer_norm(between, nullptr, nullptr, 1e-6f);
+  g.output(g.attention(q, k, v, 2));
+  g.output(later);
+  const MemoryPlan plan = plan_memory(g);
+  const auto share_bytes = [&](int a, int b) {
+    const int64_t a_end = plan.offset[static_cast<size_t>(a)] + g.values()[static_cast<size_t>(a)].bytes();
+    const int64_t b_end = plan.offset[static_cast<size_t>(b)] + g.values()[static_cast<size_t>(b)].bytes();
+    return plan.offset[static_cast<size_t>(a)] < b_end && plan.offset[static_cast<size_t>(b)] < a_end;
+  };
+  EXPECT_FALSE(share_bytes(packed, between));
+  EXPECT_FALSE(share_bytes(packed, later));
+  EXPECT_EQ(plan.offset[static_cast<size_t>(k)], plan.offset[static_cast<size_t>(packed)]) << "a view has its root's memory";
+
+  const auto in = test::random_floats(8 * 24, 4);
+  ProgramCache cache;
+  Executor reused(g, *accel, cache, true), fresh(g, *accel, cache, false);
+  reused.run({in.data()});
+  fresh.run({in.data()});
+  for (int out : g.outputs()) {
+    const int64_t n = g.values()[static_cast<size_t>(out)].numel();
+    EXPECT_EQ(std::vector<float>(reused.data(out), reused.data(out) + n), std::vector<float>(fresh.data(out), fresh.data(out) + n));
+  }
+}
+
 // A DiT-style MLP half-block: modulated layer norm, MLP with GELU, residual.
 struct Block {
   int64_t width = 48, hidden = 192;
@@ -240,13 +295,88 @@ TEST(Executor, AttentionInAGraphMatchesTheOracleAndViewsCostNothing) {
   EXPECT_THROW(g.attention(qkv, 5), Error);
   ProgramCache cache;
   Executor exec(g, *accel, cache);
-  EXPECT_EQ(exec.plan().arena_bytes, 2 * 33 * 32 * 4) << "the reshape shares the input's memory; only the output is new";
+  EXPECT_EQ(exec.plan().arena_bytes, 2 * 33 * 32 * 4) << "the reshape and slices share the input's memory; only the output is new";
   const auto x = test::random_floats(2 * 33 * 96, 8);
   exec.run({x.data()});
   std::vector<float> expected(2 * 33 * 32);
-  kernels::f32_attention__scalar({x.data(), expected.data(), 2, 33, 4, 8});
+  kernels::f32_attention__scalar({.q = x.data(), .k = x.data() + 32, .v = x.data() + 64, .out = expected.data(),
+                                  .q_stride = 96, .k_stride = 96, .v_stride = 96, .out_stride = 32, .batch = 2,
+                                  .q_tokens = 33, .kv_tokens = 33, .heads = 4, .head_dim = 8});
   const float* y = exec.data(g.outputs()[0]);
   for (size_t i = 0; i < expected.size(); ++i) ASSERT_NEAR(y[i], expected[i], 2e-5 * (1 + std::abs(expected[i])));
+}
+
+// Queries from one value, keys and values sliced from another (a stacked k/v
+// projection of a text context), with and without the causal mask.
+TEST(Executor, CrossAttentionBetweenTwoGraphValuesMatchesTheOracle) {
+  const auto accel = make_accelerator("ref");
+  const int64_t batch = 2, queries = 9, keys = 5, heads = 4, dim = 8, width = heads * dim;
+  Graph g;
+  const int x = g.input({batch, queries, width});
+  const int context = g.input({batch, keys, 2 * width});
+  const int k = g.slice(context, 0, width), v = g.slice(context, width, width);
+  g.output(g.attention(x, k, v, heads));
+  g.output(g.attention(x, k, v, heads, kernels::AttentionMath::F32, true));
+  ProgramCache cache;
+  Executor exec(g, *accel, cache);
+  EXPECT_EQ(exec.plan().arena_bytes, 2 * batch * queries * width * 4) << "the slices are views: only the outputs are new";
+  const auto q_data = test::random_floats(static_cast<size_t>(batch * queries * width), 1);
+  const auto kv_data = test::random_floats(static_cast<size_t>(batch * keys * 2 * width), 2);
+  exec.run({q_data.data(), kv_data.data()});
+  for (const bool causal : {false, true}) {
+    std::vector<float> expected(static_cast<size_t>(batch * queries * width));
+    kernels::f32_attention__scalar({.q = q_data.data(), .k = kv_data.data(), .v = kv_data.data() + width,
+                                    .out = expected.data(), .q_stride = width, .k_stride = 2 * width,
+                                    .v_stride = 2 * width, .out_stride = width, .batch = batch, .q_tokens = queries,
+                                    .kv_tokens = keys, .heads = heads, .head_dim = dim, .causal = causal});
+    const float* y = exec.data(g.outputs()[causal ? 1 : 0]);
+    for (size_t i = 0; i < expected.size(); ++i) {
+      ASSERT_NEAR(y[i], expected[i], 2e-5 * (1 + std::abs(expected[i]))) << (causal ? "causal " : "") << "at " << i;
+    }
+  }
+  // 4 FLOPs per head dimension of each (query, visible key): 9 x 5 pairs, then
+  // 1 + 2 + 3 + 4 + 5 + 4 x 5 = 35 under the mask.
+  EXPECT_EQ(exec.profile().at(OpKind::Attention).ops, 4.0 * batch * heads * dim * (9 * 5 + 35));
+
+}
+
+TEST(Graph, AttentionRefusesOperandsThatDoNotFit) {
+  Graph g;
+  const int q = g.input({2, 9, 32});
+  const int context = g.input({2, 5, 64});
+  const int k = g.slice(context, 0, 32), v = g.slice(context, 32, 32);
+  const auto refuses = [&](const std::function<void()>& build, const std::string& message) {
+    EXPECT_THAT(build, ::testing::ThrowsMessage<Error>(::testing::HasSubstr(message)));
+  };
+  refuses([&] { g.attention(q, k, g.input({2, 6, 32}), 4); },
+          "attention needs q [batch, q_tokens, heads * head_dim] and k, v [batch, kv_tokens, heads * head_dim], got "
+          "q [2, 9, 32], k [2, 5, 32], v [2, 6, 32] with 4 heads");
+  refuses([&] { g.attention(q, g.input({1, 5, 32}), g.input({1, 5, 32}), 4); }, "k [1, 5, 32]");
+  refuses([&] { g.attention(q, k, v, 5); }, "with 5 heads");
+  refuses([&] { g.attention(g.input({9, 32}), k, v, 4); }, "q [9, 32]");
+  refuses([&] { g.layer_norm(k, nullptr, nullptr, 1e-6f); }, "layer_norm needs a contiguous input, got a slice");
+}
+
+// The packed-qkv convenience is the three-slice call, so the same bits, in
+// either kind of arithmetic.
+TEST(Executor, PackedQkvAttentionEqualsTheThreeSliceCallBitForBit) {
+  const auto accel = make_accelerator("ref");
+  const int64_t heads = 3, width = heads * 24;
+  const auto qkv_data = test::random_floats(2 * 70 * 3 * width, 5);
+  for (const auto math : {kernels::AttentionMath::F32, kernels::AttentionMath::Bf16Products}) {
+    Graph packed, sliced;
+    packed.output(packed.attention(packed.input({2, 70, 3 * width}), heads, math));
+    const int qkv = sliced.input({2, 70, 3 * width});
+    sliced.output(sliced.attention(sliced.slice(qkv, 0, width), sliced.slice(qkv, width, width),
+                                   sliced.slice(qkv, 2 * width, width), heads, math));
+    ProgramCache cache;
+    Executor a(packed, *accel, cache), b(sliced, *accel, cache);
+    a.run({qkv_data.data()});
+    b.run({qkv_data.data()});
+    const float* ya = a.data(packed.outputs()[0]);
+    const float* yb = b.data(sliced.outputs()[0]);
+    EXPECT_EQ(std::vector<float>(ya, ya + 2 * 70 * width), std::vector<float>(yb, yb + 2 * 70 * width));
+  }
 }
 
 TEST(Executor, ProfilePrintsATableByOp) {

@@ -332,9 +332,15 @@ void Executor::run_node(const Node& node) {
       rows_.softmax(x, y, in.rows(), in.cols());
       break;
     case OpKind::Attention: {
-      const int64_t batch = in.shape[0], tokens = in.shape[1], dim = in.cols() / 3 / node.heads;
-      kernels::attention_kernel(isa_level(), node.attention_math)({x, y, batch, tokens, node.heads, dim});
-      ops = 4.0 * double(batch) * double(node.heads) * double(tokens) * double(tokens) * double(dim);
+      const Value& k = graph_.values()[static_cast<size_t>(node.inputs[1])];
+      const Value& v = graph_.values()[static_cast<size_t>(node.inputs[2])];
+      const kernels::AttentionArgs args{.q = x, .k = address(node.inputs[1]), .v = address(node.inputs[2]), .out = y,
+                                        .q_stride = in.stride(), .k_stride = k.stride(), .v_stride = v.stride(),
+                                        .out_stride = in.cols(), .batch = in.shape[0], .q_tokens = in.shape[1],
+                                        .kv_tokens = k.shape[1], .heads = node.heads,
+                                        .head_dim = in.cols() / node.heads, .causal = node.causal};
+      kernels::attention_kernel(isa_level(), node.attention_math)(args);
+      ops = kernels::attention_flops(args);
       break;
     }
     case OpKind::Unary:

@@ -29,13 +29,30 @@ int Graph::root(int value) const {
   return value;
 }
 
+namespace {
+
+// Ops that read rows by their stride: attention (all of q, k, v) and the
+// per-batch vectors (modulate's scale and shift, the residual gate).
+bool accepts_slice(OpKind kind, size_t input) {
+  switch (kind) {
+    case OpKind::View:
+    case OpKind::Attention:
+      return true;
+    case OpKind::Modulate:
+    case OpKind::NormModulate:
+      return input > 0;
+    case OpKind::GatedResidual:
+      return input == 2;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 int Graph::add_node(Node node, std::vector<int64_t> shape) {
   for (size_t i = 0; i < node.inputs.size(); ++i) {
-    // Only per-batch vectors (modulate's scale and shift, the residual gate) may be strided.
-    const bool per_batch = node.kind == OpKind::Modulate || node.kind == OpKind::NormModulate ||
-                           node.kind == OpKind::GatedResidual;
-    const bool vector_operand = per_batch && i > 0 && !(node.kind == OpKind::GatedResidual && i == 1);
-    if (!vector_operand && node.kind != OpKind::View && !at(node.inputs[i]).contiguous()) {
+    if (!accepts_slice(node.kind, i) && !at(node.inputs[i]).contiguous()) {
       throw Error(std::string("graph: ") + op_name(node.kind) + " needs a contiguous input, got a slice");
     }
   }
@@ -233,17 +250,32 @@ int Graph::gated_residual(int x, int y, int gate) {
 
 int Graph::softmax(int x) { return add_node({OpKind::Softmax, {x}, -1}, at(x).shape); }
 
+int Graph::attention(int q, int k, int v, int64_t heads, kernels::AttentionMath math, bool causal) {
+  const std::vector<int64_t>& sq = at(q).shape;
+  const std::vector<int64_t>& sk = at(k).shape;
+  const std::vector<int64_t>& sv = at(v).shape;
+  if (sq.size() != 3 || sk.size() != 3 || sk != sv || sq[0] != sk[0] || sq[2] != sk[2] || heads <= 0 ||
+      sq[2] % heads != 0) {
+    throw Error("graph: attention needs q [batch, q_tokens, heads * head_dim] and k, v [batch, kv_tokens, heads * "
+                "head_dim], got q " + shape_string(sq) + ", k " + shape_string(sk) + ", v " + shape_string(sv) +
+                " with " + std::to_string(heads) + " heads");
+  }
+  Node node{OpKind::Attention, {q, k, v}, -1};
+  node.heads = heads;
+  node.attention_math = math;
+  node.causal = causal;
+  return add_node(std::move(node), sq);
+}
+
 int Graph::attention(int qkv, int64_t heads, kernels::AttentionMath math) {
-  std::vector<int64_t> shape = at(qkv).shape;
+  const std::vector<int64_t>& shape = at(qkv).shape;
   if (shape.size() != 3 || heads <= 0 || shape[2] % (3 * heads) != 0) {
     throw Error("graph: attention needs qkv [batch, tokens, 3 * heads * head_dim], got " + shape_string(shape) +
                 " with " + std::to_string(heads) + " heads");
   }
-  shape[2] /= 3;
-  Node node{OpKind::Attention, {qkv}, -1};
-  node.heads = heads;
-  node.attention_math = math;
-  return add_node(std::move(node), std::move(shape));
+  const int64_t width = shape[2] / 3;
+  const int q = slice(qkv, 0, width), k = slice(qkv, width, width), v = slice(qkv, 2 * width, width);
+  return attention(q, k, v, heads, math);
 }
 
 int Graph::patchify(int image, int64_t patch) {
@@ -306,11 +338,13 @@ int Graph::reshape(int x, std::vector<int64_t> shape) {
 
 int Graph::slice(int x, int64_t begin, int64_t size) {
   const Value& v = at(x);
-  if (v.shape.size() != 2 || !v.contiguous() || begin < 0 || size <= 0 || begin + size > v.cols()) {
-    throw Error("graph: cannot take columns [" + std::to_string(begin) + ", " + std::to_string(begin + size) +
-                ") of " + shape_string(v.shape));
+  if (begin < 0 || size <= 0 || begin + size > v.cols()) {
+    throw Error("graph: cannot take [" + std::to_string(begin) + ", " + std::to_string(begin + size) +
+                ") of the last dimension of " + shape_string(v.shape));
   }
-  return add_view(x, {v.shape[0], size}, begin, v.cols());
+  std::vector<int64_t> shape = v.shape;
+  shape.back() = size;
+  return add_view(x, std::move(shape), begin, v.stride());
 }
 
 std::vector<int> Graph::chunk(int x, int64_t parts) {

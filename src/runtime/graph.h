@@ -27,7 +27,7 @@ struct Value {
   int producer = -1;        // node index; -1 for a graph input
   int view_of = -1;         // a view (reshape, slice) aliases this value's memory
   int64_t view_offset = 0;  // elements from the start of the root's memory
-  int64_t row_stride = 0;   // elements between rows when not contiguous (a slice of columns)
+  int64_t row_stride = 0;   // elements between rows (numel / cols of them) when not contiguous (a slice)
   bool contiguous() const { return row_stride == 0 || row_stride == cols(); }
   int64_t stride() const { return row_stride ? row_stride : cols(); }
   int64_t numel() const;
@@ -57,8 +57,9 @@ struct Node {
   const float* gamma = nullptr;  // norms
   const float* beta = nullptr;
   float eps = 0.0f;
-  int64_t heads = 0;  // Attention
+  int64_t heads = 0;  // Attention: inputs q, k, v
   kernels::AttentionMath attention_math = kernels::AttentionMath::F32;
+  bool causal = false;  // Attention
   int64_t patch = 0;  // Patchify, Unpatchify
   int64_t kernel = 0, stride = 1, padding = 0;  // Conv2d
   int64_t groups = 0;                           // GroupNorm
@@ -108,8 +109,15 @@ class Graph {
   // allowed): DiT's gated residual in one pass.
   int gated_residual(int x, int y, int gate);
   int softmax(int x);
-  // qkv [batch, tokens, 3 * heads * head_dim] (q, k, v, then heads) ->
-  // [batch, tokens, heads * head_dim], streaming: no [tokens x tokens] matrix.
+  // Multi-head attention, streaming (no [q_tokens x kv_tokens] matrix): q
+  // [batch, q_tokens, heads * head_dim] against k and v [batch, kv_tokens,
+  // heads * head_dim] -> [batch, q_tokens, heads * head_dim]. Any of them may
+  // be a slice (columns of a packed projection). With `causal`, query i sees
+  // keys j <= i only (top-left aligned, also when the token counts differ).
+  int attention(int q, int k, int v, int64_t heads, kernels::AttentionMath math = kernels::AttentionMath::F32,
+                bool causal = false);
+  // Self-attention over one packed projection qkv [batch, tokens, 3 * heads *
+  // head_dim] (q, k, v, then heads): its three column slices, as above.
   int attention(int qkv, int64_t heads, kernels::AttentionMath math = kernels::AttentionMath::F32);
   // image [batch, channels, height, width] -> [batch, tokens, channels * patch^2]
   int patchify(int image, int64_t patch);
@@ -121,9 +129,11 @@ class Graph {
   // outside [0, rows) is an Error when the graph runs.
   int embedding(int ids, const float* table, int64_t rows, int64_t cols);
   int reshape(int x, std::vector<int64_t> shape);  // a view: no copy
-  // Columns [begin, begin + size) of a 2-D value: a strided view, no copy.
+  // [begin, begin + size) of the last dimension of a value of any rank (of
+  // its rows, numel / cols of them): a strided view, no copy; a slice of a
+  // slice is one too.
   int slice(int x, int64_t begin, int64_t size);
-  std::vector<int> chunk(int x, int64_t parts);  // equal slices of the columns
+  std::vector<int> chunk(int x, int64_t parts);  // equal slices of the last dimension
   void output(int value);
   // Names the op that produced `value`, for messages about it.
   void label(int value, std::string label);
