@@ -25,7 +25,7 @@ def main(tiledraw, float_vae, int8_vae):
                                       ("8-bit S weights, float path", int8_vae, "float")):
             subprocess.run([tiledraw, "forward", "-m", path, "--inputs", f"{tmp}/z.safetensors", "-o", f"{tmp}/out.safetensors",
                             "--precision", precision], check=True)
-            outs[name] = st_io.load(f"{tmp}/out.safetensors")[0]["out"]
+            outs[name] = st_io.load(f"{tmp}/out.safetensors")[0]["image"]
     reference = outs.pop("float")
     pixels = ((reference.clamp(-1, 1) + 1) * 127.5).round()
     for name, out in outs.items():

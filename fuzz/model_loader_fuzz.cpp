@@ -23,12 +23,13 @@
 #include "runtime/executor.h"
 #include "tiledraw/accel.h"
 #include "tiledraw/error.h"
+#include "tiledraw/pipeline.h"
 #include "tiledraw/quant8s.h"
 
 namespace {
 
 using tiledraw::DType;
-using tiledraw::models::Precision;
+using tiledraw::Precision;
 using json = nlohmann::json;
 
 enum class Kind { DitOriginal, DitDiffusers, Vae, Mlp };
@@ -394,7 +395,7 @@ void load_and_run(Kind kind, const tiledraw::SafetensorsFile& file, const tiledr
     case Kind::DitDiffusers: {
       const models::DitModel model(file, accel, precision);
       const int64_t side = 2 * model.config().patch_size;
-      run(model.build(1, side, side)->graph, accel, static_cast<float>(model.config().num_classes));
+      run(model.build({1, side, side})->graph, accel, static_cast<float>(model.config().num_classes));
       break;
     }
     case Kind::Vae: {
@@ -435,8 +436,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t i = 0; i < kMaxMutations && !in.empty(); ++i) mutate(model, in);
   if (before) print_changes(*before, model);
 
+  const std::string path = input.write(file_bytes(model));
   try {
-    const tiledraw::SafetensorsFile file = tiledraw::SafetensorsFile::open(input.write(file_bytes(model)));
+    tiledraw::inspect_checkpoint(path);  // family detection reads the names and shapes alone
+  } catch (const tiledraw::Error& error) {
+    fuzz::refused(error);
+  }
+  try {
+    const tiledraw::SafetensorsFile file = tiledraw::SafetensorsFile::open(path);
     load_and_run(kind, file, *accel, precision);
   } catch (const tiledraw::Error& error) {
     fuzz::refused(error);  // a file the loader refuses, or a graph that does not fit together

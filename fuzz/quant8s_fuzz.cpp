@@ -25,7 +25,7 @@ using tiledraw::DType;
 using tiledraw::SafetensorsFile;
 using tiledraw::TensorInfo;
 using tiledraw::models::LinearWeights;
-using tiledraw::models::Precision;
+using tiledraw::Precision;
 using tiledraw::models::WeightStore;
 
 constexpr const char* kNames[] = {"x.weight", "x.weight_scale", "x.bias", "y.weight", "y.weight_scale",

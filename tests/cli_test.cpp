@@ -5,6 +5,7 @@
 
 #include <csignal>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "test_util.h"
 #include "models/dit.h"
 #include "runtime/executor.h"
+#include "tiledraw/pipeline.h"
 #include "tiledraw/safetensors.h"
 
 namespace tiledraw {
@@ -121,7 +123,7 @@ TEST_F(Cli, HelpVersionAndInfoSucceed) {
 TEST_F(Cli, GlobalAccelAndThreadsOptionsReachTheRuntime) {
   const CommandResult r = run("info --accel ref --threads 1");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("accel     ref: set by TILEDRAW_ACCEL"));
+  EXPECT_THAT(r.out, HasSubstr("accel     ref: chosen by --accel"));
   EXPECT_THAT(r.out, HasSubstr("threads   1\n"));
   expect_error("info --accel tpu", "--accel");
   expect_error("info --threads 0", "--threads");
@@ -157,7 +159,7 @@ TEST_F(Cli, ForwardRunsADitOnNamedInputsAndWritesItsOutput) {
   const auto accel = make_accelerator("auto");
   const SafetensorsFile file = SafetensorsFile::open(model);
   const models::DitModel dit(file, *accel);
-  const auto built = dit.build(2, 8, 8);
+  const auto built = dit.build({2, 8, 8});
   ProgramCache cache;
   runtime::Executor exec(built->graph, *accel, cache);
   const std::vector<float> tf = {10.0f, 999.0f}, yf = {1.0f, 10.0f};
@@ -172,13 +174,13 @@ TEST_F(Cli, ForwardRunsADitOnNamedInputsAndWritesItsOutput) {
                "no tensor 't'");
   expect_error("forward -m " + dir_.file("partial.safetensors") + " --inputs " + dir_.file("in.safetensors") + " -o " +
                    dir_.file("o2.safetensors"),
-               "not a DiT checkpoint");
+               "partial.safetensors: no model family matches (1 tensor: x (1)); tiledraw knows ");
   EXPECT_FALSE(std::filesystem::exists(dir_.file("o2.safetensors")));
 }
 
 TEST_F(Cli, GenerateWritesAReproduciblePngThatCarriesItsParameters) {
   const std::string model = test::write_pixel_dit(dir_);
-  for (const char* sampler : {"ddim", "ddpm", "euler", "dpm++2m"}) {
+  for (const std::string& sampler : sampler_names()) {
     const std::string args = "generate -m " + model + " --class 1 --steps 4 --seed 7 --sampler " + sampler + " -o ";
     const CommandResult a = run(args + dir_.file("a.png"));
     ASSERT_EQ(a.status, 0) << a.err;
@@ -190,17 +192,22 @@ TEST_F(Cli, GenerateWritesAReproduciblePngThatCarriesItsParameters) {
     EXPECT_THAT(png, HasSubstr(std::string("parameters") + '\0' + "class 1\nSteps: 4, Sampler: " + sampler +
                                    ", CFG scale: 4, Seed: 7, Size: 8x8, Model: pixel-dit.safetensors"));
   }
+  ASSERT_EQ(run("generate -q -m " + model + " --steps 4 --sampler dpm++2m --scheduler karras --cfg-scale 1.5 -o " +
+                dir_.file("k.png")).status, 0);
+  EXPECT_THAT(test::read_text(dir_.file("k.png")),
+              HasSubstr("Steps: 4, Sampler: dpm++2m, Schedule type: karras, CFG scale: 1.5, Seed: 42, Size: 8x8"));
   ASSERT_EQ(run("generate -q -m " + model + " --steps 3 --seed 8 -W 12 -H 8 -b 2 -o " + dir_.file("c.png")).status, 0);
   EXPECT_TRUE(std::filesystem::exists(dir_.file("c-1.png")));
   EXPECT_TRUE(std::filesystem::exists(dir_.file("c-2.png")));
   EXPECT_NE(test::read_text(dir_.file("c-1.png")), test::read_text(dir_.file("c-2.png")));
 
-  expect_error("generate -m " + model + " --class 3 -o " + dir_.file("x.png"), "--class: 3 is outside 0..2");
+  expect_error("generate -m " + model + " --class 3 -o " + dir_.file("x.png"), "--class: class 3 is outside 0..2");
   expect_error("generate -m " + model + " -W 7 -o " + dir_.file("x.png"), "7 x 8 is not a positive multiple of 2 (the patch size)");
-  expect_error("generate -m " + model + " --sampler heun -o " + dir_.file("x.png"), "unknown sampler 'heun'");
+  expect_error("generate -m " + model + " --sampler plms -o " + dir_.file("x.png"), "--sampler: unknown sampler 'plms' (one of euler, ");
+  expect_error("generate -m " + model + " --scheduler beta -o " + dir_.file("x.png"), "--scheduler: unknown scheduler 'beta'");
   expect_error("generate -m " + std::string(TILEDRAW_SOURCE_DIR) + "/examples/tiny-dit-f16.safetensors -o " +
                    dir_.file("x.png"),
-               "4-channel latents, not pixels; decoding them needs --vae");
+               "4-channel latents, not pixels; decoding them needs --vae VAE.safetensors");
   EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
 }
 
@@ -229,8 +236,9 @@ TEST_F(Cli, GenerateTakesClassNamesAndWritesGrids) {
 
   expect_error(base + " --class-name dog -o " + dir_.file("x.png"), "--class-name: no class named 'dog'");
   expect_error("generate -m " + model + " --class-name cat -o " + dir_.file("x.png"),
-               "--class-name: 'cat' is not a class id, and the model has no class names (give --labels FILE)");
-  expect_error("generate -m " + model + " --vae " + model + " -o " + dir_.file("x.png"), "not a VAE decoder");
+               "--class-name: 'cat' is not a class id, and the model has no class names");
+  expect_error("generate -m " + model + " --vae " + model + " -o " + dir_.file("x.png"),
+               "pixel-dit.safetensors: holds no AutoencoderKL decoder (diffusers or original layout)");
   EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
 }
 
@@ -242,7 +250,7 @@ TEST_F(Cli, GenerateStopsOnNanNamingTheStepAndTheOpAndRefusesWorkOverTheMemoryLi
 
   const std::string model = test::write_pixel_dit(dir_);
   expect_error("--max-memory 8M generate -m " + model + " -W 4096 -H 4096 -o " + dir_.file("x.png"),
-               "the latents and pictures of 1 image of 4096 x 4096 would take 1.0 GiB beyond the ");
+               "the latents and pictures of 1 image of 4096 x 4096 would take 656.0 MiB beyond the ");
   expect_error("--max-memory 8M generate -m " + model + " -W 4096 -H 4096 -o " + dir_.file("x.png"),
                "already in use, over the memory limit of 8.0 MiB (--max-memory)");
   expect_error("generate -m " + model + " -W 16384 -H 16384 -b 256 -o " + dir_.file("x.png"), "over the memory limit of");
@@ -275,8 +283,9 @@ TEST_F(Cli, GenerateRecordsAFileNameThatIsNotUtf8) {
   EXPECT_THAT(test::read_text(dir_.file("x.png")), HasSubstr("Model: pixel-dit-\uFFFDt\uFFFD.safetensors"));
 }
 
-// Ctrl-C during sampling: the process dies of the signal and writes nothing.
-TEST_F(Cli, InterruptedGenerateLeavesNoOutput) {
+// Ctrl-C during sampling: the run stops within a step, says so, exits with
+// 128 + SIGINT and writes nothing.
+TEST_F(Cli, InterruptedGenerateStopsWithinAStepAndLeavesNoOutput) {
   int err[2];
   ASSERT_EQ(pipe(err), 0);
   const std::string out = dir_.file("out.png");
@@ -284,7 +293,8 @@ TEST_F(Cli, InterruptedGenerateLeavesNoOutput) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     dup2(err[1], 2);
-    execl(TILEDRAW_BINARY, TILEDRAW_BINARY, "generate", "--steps", "200", "-o", out.c_str(), static_cast<char*>(nullptr));
+    execl(TILEDRAW_BINARY, TILEDRAW_BINARY, "generate", "--steps", "10000", "--sampler", "euler", "-o", out.c_str(),
+          static_cast<char*>(nullptr));
     _exit(127);
   }
   close(err[1]);
@@ -294,11 +304,17 @@ TEST_F(Cli, InterruptedGenerateLeavesNoOutput) {
     progress.append(buffer, static_cast<size_t>(n));
   }
   ASSERT_THAT(progress, HasSubstr("sampling")) << "the run must be sampling when interrupted";
+  const auto interrupted = std::chrono::steady_clock::now();
   kill(child, SIGINT);
+  for (ssize_t n; (n = read(err[0], buffer, sizeof buffer)) > 0;) progress.append(buffer, static_cast<size_t>(n));
   int status = 0;
   waitpid(child, &status, 0);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - interrupted).count();
   close(err[0]);
-  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_THAT(progress, ::testing::ContainsRegex("tiledraw: interrupted \\(cancelled at step [0-9]+/10000\\); nothing was written"));
+  EXPECT_LT(seconds, 2.0) << "a step of the bundled model takes about a millisecond";
   EXPECT_EQ(dir_.entries(), std::vector<std::string>{}) << "no image and no temporary file";
 }
 

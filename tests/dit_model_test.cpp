@@ -18,7 +18,7 @@ const std::string kTinyDit = std::string(TILEDRAW_SOURCE_DIR) + "/examples/tiny-
 
 std::vector<float> forward(const models::DitModel& model, const Accelerator& accel, int64_t height, int64_t width,
                            const std::vector<float>& classes) {
-  const auto built = model.build(2, height, width);
+  const auto built = model.build({2, height, width});
   ProgramCache cache;
   runtime::Executor exec(built->graph, accel, cache);
   const auto latents = test::random_floats(static_cast<size_t>(2 * model.config().in_channels * height * width), 4);
@@ -73,7 +73,7 @@ TEST(DitModel, RefusesBadClassesSizesAndFiles) {
   const models::DitModel model(file, *accel);
   EXPECT_THAT([&] { forward(model, *accel, 8, 8, {11.0f, 0.0f}); },
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("is not a row of a table of 11")));
-  EXPECT_THAT([&] { model.build(1, 7, 8); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("multiples of the patch size 2")));
+  EXPECT_THAT([&] { model.build({1, 7, 8}); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("multiples of the patch size 2")));
   test::TempDir dir;
   write_safetensors(dir.file("other.safetensors"), {}, {});
   const SafetensorsFile other = SafetensorsFile::open(dir.file("other.safetensors"));

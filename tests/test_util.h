@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <ostream>
 #include <sstream>
 #include <random>
@@ -91,34 +92,47 @@ std::span<const std::byte> bytes_of(const std::vector<T>& v) {
   return std::as_bytes(std::span<const T>(v));
 }
 
-// A pixel-space DiT (1 channel, 8 x 8, patch 2, width 32, one block, 3 classes,
-// learned sigma) with random weights in the original layout, written as
-// pixel-dit.safetensors in `dir`. A `poisoned` tensor gets a NaN as its first value.
-inline std::string write_pixel_dit(const TempDir& dir, const std::string& poisoned = "") {
-  const int64_t h = 32, p = 2, tokens = 16, classes = 3;
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
-      {"pos_embed", {1, tokens, h}}, {"x_embedder.proj.weight", {h, 1, p, p}}, {"x_embedder.proj.bias", {h}},
-      {"t_embedder.mlp.0.weight", {h, 256}}, {"t_embedder.mlp.0.bias", {h}}, {"t_embedder.mlp.2.weight", {h, h}},
-      {"t_embedder.mlp.2.bias", {h}}, {"y_embedder.embedding_table.weight", {classes + 1, h}},
-      {"blocks.0.attn.qkv.weight", {3 * h, h}}, {"blocks.0.attn.qkv.bias", {3 * h}},
-      {"blocks.0.attn.proj.weight", {h, h}}, {"blocks.0.attn.proj.bias", {h}},
-      {"blocks.0.mlp.fc1.weight", {4 * h, h}}, {"blocks.0.mlp.fc1.bias", {4 * h}},
-      {"blocks.0.mlp.fc2.weight", {h, 4 * h}}, {"blocks.0.mlp.fc2.bias", {h}},
-      {"blocks.0.adaLN_modulation.1.weight", {6 * h, h}}, {"blocks.0.adaLN_modulation.1.bias", {6 * h}},
-      {"final_layer.linear.weight", {p * p * 2, h}}, {"final_layer.linear.bias", {p * p * 2}},
-      {"final_layer.adaLN_modulation.1.weight", {2 * h, h}}, {"final_layer.adaLN_modulation.1.bias", {2 * h}}};
+using TensorShapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+
+// F32 tensors of these names and shapes, random (a seed per tensor, from
+// `seed` on, values within +-scale), written to `path`. A `poisoned` tensor
+// gets a NaN as its first value.
+inline void write_random_safetensors(const std::string& path, const TensorShapes& shapes,
+                                     const std::map<std::string, std::string>& metadata, uint32_t seed = 1,
+                                     float scale = 0.2f, const std::string& poisoned = "") {
   std::vector<std::vector<float>> storage;
   storage.reserve(shapes.size());
   std::vector<TensorSource> tensors;
-  uint32_t seed = 1;
   for (const auto& [name, shape] : shapes) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
-    storage.push_back(random_floats(static_cast<size_t>(n), seed++, 0.2f));
+    storage.push_back(random_floats(static_cast<size_t>(n), seed++, scale));
     if (name == poisoned) storage.back()[0] = std::numeric_limits<float>::quiet_NaN();
     tensors.push_back(TensorSource::from_bytes(name, DType::F32, shape, bytes_of(storage.back())));
   }
-  write_safetensors(dir.file("pixel-dit.safetensors"), std::move(tensors), {{"config", R"({"num_heads": 2, "input_size": 8})"}});
+  write_safetensors(path, std::move(tensors), metadata);
+}
+
+// The tensors of a pixel-space DiT (1 channel, 8 x 8, patch 2, width 32, one
+// block, 3 classes, learned sigma) in the original layout.
+inline TensorShapes pixel_dit_shapes() {
+  const int64_t h = 32, p = 2, tokens = 16, classes = 3;
+  return {{"pos_embed", {1, tokens, h}}, {"x_embedder.proj.weight", {h, 1, p, p}}, {"x_embedder.proj.bias", {h}},
+          {"t_embedder.mlp.0.weight", {h, 256}}, {"t_embedder.mlp.0.bias", {h}}, {"t_embedder.mlp.2.weight", {h, h}},
+          {"t_embedder.mlp.2.bias", {h}}, {"y_embedder.embedding_table.weight", {classes + 1, h}},
+          {"blocks.0.attn.qkv.weight", {3 * h, h}}, {"blocks.0.attn.qkv.bias", {3 * h}},
+          {"blocks.0.attn.proj.weight", {h, h}}, {"blocks.0.attn.proj.bias", {h}},
+          {"blocks.0.mlp.fc1.weight", {4 * h, h}}, {"blocks.0.mlp.fc1.bias", {4 * h}},
+          {"blocks.0.mlp.fc2.weight", {h, 4 * h}}, {"blocks.0.mlp.fc2.bias", {h}},
+          {"blocks.0.adaLN_modulation.1.weight", {6 * h, h}}, {"blocks.0.adaLN_modulation.1.bias", {6 * h}},
+          {"final_layer.linear.weight", {p * p * 2, h}}, {"final_layer.linear.bias", {p * p * 2}},
+          {"final_layer.adaLN_modulation.1.weight", {2 * h, h}}, {"final_layer.adaLN_modulation.1.bias", {2 * h}}};
+}
+
+// That DiT with random weights, written as pixel-dit.safetensors in `dir`.
+inline std::string write_pixel_dit(const TempDir& dir, const std::string& poisoned = "") {
+  write_random_safetensors(dir.file("pixel-dit.safetensors"), pixel_dit_shapes(),
+                           {{"config", R"({"num_heads": 2, "input_size": 8})"}}, 1, 0.2f, poisoned);
   return dir.file("pixel-dit.safetensors");
 }
 

@@ -13,6 +13,9 @@ namespace tiledraw {
 uint64_t physical_memory_bytes();
 uint64_t memory_limit();
 void set_memory_limit(uint64_t bytes);
+// How a user changes the limit, named in parentheses after it in messages (a
+// program's flag); set once before any work.
+void set_memory_limit_hint(std::string hint);
 // "512M", "2G", "1.5GiB", "1048576": a size as people write it. Text that is
 // not a positive size is an Error naming `flag`.
 uint64_t parse_memory_size(const std::string& text, const std::string& flag);

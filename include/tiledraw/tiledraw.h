@@ -10,6 +10,7 @@
 #include "tiledraw/error.h"
 #include "tiledraw/image.h"
 #include "tiledraw/memory.h"
+#include "tiledraw/pipeline.h"
 #include "tiledraw/quant8s.h"
 #include "tiledraw/safetensors.h"
 

@@ -46,7 +46,7 @@ class RandomLayer {
 void run_bench_dit(const BenchArgs& a) {
   if (a.width % a.heads != 0) throw Error("--width must be a multiple of --heads");
   std::string why;
-  const std::unique_ptr<Accelerator> accel = make_accelerator("auto", &why);
+  const std::unique_ptr<Accelerator> accel = selected_accelerator(&why);
   std::printf("DiT-shaped stack: depth %lld, width %lld, %lld heads, MLP x%lld, %lld tokens, batch %lld; accel %s (%s)\n",
               static_cast<long long>(a.depth), static_cast<long long>(a.width), static_cast<long long>(a.heads),
               static_cast<long long>(a.mlp_ratio), static_cast<long long>(a.tokens), static_cast<long long>(a.batch),

@@ -20,8 +20,8 @@ struct ClassifyArgs {
 
 void run_classify(const ClassifyArgs& a) {
   const SafetensorsFile file = SafetensorsFile::open(a.model);
-  const std::unique_ptr<Accelerator> accel = make_accelerator("auto");
-  const models::MlpClassifier judge(file, *accel, models::parse_precision(a.precision, "--precision"));
+  const std::unique_ptr<Accelerator> accel = selected_accelerator();
+  const models::MlpClassifier judge(file, *accel, precision_flag(a.precision, "--precision"));
   const int64_t features = judge.channels() * judge.height() * judge.width();
 
   // Every image is read and checked before anything runs or prints.

@@ -1,34 +1,28 @@
-#include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/interrupt.h"
 #include "cli/progress.h"
-#include "models/dit.h"
-#include "models/vae.h"
-#include "pipeline/generation.h"
-#include "runtime/text.h"
+#include "runtime/stopwatch.h"
 #include "tiledraw/tiledraw.h"
 
 namespace tiledraw::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, precision = "auto", vae, vae_precision = "auto", labels, output = "out.png", sampler = "ddim";
-  std::vector<std::string> classes, class_names;
-  int64_t steps = 50, seed = 42, width = 0, height = 0, batch = 1;
-  double cfg_scale = 4.0;
+  std::string model, family, precision = "auto", vae, vae_precision = "auto", labels, output = "out.png";
+  std::string sampler, scheduler = "default", initial_noise, output_latents;
+  std::vector<std::string> classes, class_names, negative_classes;
+  int64_t steps = 0, seed = 42, width = 0, height = 0, batch = 1;
+  double cfg_scale = NAN;
   bool grid = false, quiet = false, profile = false;
 };
-
-using Clock = std::chrono::steady_clock;
-
-std::string base_name(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 
 std::string numbered(const std::string& path, int64_t index, int64_t count) {
   if (count == 1) return path;
@@ -37,13 +31,6 @@ std::string numbered(const std::string& path, int64_t index, int64_t count) {
   const bool has_extension = dot != std::string::npos && (slash == std::string::npos || dot > slash);
   return (has_extension ? path.substr(0, dot) : path) + "-" + std::to_string(index + 1) +
          (has_extension ? path.substr(dot) : ".png");
-}
-
-// Names compare without case, with spaces, underscores and hyphens alike.
-std::string name_key(const std::string& name) {
-  std::string key;
-  for (const char c : name) key += (c == ' ' || c == '_' || c == '-') ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return key;
 }
 
 std::vector<std::string> read_labels(const std::string& path) {
@@ -57,150 +44,158 @@ std::vector<std::string> read_labels(const std::string& path) {
   return names;
 }
 
-// Class ids from --class (ids or names, comma-separated, or "all") and --class-name.
-std::vector<int64_t> resolve_classes(const GenerateArgs& a, const std::vector<std::string>& names, int64_t count) {
-  std::vector<std::pair<std::string, std::string>> wanted;  // (flag, value)
-  for (const std::string& list : a.classes) {
-    std::stringstream items(list);
-    for (std::string item; std::getline(items, item, ',');) wanted.emplace_back("--class", item);
+std::vector<std::string> comma_separated(const std::vector<std::string>& lists) {
+  std::vector<std::string> items;
+  for (const std::string& list : lists) {
+    std::stringstream in(list);
+    for (std::string item; std::getline(in, item, ',');) items.push_back(item);
   }
-  for (const std::string& name : a.class_names) wanted.emplace_back("--class-name", name);
-  if (wanted.empty()) wanted.emplace_back("--class", "0");
+  return items;
+}
 
-  std::vector<int64_t> ids;
-  for (const auto& [flag, value] : wanted) {
-    if (value == "all" && flag == "--class") {
-      for (int64_t i = 0; i < count; ++i) ids.push_back(i);
-      continue;
-    }
-    const bool numeric = flag == "--class" && !value.empty() && std::all_of(value.begin(), value.end(), ::isdigit);
-    if (numeric) {
-      const int64_t id = value.size() > 9 ? count : std::stoll(value);
-      if (id >= count) throw Error("--class: " + value + " is outside 0.." + std::to_string(count - 1));
-      ids.push_back(id);
-      continue;
-    }
-    if (names.empty()) {
-      throw Error(flag + ": '" + value + "' is not a class id, and the model has no class names (give --labels FILE)");
-    }
-    const std::string key = name_key(value);
-    const auto it = std::find_if(names.begin(), names.end(), [&](const std::string& n) { return name_key(n) == key; });
-    if (it == names.end()) throw Error(flag + ": no class named '" + value + "'");
-    ids.push_back(it - names.begin());
-  }
-  return ids;
+// The tensor `name` of a safetensors file as floats.
+FloatTensor read_tensor(const std::string& path, const std::string& name) {
+  const SafetensorsFile file = SafetensorsFile::open(path);
+  const TensorInfo* t = file.find(name);
+  if (!t) throw Error(path + ": no tensor '" + name + "'");
+  if (!is_float_dtype(t->dtype)) throw Error(path + ": tensor '" + name + "' is " + std::string(dtype_name(t->dtype)) + ", expected floats");
+  FloatTensor out{t->shape, std::vector<float>(static_cast<size_t>(t->numel()))};
+  convert_to_f32(t->dtype, file.data(*t).data(), out.data.data(), out.data.size());
+  return out;
+}
+
+void write_tensor(const std::string& path, const std::string& name, const FloatTensor& tensor) {
+  std::vector<TensorSource> tensors;
+  tensors.push_back(TensorSource::from_bytes(name, DType::F32, tensor.shape, std::as_bytes(std::span(tensor.data))));
+  write_safetensors(path, std::move(tensors), {{"produced_by", std::string("tiledraw ") + version()}});
 }
 
 void run_generate(GenerateArgs a) {
-  const auto start = Clock::now();
+  const auto start = std::chrono::steady_clock::now();
+  const std::atomic<bool>& interrupted = cancel_on_interrupt();
   if (a.model.empty()) a.model = default_model_path();
-  const SafetensorsFile file = SafetensorsFile::open(a.model);
-  const std::unique_ptr<Accelerator> accel = make_accelerator("auto");
-  const models::DitModel model(file, *accel, models::parse_precision(a.precision, "--precision"));
-  const models::DitConfig& c = model.config();
-
-  std::unique_ptr<SafetensorsFile> vae_file;
-  std::unique_ptr<models::VaeDecoder> vae;
-  if (!a.vae.empty()) {
-    vae_file = std::make_unique<SafetensorsFile>(SafetensorsFile::open(a.vae));
-    vae = std::make_unique<models::VaeDecoder>(*vae_file, *accel, models::parse_precision(a.vae_precision, "--vae-precision"));
-  } else if (c.in_channels != 1 && c.in_channels != 3) {
-    throw Error(a.model + ": the model makes " + std::to_string(c.in_channels) +
+  LoadOptions options;
+  options.family = a.family;
+  options.precision = precision_flag(a.precision, "--precision");
+  options.vae = a.vae;
+  options.vae_precision = precision_flag(a.vae_precision, "--vae-precision");
+  options.accelerator = global_options().accelerator;
+  if (!a.labels.empty()) options.class_names = read_labels(a.labels);
+  const std::unique_ptr<Pipeline> pipeline = Pipeline::load(a.model, options);
+  const ModelInfo& info = pipeline->info();
+  if (info.vae.empty() && info.latent) {
+    throw Error(a.model + ": the model makes " + std::to_string(info.latent_channels) +
                 "-channel latents, not pixels; decoding them needs --vae VAE.safetensors");
   }
-  ProgramCache cache;
-  const pipeline::Generator generator = [&] {
-    try {
-      return pipeline::Generator(model, vae.get(), *accel, cache);
-    } catch (const Error& e) {
-      throw Error(a.vae + ": " + e.what());
-    }
-  }();
 
-  const std::vector<std::string> names = a.labels.empty() ? models::class_names(file) : read_labels(a.labels);
-  pipeline::GenerationRequest request;
-  request.classes = resolve_classes(a, names, c.num_classes);
-  request.per_class = a.batch;
-  request.steps = static_cast<int>(a.steps);
-  request.sampler = sampling::parse_sampler(a.sampler);
-  request.cfg_scale = a.cfg_scale;
-  request.seed = static_cast<uint64_t>(a.seed);
+  GenerationRequest request;
+  // Classes are checked per flag, so that an error names the flag it came from.
+  const auto check_classes = [&](const char* flag, const std::vector<std::string>& items) {
+    if (!items.empty()) for_flag(flag, [&] { return pipeline->class_ids(items); });
+  };
+  check_classes("--class", comma_separated(a.classes));
+  check_classes("--class-name", a.class_names);
+  check_classes("--negative-class", comma_separated(a.negative_classes));
+  request.classes = comma_separated(a.classes);
+  request.classes.insert(request.classes.end(), a.class_names.begin(), a.class_names.end());
+  request.negative_classes = comma_separated(a.negative_classes);
+  request.batch = a.batch;
+  if (a.steps > 0) request.steps = static_cast<int>(a.steps);
+  if (!a.sampler.empty()) request.sampler = for_flag("--sampler", [&] { return parse_sampler(a.sampler); });
+  request.scheduler = for_flag("--scheduler", [&] { return parse_scheduler(a.scheduler); });
+  if (!std::isnan(a.cfg_scale)) request.cfg_scale = a.cfg_scale;
+  request.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : std::random_device{}() & 0xffffffffu;
   request.height = a.height;
   request.width = a.width;
-  const auto [height, width] = [&] {
-    try {
-      return generator.image_size(request);
-    } catch (const Error& e) {
-      throw Error(std::string("-W/-H: ") + e.what());
+  request.profile = a.profile;
+  const auto [height, width] = for_flag("-W/-H", [&] { return pipeline->image_size(request); });
+  if (!a.initial_noise.empty()) {
+    request.initial_noise = read_tensor(a.initial_noise, "noise");
+    const std::vector<int64_t> expected = pipeline->latent_shape(request);
+    if (request.initial_noise->shape != expected) {
+      throw Error("--initial-noise: " + a.initial_noise + ": 'noise' has shape " + shape_string(request.initial_noise->shape) +
+                  ", this generation needs " + shape_string(expected));
     }
-  }();
-  const int64_t images = static_cast<int64_t>(request.classes.size()) * a.batch;
+  }
 
   const double load_seconds = seconds_since(start);
   Progress progress("sampling", "it", a.quiet);
-  pipeline::GenerationReport report;
-  const std::vector<Image> pictures = generator.generate(
+  const GenerationResult result = pipeline->generate(
       request, [&](int done, int total) { progress.update(static_cast<size_t>(done), static_cast<size_t>(total)); },
-      &report);
+      &interrupted);
   progress.finish();
+  if (interrupted.load()) throw Cancelled("interrupted after sampling");
 
-  std::string subject;
-  for (const int64_t id : request.classes) {
-    subject += (subject.empty() ? "class " : ", ") + std::to_string(id);
-    if (static_cast<size_t>(id) < names.size()) subject += " (" + names[static_cast<size_t>(id)] + ")";
-  }
-  char cfg[32];
-  std::snprintf(cfg, sizeof cfg, "%g", a.cfg_scale);
-  // File names need not be UTF-8; the PNG's text must be.
-  const std::string parameters = to_utf8(subject + "\nSteps: " + std::to_string(a.steps) + ", Sampler: " + sampling::sampler_name(request.sampler) +
-                                 ", CFG scale: " + cfg + ", Seed: " + std::to_string(a.seed) + ", Size: " + std::to_string(width) +
-                                 "x" + std::to_string(height) + ", Model: " + base_name(a.model) +
-                                 (vae ? ", VAE: " + base_name(a.vae) : std::string()) + ", Accelerator: " + accel->kernel());
+  const int64_t images = static_cast<int64_t>(result.images.size());
   std::vector<std::string> written;
   if (a.grid || images == 1) {
-    const int64_t columns = request.classes.size() > 1 ? a.batch : static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(images))));
-    write_png(a.output, images == 1 ? pictures[0] : image_grid(pictures, columns), {{"parameters", parameters}});
+    const int64_t classes = images / a.batch;
+    const int64_t columns = classes > 1 ? a.batch : static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(images))));
+    write_png(a.output, images == 1 ? result.images[0] : image_grid(result.images, columns),
+              {{"parameters", images == 1 ? result.parameters[0] : result.batch_parameters}});
     written.push_back(a.output);
   } else {
     for (int64_t i = 0; i < images; ++i) {
       written.push_back(numbered(a.output, i, images));
-      write_png(written.back(), pictures[static_cast<size_t>(i)], {{"parameters", parameters}});
+      write_png(written.back(), result.images[static_cast<size_t>(i)], {{"parameters", result.parameters[static_cast<size_t>(i)]}});
     }
+  }
+  if (!a.output_latents.empty()) {
+    write_tensor(a.output_latents, "latents", result.latents);
+    written.push_back(a.output_latents);
   }
   if (!a.quiet) {
     for (const std::string& path : written) std::printf("wrote %s\n", path.c_str());
-    std::printf("%lld image%s of %lld x %lld: load %.2f s, %lld steps %.2f s (%.2f it/s)", static_cast<long long>(images),
-                images == 1 ? "" : "s", static_cast<long long>(width), static_cast<long long>(height), load_seconds,
-                static_cast<long long>(a.steps), report.sampling_seconds, static_cast<double>(a.steps) / report.sampling_seconds);
-    if (vae) std::printf(", VAE decode %.2f s", report.decode_seconds);
+    const int steps = request.steps.value_or(info.default_steps);
+    std::printf("%lld image%s of %lld x %lld: load %.2f s, %d steps %.2f s (%.2f it/s)", static_cast<long long>(images),
+                images == 1 ? "" : "s", static_cast<long long>(width), static_cast<long long>(height), load_seconds, steps,
+                result.sampling_seconds, steps / result.sampling_seconds);
+    if (!info.vae.empty()) std::printf(", VAE decode %.2f s", result.decode_seconds);
     std::printf(", total %.2f s\n", seconds_since(start));
   }
-  if (a.profile) {
-    if (vae) report.vae_profile.print(stderr, *accel, cache.stats(), report.vae_arena_bytes);
-    report.model_profile.print(stderr, *accel, cache.stats(), report.model_arena_bytes);
-  }
+  if (a.profile) std::fputs(result.profile.c_str(), stderr);
+}
+
+std::string choices(const std::vector<std::string>& names) {
+  std::string text;
+  for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
+  return text;
 }
 
 }  // namespace
 
 void add_generate_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
-  CLI::App* cmd = app.add_subcommand("generate", "Generate images with a class-conditional DiT");
-  cmd->add_option("-m,--model", args->model, "DiT safetensors, float or 8-bit S (default: the bundled Fashion-MNIST model)");
+  CLI::App* cmd = app.add_subcommand("generate", "Generate images with a diffusion model");
+  cmd->add_option("-m,--model", args->model,
+                  "Model: a safetensors file or a diffusers folder, float or 8-bit S (default: the bundled Fashion-MNIST DiT)");
+  cmd->add_option("--family", args->family, "The model's family (dit) when detection should not decide");
   cmd->add_option("--precision", args->precision, "Model matrices as stored (auto), float, or 8bit-s")->capture_default_str();
-  cmd->add_option("--vae", args->vae, "VAE decoder (diffusers AutoencoderKL) for latent models");
+  cmd->add_option("--vae", args->vae, "VAE (AutoencoderKL, diffusers or original layout, or a checkpoint holding one) "
+                                      "instead of the model's own");
   cmd->add_option("--vae-precision", args->vae_precision, "VAE matrices as stored (auto), float, or 8bit-s")->capture_default_str();
   cmd->add_option("--class", args->classes, "Class ids or names, comma-separated, or 'all' (default 0)");
   cmd->add_option("--class-name", args->class_names, "Class by name (from the model's class names or --labels)");
+  cmd->add_option("--negative-class", args->negative_classes,
+                  "Classes to steer away from, one or one per class (default: the model's unconditional class)");
   cmd->add_option("--labels", args->labels, "Text file of class names, one per line, in id order");
-  cmd->add_option("--steps", args->steps, "Sampling steps")->capture_default_str()->check(CLI::Range(1, 1000));
-  cmd->add_option("--sampler", args->sampler, "ddpm, ddim, euler or dpm++2m")->capture_default_str();
-  cmd->add_option("--cfg-scale", args->cfg_scale, "Classifier-free guidance scale (1 turns it off)")->capture_default_str();
-  cmd->add_option("--seed", args->seed, "Seed of the initial noise")->capture_default_str();
+  cmd->add_option("--steps", args->steps, "Sampling steps (default: the model's, 50 for DiT)")->check(CLI::Range(1, 10000));
+  cmd->add_option("--sampler", args->sampler, "Sampler: " + choices(sampler_names()) + " (default: the model's, ddim for DiT)");
+  cmd->add_option("--scheduler", args->scheduler,
+                  "Noise schedule: " + choices(scheduler_names()) +
+                      " (default: ddim and ddpm on the model's own timesteps, the others normal)")
+      ->capture_default_str();
+  cmd->add_option("--cfg-scale", args->cfg_scale, "Classifier-free guidance scale; 1 turns it off (default: the model's, 4 for DiT)");
+  cmd->add_option("--seed", args->seed, "Seed: image i of a batch uses seed + i; -1 picks one at random")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{-1}, int64_t{1} << 62));
   cmd->add_option("-W,--width", args->width, "Width in pixels (default: the model's trained size)")->check(CLI::Range(1, 1 << 14));
   cmd->add_option("-H,--height", args->height, "Height in pixels (default: the model's trained size)")->check(CLI::Range(1, 1 << 14));
   cmd->add_option("-b,--batch", args->batch, "Images per class")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("-o,--output", args->output, "Output PNG (numbered when there are several, unless --grid)")->capture_default_str();
+  cmd->add_option("--initial-noise", args->initial_noise,
+                  "Safetensors file whose tensor 'noise' [images, channels, h, w] replaces the seeded initial noise");
+  cmd->add_option("--output-latents", args->output_latents, "Also write the sampled latents (tensor 'latents') here");
   cmd->add_flag("--grid", args->grid, "Write all images as one grid (a row per class when there are several)");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress and no summary");
   cmd->add_flag("--profile", args->profile, "Print time by op, the program cache and the arena (stderr)");

@@ -23,7 +23,7 @@ void run_info() {
   std::printf("kernels   %s (set TILEDRAW_ISA=scalar|avx2|avx512 to use a lower level)\n",
               isa_level_name(isa_level()));
   std::string why;
-  const std::unique_ptr<Accelerator> chosen = make_accelerator("auto", &why);
+  const std::unique_ptr<Accelerator> chosen = selected_accelerator(&why);
   std::printf("accel     %s: %s\n", std::string(chosen->name()).c_str(), why.c_str());
   const std::string choices = accel::default_choices_file();
   std::printf("choices   %s\n", choices.empty() ? "not kept (TILEDRAW_CACHE_DIR is empty)"

@@ -31,6 +31,34 @@ const char* role_name(Role role) {
   return "tensor";
 }
 
+// The family detection finds, or why none matched: any safetensors file can be inspected.
+void print_family(const std::string& path) {
+  try {
+    const CheckpointInfo info = inspect_checkpoint(path);
+    std::printf("model     %s: %s%s\n", info.family.c_str(), info.description.c_str(),
+                info.supported ? "" : " (recognised; tiledraw does not run this family yet)");
+    for (const CheckpointInfo::Component& c : info.components) {
+      std::printf("          %s: %s%s\n", c.name.c_str(), c.where.c_str(), c.details.empty() ? "" : (", " + c.details).c_str());
+    }
+  } catch (const Error& e) {
+    std::printf("model     none recognised: %s\n", e.what());
+  }
+}
+
+nlohmann::ordered_json family_json(const std::string& path) {
+  try {
+    const CheckpointInfo info = inspect_checkpoint(path);
+    nlohmann::ordered_json out{{"family", info.family}, {"description", info.description}, {"supported", info.supported}};
+    out["components"] = nlohmann::ordered_json::array();
+    for (const CheckpointInfo::Component& c : info.components) {
+      out["components"].push_back({{"name", c.name}, {"where", c.where}, {"details", c.details}});
+    }
+    return out;
+  } catch (const Error& e) {
+    return {{"family", nullptr}, {"error", e.what()}};
+  }
+}
+
 void run_inspect(const InspectArgs& args) {
   const SafetensorsFile file = SafetensorsFile::open(args.path);
   std::map<std::string, Role> roles;
@@ -53,6 +81,7 @@ void run_inspect(const InspectArgs& args) {
     out["bytes"] = file.file_size();
     out["header_bytes"] = file.header_size();
     out["metadata"] = file.metadata();
+    out["model"] = family_json(args.path);
     out["tensors"] = nlohmann::ordered_json::array();
     for (const TensorInfo* t : by_name) {
       out["tensors"].push_back({{"name", t->name},
@@ -72,6 +101,7 @@ void run_inspect(const InspectArgs& args) {
     std::printf("%-9s %s = %s\n", label, key.c_str(), value.c_str());
     label = "";
   }
+  print_family(args.path);
   std::printf("tensors   %zu, of which %zu are 8-bit S weights\n\n", file.tensors().size(), weights.size());
   std::printf("  %-7s %-22s %-11s %s\n", "dtype", "shape", "bytes", "name");
   std::map<std::string, std::pair<size_t, uint64_t>> by_dtype;

@@ -1,7 +1,6 @@
 #include <omp.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <new>
 
@@ -11,13 +10,14 @@
 
 int main(int argc, char** argv) {
   tiledraw::remove_partial_files_on_interrupt();
+  tiledraw::set_memory_limit_hint("--max-memory");
   CLI::App app{"tiledraw: image generation with 8-bit S weights on a matrix accelerator"};
   app.set_version_flag("--version", std::string("tiledraw ") + tiledraw::version());
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the command: `tiledraw info --accel onednn`
   app.add_option("--accel", "Matrix accelerator backend (default auto: amx, else vnni, else ref)")
       ->check(CLI::IsMember(tiledraw::accelerator_names()))
-      ->each([](const std::string& name) { setenv("TILEDRAW_ACCEL", name.c_str(), 1); });
+      ->each([](const std::string& name) { tiledraw::cli::global_options().accelerator = name; });
   app.add_option("--threads", "Threads for every kernel (default: all cores)")
       ->check(CLI::Range(1, 1024))
       ->each([](const std::string& count) { omp_set_num_threads(std::stoi(count)); });
@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "tiledraw: %s (see 'tiledraw --help')\n", e.what());
     return 2;
+  } catch (const tiledraw::Cancelled& e) {
+    std::fprintf(stderr, "tiledraw: interrupted (%s); nothing was written\n", e.what());
+    return 130;
   } catch (const tiledraw::Error& e) {
     std::fprintf(stderr, "tiledraw: error: %s\n", e.what());
     return 2;

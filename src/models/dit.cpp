@@ -65,80 +65,62 @@ constexpr const char* kExpectedLayouts =
     "expected the original DiT layout (x_embedder.proj, t_embedder.mlp.0/2, y_embedder.embedding_table, "
     "blocks.N.{attn.qkv, attn.proj, mlp.fc1, mlp.fc2, adaLN_modulation.1}, final_layer.{linear, adaLN_modulation.1}) "
     "or diffusers' DiTTransformer2DModel (pos_embed.proj, transformer_blocks.N.{norm1.emb, norm1.linear, "
-    "attn1.to_q/to_k/to_v/to_out.0, ff.net.0.proj, ff.net.2}, proj_out_1, proj_out_2)";
+    "attn1.to_q/to_k/to_v, attn1.to_out.0, ff.net.0.proj, ff.net.2}, proj_out_1, proj_out_2)";
 
 constexpr const char* kKind = "a DiT checkpoint";
 
-const TensorInfo& require(const SafetensorsFile& file, const std::string& name) {
-  return require_tensor(file, name, kKind, kExpectedLayouts);
-}
-
-// The name of each weight in a layout. Block parts take the block's index.
-enum class Part { PatchEmbed, TimeMlp0, TimeMlp2, ClassTable, AdaLn, Qkv, Proj, Fc1, Fc2, FinalAdaLn, FinalLinear };
-
-std::vector<std::string> tensor_prefixes(DitLayout layout, Part part, int64_t block = 0) {
-  const std::string b = std::to_string(block);
+// The canonical names are the original repository's, with the timestep and
+// class embedders named per block ("blocks.N.t_embedder"), since diffusers
+// stores one pair in every block; the original's single pair serves them all.
+WeightView::Rename layout_rename(DitLayout layout) {
   if (layout == DitLayout::Original) {
-    const std::string p = "blocks." + b + ".";
-    switch (part) {
-      case Part::PatchEmbed: return {"x_embedder.proj"};
-      case Part::TimeMlp0: return {"t_embedder.mlp.0"};
-      case Part::TimeMlp2: return {"t_embedder.mlp.2"};
-      case Part::ClassTable: return {"y_embedder.embedding_table"};
-      case Part::AdaLn: return {p + "adaLN_modulation.1"};
-      case Part::Qkv: return {p + "attn.qkv"};
-      case Part::Proj: return {p + "attn.proj"};
-      case Part::Fc1: return {p + "mlp.fc1"};
-      case Part::Fc2: return {p + "mlp.fc2"};
-      case Part::FinalAdaLn: return {"final_layer.adaLN_modulation.1"};
-      case Part::FinalLinear: return {"final_layer.linear"};
-    }
+    return rename_by_rules({{"blocks.{}.t_embedder", {"t_embedder"}}, {"blocks.{}.y_embedder", {"y_embedder"}}});
   }
-  const std::string p = "transformer_blocks." + b + ".";
-  switch (part) {
-    case Part::PatchEmbed: return {"pos_embed.proj"};
-    case Part::TimeMlp0: return {p + "norm1.emb.timestep_embedder.linear_1"};
-    case Part::TimeMlp2: return {p + "norm1.emb.timestep_embedder.linear_2"};
-    case Part::ClassTable: return {p + "norm1.emb.class_embedder.embedding_table"};
-    case Part::AdaLn: return {p + "norm1.linear"};
-    case Part::Qkv: return {p + "attn1.to_q", p + "attn1.to_k", p + "attn1.to_v"};
-    case Part::Proj: return {p + "attn1.to_out.0"};
-    case Part::Fc1: return {p + "ff.net.0.proj"};
-    case Part::Fc2: return {p + "ff.net.2"};
-    case Part::FinalAdaLn: return {"proj_out_1"};
-    case Part::FinalLinear: return {"proj_out_2"};
-  }
-  return {};
+  const std::string b = "transformer_blocks.{}.";
+  return rename_by_rules({
+      {"x_embedder.proj", {"pos_embed.proj"}},
+      {"blocks.{}.t_embedder.mlp.0", {b + "norm1.emb.timestep_embedder.linear_1"}},
+      {"blocks.{}.t_embedder.mlp.2", {b + "norm1.emb.timestep_embedder.linear_2"}},
+      {"blocks.{}.y_embedder.embedding_table", {b + "norm1.emb.class_embedder.embedding_table"}},
+      {"blocks.{}.adaLN_modulation.1", {b + "norm1.linear"}},
+      {"blocks.{}.attn.qkv", {b + "attn1.to_q", b + "attn1.to_k", b + "attn1.to_v"}},
+      {"blocks.{}.attn.proj", {b + "attn1.to_out.0"}},
+      {"blocks.{}.mlp.fc1", {b + "ff.net.0.proj"}},
+      {"blocks.{}.mlp.fc2", {b + "ff.net.2"}},
+      {"final_layer.adaLN_modulation.1", {"proj_out_1"}},
+      {"final_layer.linear", {"proj_out_2"}},
+      {"pos_embed", {}},  // diffusers computes the table
+  });
 }
 
-std::string weight_of(DitLayout layout, Part part, int64_t block = 0) {
-  return tensor_prefixes(layout, part, block).front() + ".weight";
-}
+std::string block(int64_t b, const char* part) { return "blocks." + std::to_string(b) + "." + part; }
 
-DitConfig read_config(const SafetensorsFile& file) {
+DitConfig read_config(const WeightView& view, DitLayout layout) {
+  const auto require = [&](const std::string& name) -> const TensorInfo& {
+    return require_tensor(view, name, kKind, kExpectedLayouts);
+  };
   DitConfig c;
-  c.layout = file.find("pos_embed.proj.weight") && !file.find("x_embedder.proj.weight") ? DitLayout::Diffusers
-                                                                                          : DitLayout::Original;
-  const DitLayout layout = c.layout;
-  const TensorInfo& patch = require(file, weight_of(layout, Part::PatchEmbed));
+  c.layout = layout;
+  const std::string path = view.file().path();
+  const TensorInfo& patch = require("x_embedder.proj.weight");
   if (patch.shape.size() != 4 || patch.shape[2] != patch.shape[3] || patch.numel() == 0) {
-    throw Error(file.path() + ": " + patch.name + " has shape " + shape_string(patch.shape) +
+    throw Error(path + ": " + patch.name + " has shape " + shape_string(patch.shape) +
                 ", expected [hidden, channels, patch, patch]");
   }
   c.hidden_size = patch.shape[0];
   c.in_channels = patch.shape[1];
   c.patch_size = patch.shape[2];
-  while (file.find(weight_of(layout, Part::Fc1, c.depth))) ++c.depth;
+  while (view.find(block(c.depth, "mlp.fc1.weight"))) ++c.depth;
   // A tensor's first dimension, 0 for a scalar (the checks below and the loading then refuse it).
-  const auto rows = [&](Part part) {
-    const TensorInfo& t = require(file, weight_of(layout, part));
+  const auto rows = [&](const std::string& name) {
+    const TensorInfo& t = require(name);
     return t.shape.empty() ? int64_t{0} : t.shape[0];
   };
-  c.mlp_hidden = c.depth ? rows(Part::Fc1) : 0;
-  c.num_classes = rows(Part::ClassTable) - 1;
-  const int64_t outputs = rows(Part::FinalLinear);
+  c.mlp_hidden = c.depth ? rows(block(0, "mlp.fc1.weight")) : 0;
+  c.num_classes = rows(block(0, "y_embedder.embedding_table.weight")) - 1;
+  const int64_t outputs = rows("final_layer.linear.weight");
   c.learn_sigma = outputs == c.patch_size * c.patch_size * 2 * c.in_channels;
-  if (const TensorInfo* pos = file.find("pos_embed"); pos && pos->shape.size() == 3) {
+  if (const TensorInfo* pos = view.find("pos_embed"); pos && pos->shape.size() == 3) {
     c.input_size = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(pos->shape[1])))) * c.patch_size;
   }
   c.num_heads = heads_for_width(c.hidden_size);
@@ -147,7 +129,7 @@ DitConfig read_config(const SafetensorsFile& file) {
     c.mlp_norm_eps = 1e-5f;
   }
   // The config wins where it says more than the shapes (heads, trained size, epsilon).
-  const nlohmann::json json = model_config_json(file);
+  const nlohmann::json& json = view.config();
   const auto get = [&](const char* key, int64_t fallback) {
     return json.contains(key) && json[key].is_number_integer() ? json[key].get<int64_t>() : fallback;
   };
@@ -156,63 +138,108 @@ DitConfig read_config(const SafetensorsFile& file) {
   if (json.contains("norm_eps") && json["norm_eps"].is_number()) c.mlp_norm_eps = json["norm_eps"].get<float>();
   if (get("hidden_size", c.hidden_size) != c.hidden_size || get("depth", get("num_layers", c.depth)) != c.depth ||
       get("patch_size", c.patch_size) != c.patch_size || get("in_channels", c.in_channels) != c.in_channels) {
-    throw Error(file.path() + ": the config disagrees with the tensor shapes (hidden " + std::to_string(c.hidden_size) +
+    throw Error(path + ": the config disagrees with the tensor shapes (hidden " + std::to_string(c.hidden_size) +
                 ", depth " + std::to_string(c.depth) + ", patch " + std::to_string(c.patch_size) + ", channels " +
                 std::to_string(c.in_channels) + ")");
   }
   if (c.depth == 0 || c.num_heads <= 0 || c.hidden_size % c.num_heads != 0 || c.num_classes < 1 ||
       outputs != c.patch_size * c.patch_size * c.out_channels()) {
-    throw Error(file.path() + ": cannot tell this DiT's configuration from its tensors; give a 'config' in the metadata");
+    throw Error(path + ": cannot tell this DiT's configuration from its tensors; give a 'config' in the metadata");
   }
   return c;
 }
 
-bool same_bytes(const SafetensorsFile& file, const std::string& a, const std::string& b) {
-  const TensorInfo* x = file.find(a);
-  const TensorInfo* y = file.find(b);
-  if (x == y) return x != nullptr;  // the original layout names one shared tensor in every block
+// Whether two canonical names hold the same bytes (the original layout names
+// one shared tensor for every block).
+bool same_bytes(const WeightView& view, const std::string& a, const std::string& b) {
+  const TensorInfo* x = view.find(a);
+  const TensorInfo* y = view.find(b);
+  if (x == y) return x != nullptr;
   if (!x || !y || x->dtype != y->dtype || x->shape != y->shape) return false;
-  const auto bx = file.data(*x), by = file.data(*y);
+  const auto bx = view.file().data(*x), by = view.file().data(*y);
   return bx.size() == by.size() && std::equal(bx.begin(), bx.end(), by.begin());
 }
 
 }  // namespace
 
-DitModel::Conditioning DitModel::conditioning(int64_t block) {
-  const DitLayout layout = config_.layout;
-  // The embedding op reads rows of hidden_size floats for ids up to num_classes.
-  const std::string table = weight_of(layout, Part::ClassTable, block);
-  const std::vector<int64_t> expected = {config_.num_classes + 1, config_.hidden_size};
-  if (weights_.require(table).shape != expected) {
-    throw Error(weights_.file().path() + ": '" + table + "' has shape " + shape_string(weights_.require(table).shape) +
-                ", expected " + shape_string(expected));
-  }
-  return {weights_.linear(tensor_prefixes(layout, Part::TimeMlp0, block)),
-          weights_.linear(tensor_prefixes(layout, Part::TimeMlp2, block)),
-          weights_.floats(table)};
+std::optional<DitLayout> dit_layout(const WeightView& view) {
+  if (view.find("x_embedder.proj.weight")) return DitLayout::Original;
+  if (view.find("pos_embed.proj.weight")) return DitLayout::Diffusers;
+  return std::nullopt;
 }
 
-DitModel::DitModel(const SafetensorsFile& file, const Accelerator& accel, Precision precision)
-    : config_(read_config(file)), weights_(file, accel, precision, kKind, kExpectedLayouts) {
-  const DitLayout layout = config_.layout;
-  patch_embed_ = weights_.linear(tensor_prefixes(layout, Part::PatchEmbed));
+namespace {
+
+WeightView layout_view(const WeightView& view) {
+  return view.renamed(layout_rename(dit_layout(view).value_or(DitLayout::Original)));
+}
+
+}  // namespace
+
+bool holds_dit(const WeightView& view) {
+  // diffusers' patch embedding name is shared by other transformers; its final layer and class table are not.
+  const std::optional<DitLayout> layout = dit_layout(view);
+  return layout == DitLayout::Original ||
+         (layout && (layout_view(view).find("final_layer.linear.weight") ||
+                     layout_view(view).find(block(0, "y_embedder.embedding_table.weight"))));
+}
+
+DitModel::Conditioning DitModel::conditioning(int64_t b) {
+  // The embedding op reads rows of hidden_size floats for ids up to num_classes.
+  const std::string table = block(b, "y_embedder.embedding_table.weight");
+  const std::vector<int64_t> expected = {config_.num_classes + 1, config_.hidden_size};
+  if (weights_.require(table).shape != expected) {
+    throw Error(weights_.path() + ": '" + weights_.require(table).name + "' has shape " +
+                shape_string(weights_.require(table).shape) + ", expected " + shape_string(expected));
+  }
+  return {weights_.linear(block(b, "t_embedder.mlp.0")), weights_.linear(block(b, "t_embedder.mlp.2")), weights_.floats(table)};
+}
+
+DitModel::DitModel(const WeightView& view, const Accelerator& accel, Precision precision, sampling::NoiseSchedule schedule)
+    : config_(read_config(layout_view(view), dit_layout(view).value_or(DitLayout::Original))),
+      weights_(layout_view(view), accel, precision, kKind, kExpectedLayouts),
+      schedule_(schedule),
+      class_names_(models::class_names(view.file())) {
+  const WeightView& names = weights_.view();
+  patch_embed_ = weights_.linear("x_embedder.proj");
   conditionings_.push_back(conditioning(0));
   for (int64_t b = 0; b < config_.depth; ++b) {
-    const auto block_part = [&](Part part) { return weights_.linear(tensor_prefixes(layout, part, b)); };
-    blocks_.push_back({block_part(Part::AdaLn), block_part(Part::Qkv), block_part(Part::Proj), block_part(Part::Fc1),
-                       block_part(Part::Fc2)});
+    const auto part = [&](const char* name) { return weights_.linear(block(b, name)); };
+    blocks_.push_back({part("adaLN_modulation.1"), part("attn.qkv"), part("attn.proj"), part("mlp.fc1"), part("mlp.fc2")});
     bool shared = true;
-    for (Part part : {Part::TimeMlp0, Part::TimeMlp2}) {
-      for (const char* kind : {".weight", ".bias"}) {
-        shared = shared && same_bytes(file, tensor_prefixes(layout, part, 0)[0] + kind, tensor_prefixes(layout, part, b)[0] + kind);
-      }
+    for (const char* name : {"t_embedder.mlp.0.weight", "t_embedder.mlp.0.bias", "t_embedder.mlp.2.weight",
+                             "t_embedder.mlp.2.bias", "y_embedder.embedding_table.weight"}) {
+      shared = shared && same_bytes(names, block(0, name), block(b, name));
     }
-    shared = shared && same_bytes(file, weight_of(layout, Part::ClassTable, 0), weight_of(layout, Part::ClassTable, b));
     if (!shared) conditionings_.push_back(conditioning(b));
     block_conditioning_.push_back(shared ? 0 : conditionings_.size() - 1);
   }
-  final_ada_ln_ = weights_.linear(tensor_prefixes(layout, Part::FinalAdaLn));
-  final_linear_ = weights_.linear(tensor_prefixes(layout, Part::FinalLinear));
+  final_ada_ln_ = weights_.linear("final_layer.adaLN_modulation.1");
+  final_linear_ = weights_.linear("final_layer.linear");
+}
+
+std::string DitModel::description() const {
+  return std::string("DiT (") + (config_.layout == DitLayout::Original ? "original" : "diffusers") + " layout), " +
+         std::to_string(config_.depth) + " blocks of width " + std::to_string(config_.hidden_size) + ", patch " +
+         std::to_string(config_.patch_size) + ", " + std::to_string(config_.num_classes) + " classes";
+}
+
+LatentFormat DitModel::latent_format() const {
+  if (config_.in_channels == 4) return {4, 8, 0.18215, 0.0};
+  return {config_.in_channels, 1, 1.0, 0.0};
+}
+
+void DitModel::guide(float* cond, const float* uncond, int64_t images, int64_t plane, double scale) const {
+  // Only the first three channels are guided; the others keep the conditional
+  // branch's values (DiT's forward_with_cfg).
+  const int64_t per_image = config_.in_channels * plane, guided = std::min<int64_t>(3, config_.in_channels) * plane;
+  for (int64_t b = 0; b < images; ++b) {
+    for (int64_t i = 0; i < guided; ++i) {
+      float& c = cond[b * per_image + i];
+      const double u = uncond[b * per_image + i];
+      c = static_cast<float>(u + scale * (c - u));
+    }
+  }
 }
 
 int DitModel::conditioning_graph(runtime::Graph& g, const Conditioning& c, int timesteps, int classes) const {
@@ -222,8 +249,9 @@ int DitModel::conditioning_graph(runtime::Graph& g, const Conditioning& c, int t
   return g.unary(kernels::Unary::Silu, g.binary(kernels::Binary::Add, t, y));
 }
 
-std::unique_ptr<DitModel::Graph> DitModel::build(int64_t batch, int64_t height, int64_t width) const {
+std::unique_ptr<ModelGraph> DitModel::build(const GraphShape& shape) const {
   const DitConfig& c = config_;
+  const int64_t batch = shape.batch, height = shape.height, width = shape.width;
   if (batch <= 0 || height <= 0 || width <= 0 || height % c.patch_size || width % c.patch_size) {
     throw Error("DiT input of " + std::to_string(height) + " x " + std::to_string(width) +
                 " latents: height and width must be positive multiples of the patch size " +
@@ -232,18 +260,19 @@ std::unique_ptr<DitModel::Graph> DitModel::build(int64_t batch, int64_t height, 
   const int64_t rows = height / c.patch_size, cols = width / c.patch_size, tokens = rows * cols;
   const float* positions = position_table(rows, cols);
 
-  auto model = std::make_unique<Graph>();
+  auto model = std::make_unique<ModelGraph>();
   runtime::Graph& g = model->graph;
-  model->latents = g.input({batch, c.in_channels, height, width});
-  model->timesteps = g.input({batch});
-  model->classes = g.input({batch});
-  int x = linear(g, g.patchify(model->latents, c.patch_size), patch_embed_);
+  const int latents = g.input({batch, c.in_channels, height, width});
+  const int timesteps = g.input({batch});
+  const int classes = g.input({batch});
+  model->inputs = {{InputRole::Latents, latents}, {InputRole::Timestep, timesteps}, {InputRole::ClassLabels, classes}};
+  int x = linear(g, g.patchify(latents, c.patch_size), patch_embed_);
   const int flat = g.binary(kernels::Binary::Add, g.reshape(x, {batch, tokens * c.hidden_size}),
                             g.constant({tokens * c.hidden_size}, positions));
   x = g.reshape(flat, {batch, tokens, c.hidden_size});
 
   std::vector<int> silu_c;
-  for (const Conditioning& cond : conditionings_) silu_c.push_back(conditioning_graph(g, cond, model->timesteps, model->classes));
+  for (const Conditioning& cond : conditionings_) silu_c.push_back(conditioning_graph(g, cond, timesteps, classes));
   for (size_t b = 0; b < blocks_.size(); ++b) {
     x = dit_block(g, x, silu_c[block_conditioning_[b]], blocks_[b], c.num_heads, c.mlp_norm_eps);
   }
@@ -262,11 +291,11 @@ const float* DitModel::position_table(int64_t rows, int64_t cols) const {
     reservation = MemoryReservation(static_cast<uint64_t>(rows * cols * config_.hidden_size) * sizeof(float),
                                     "the position table of " + std::to_string(rows) + " x " + std::to_string(cols) + " tokens");
     // The checkpoint's own table where it has one for this grid (it is the same formula), else computed.
-    const TensorInfo* stored = weights_.file().find("pos_embed");
+    const TensorInfo* stored = weights_.view().find("pos_embed");
     if (stored && rows == cols && rows * config_.patch_size == config_.input_size &&
         stored->numel() == rows * cols * config_.hidden_size && is_float_dtype(stored->dtype)) {
       table.resize(static_cast<size_t>(stored->numel()));
-      convert_to_f32(stored->dtype, weights_.file().data(*stored).data(), table.data(), table.size());
+      convert_to_f32(stored->dtype, weights_.view().file().data(*stored).data(), table.data(), table.size());
     } else {
       const int64_t trained = config_.input_size / config_.patch_size;
       table = dit_position_embedding(config_.hidden_size, rows, cols, trained, trained);

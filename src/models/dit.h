@@ -4,9 +4,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "models/diffusion_model.h"
 #include "models/weights.h"
 #include "runtime/graph.h"
 #include "tiledraw/memory.h"
@@ -63,22 +65,37 @@ struct DitConfig {
 std::vector<float> dit_position_embedding(int64_t width, int64_t rows, int64_t cols, int64_t base_rows = 0,
                                           int64_t base_cols = 0);
 
-class DitModel {
+// Class-conditional DiT behind the diffusion-model interface. Its quirks stay
+// here: the null class (the last row of the class table) is the unconditional
+// branch, guidance mixes only the first three channels (DiT's
+// forward_with_cfg), and a learned-sigma model outputs a variance too.
+class DitModel : public DiffusionModel {
  public:
-  // Reads the config (the file's "config" metadata, or a diffusers config.json
-  // beside the file, else inferred from tensor shapes) and the weights; 8-bit S
-  // weights are packed for `accel`. The file must stay open while the model
-  // lives: packed weights remember their source.
-  DitModel(const SafetensorsFile& file, const Accelerator& accel, Precision precision = Precision::AsStored);
+  // Reads the config (the view's config, else inferred from tensor shapes) and
+  // the weights of either layout, found under the view's prefix; 8-bit S weights
+  // are packed for `accel`. The file must stay open while the model lives:
+  // packed weights remember their source.
+  DitModel(const WeightView& view, const Accelerator& accel, Precision precision = Precision::AsStored,
+           sampling::NoiseSchedule schedule = sampling::NoiseSchedule::dit());
   const DitConfig& config() const { return config_; }
+  int64_t null_class() const { return config_.num_classes; }
+  // The class names in the file's "class_names" metadata, or none.
+  const std::vector<std::string>& class_names() const { return class_names_; }
 
-  struct Graph {
-    runtime::Graph graph;
-    int latents, timesteps, classes;  // inputs: [batch, channels, h, w], [batch], [batch] (ids as floats)
-    int output;                       // [batch, out_channels, h, w]: noise (and variance when learned)
-  };
-  // The forward pass for `batch` latents of height x width (multiples of the patch size).
-  std::unique_ptr<Graph> build(int64_t batch, int64_t height, int64_t width) const;
+  std::string description() const override;
+  Prediction prediction() const override { return Prediction::Epsilon; }
+  bool learned_variance() const override { return config_.learn_sigma; }
+  const sampling::NoiseSchedule& noise_schedule() const override { return schedule_; }
+  // 4 channels are the SD VAE's latents (DiT-XL/2 and the like); 1 or 3 are pixels.
+  LatentFormat latent_format() const override;
+  int64_t latent_multiple() const override { return config_.patch_size; }
+  int64_t trained_latent_size() const override { return config_.input_size; }
+  // Inputs: latents, timestep, class labels; output [batch, out_channels, h, w].
+  std::unique_ptr<ModelGraph> build(const GraphShape& shape) const override;
+  void guide(float* cond, const float* uncond, int64_t images, int64_t plane, double scale) const override;
+  Sampler default_sampler() const override { return Sampler::Ddim; }
+  int default_steps() const override { return 50; }
+  double default_cfg_scale() const override { return 4.0; }
 
  private:
   // diffusers gives every block its own timestep and class embedders; blocks
@@ -94,6 +111,8 @@ class DitModel {
 
   DitConfig config_;
   WeightStore weights_;
+  sampling::NoiseSchedule schedule_;
+  std::vector<std::string> class_names_;
   LinearWeights patch_embed_, final_ada_ln_, final_linear_;
   std::vector<DitBlockWeights> blocks_;
   std::vector<Conditioning> conditionings_;
@@ -105,5 +124,10 @@ class DitModel {
   };
   mutable std::map<std::pair<int64_t, int64_t>, PositionTable> positions_;
 };
+
+// The layout a view's DiT names follow (by its patch embedding), if any.
+std::optional<DitLayout> dit_layout(const WeightView& view);
+// Whether the view holds a DiT (the loader then names anything missing).
+bool holds_dit(const WeightView& view);
 
 }  // namespace tiledraw::models

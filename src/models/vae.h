@@ -18,15 +18,18 @@ struct VaeConfig {
   std::vector<int64_t> block_out_channels;  // from the image side, as diffusers lists them
   int64_t layers_per_block = 0;              // resnets per up block, less one
   int64_t groups = 32;
-  float scaling_factor = 0.18215f;  // the diffusion model works on latents times this
+  // The diffusion model works on (latents - shift) * scaling; 0 scaling where
+  // the config does not say (the model's latent format then decides).
+  float scaling_factor = 0.0f, shift_factor = 0.0f;
   int64_t factor() const { return int64_t{1} << (block_out_channels.size() - 1); }  // image pixels per latent
 };
 
 class VaeDecoder {
  public:
-  // The config comes from the file's "config" metadata or a diffusers
-  // config.json beside it, else from the tensor shapes (32 groups, SD's scale).
-  VaeDecoder(const SafetensorsFile& file, const Accelerator& accel, Precision precision = Precision::AsStored);
+  // Reads diffusers' names or the original (LDM) ones under the view's prefix.
+  // The config comes from the view's (the file's "config" metadata or a
+  // diffusers config.json beside it), else from the tensor shapes (32 groups).
+  VaeDecoder(const WeightView& view, const Accelerator& accel, Precision precision = Precision::AsStored);
   const VaeConfig& config() const { return config_; }
 
   struct Graph {
@@ -67,5 +70,8 @@ class VaeDecoder {
   std::vector<LinearWeights> upsamplers_;  // one per up block but the last
   Norm norm_out_;
 };
+
+// Whether the view holds an AutoencoderKL decoder, in either layout.
+bool holds_vae_decoder(const WeightView& view);
 
 }  // namespace tiledraw::models

@@ -1,5 +1,6 @@
 #include "models/weights.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include "tiledraw/error.h"
@@ -40,13 +41,6 @@ nlohmann::json model_config_json(const SafetensorsFile& file) {
   return nlohmann::json::object();
 }
 
-const TensorInfo& require_tensor(const SafetensorsFile& file, const std::string& name, const std::string& kind,
-                                 const std::string& expected) {
-  const TensorInfo* t = file.find(name);
-  if (!t) throw Error(file.path() + ": not " + kind + ": no tensor '" + name + "' (" + expected + ")");
-  return *t;
-}
-
 std::vector<std::string> class_names(const SafetensorsFile& file) {
   const auto it = file.metadata().find("class_names");
   if (it == file.metadata().end()) return {};
@@ -64,84 +58,168 @@ std::vector<std::string> class_names(const SafetensorsFile& file) {
   return names;
 }
 
-Precision parse_precision(const std::string& name, const std::string& flag) {
-  if (name == "auto") return Precision::AsStored;
-  if (name == "float") return Precision::Float;
-  if (name == "8bit-s" || name == "int8") return Precision::Int8;
-  throw Error(flag + ": unknown precision '" + name + "' (expected auto, float or 8bit-s)");
+WeightView::WeightView(const SafetensorsFile& file) : WeightView(file, "", {}, model_config_json(file)) {}
+
+WeightView::WeightView(const SafetensorsFile& file, std::string prefix, Rename rename, nlohmann::json config)
+    : file_(&file), prefix_(std::move(prefix)), rename_(std::move(rename)), config_(std::move(config)) {}
+
+std::vector<std::string> WeightView::stored_names(const std::string& canonical) const {
+  std::vector<std::string> names = rename_ ? rename_(canonical) : std::vector<std::string>{canonical};
+  for (std::string& name : names) name = prefix_ + name;
+  return names;
 }
 
-WeightStore::WeightStore(const SafetensorsFile& file, const Accelerator& accel, Precision precision, std::string kind,
-                         std::string expected)
-    : file_(file), accel_(accel), precision_(precision), kind_(std::move(kind)), expected_(std::move(expected)) {
-  find_8bit_s_weights(file);  // validates every 8-bit S pair up front
+const TensorInfo* WeightView::find(const std::string& canonical) const {
+  const std::vector<std::string> names = stored_names(canonical);
+  return names.size() == 1 ? file_->find(names[0]) : nullptr;
 }
 
-const TensorInfo& WeightStore::require(const std::string& name) const {
-  return require_tensor(file_, name, kind_, expected_);
-}
+std::string WeightView::where() const { return file_->path() + (prefix_.empty() ? "" : " (" + prefix_ + "*)"); }
 
-const float* WeightStore::floats(const std::string& name) {
-  if (const auto it = floats_.find(name); it != floats_.end()) return it->second.data();
-  const TensorInfo& t = require(name);
-  if (!is_float_dtype(t.dtype)) {
-    throw Error(file_.path() + ": tensor '" + name + "' is " + std::string(dtype_name(t.dtype)) + ", expected floats");
+const TensorInfo& require_tensor(const WeightView& view, const std::string& canonical, const std::string& kind,
+                                 const std::string& expected) {
+  const std::vector<std::string> names = view.stored_names(canonical);
+  const TensorInfo* t = names.size() == 1 ? view.file().find(names[0]) : nullptr;
+  if (!t) {
+    throw Error(view.file().path() + ": not " + kind + ": no tensor '" + (names.empty() ? view.prefix() + canonical : names[0]) +
+                "' (" + expected + ")");
   }
-  reserve(static_cast<uint64_t>(t.numel()) * sizeof(float), "'" + name + "' as F32");
-  std::vector<float>& out = floats_[name];
+  return *t;
+}
+
+namespace {
+
+std::vector<std::string> split_parts(const std::string& name) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t dot; (dot = name.find('.', start)) != std::string::npos; start = dot + 1) parts.push_back(name.substr(start, dot - start));
+  parts.push_back(name.substr(start));
+  return parts;
+}
+
+bool whole_number(const std::string& part) {
+  return !part.empty() && part.size() < 10 && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+WeightView::Rename rename_by_rules(std::vector<RenameRule> rules) {
+  return [rules = std::move(rules)](const std::string& canonical) -> std::vector<std::string> {
+    const std::vector<std::string> parts = split_parts(canonical);
+    for (const RenameRule& rule : rules) {
+      const std::vector<std::string> pattern = split_parts(rule.canonical);
+      if (pattern.size() > parts.size()) continue;
+      std::vector<std::string> numbers;
+      size_t i = 0;
+      for (; i < pattern.size(); ++i) {
+        if (pattern[i] == "{}" && whole_number(parts[i])) {
+          numbers.push_back(parts[i]);
+        } else if (pattern[i] != parts[i]) {
+          break;
+        }
+      }
+      if (i < pattern.size()) continue;
+      std::string rest;
+      for (; i < parts.size(); ++i) rest += "." + parts[i];
+      std::vector<std::string> stored;
+      for (const std::string& target : rule.stored) {
+        std::string name;
+        size_t next_number = 0, from = 0;
+        for (size_t hole; (hole = target.find("{}", from)) != std::string::npos; from = hole + 2) {
+          name += target.substr(from, hole - from) + (next_number < numbers.size() ? numbers[next_number++] : "");
+        }
+        stored.push_back(name + target.substr(from) + rest);
+      }
+      return stored;
+    }
+    return {canonical};
+  };
+}
+
+WeightStore::WeightStore(const WeightView& view, const Accelerator& accel, Precision precision, std::string kind,
+                         std::string expected)
+    : view_(view), accel_(accel), precision_(precision), kind_(std::move(kind)), expected_(std::move(expected)) {
+  find_8bit_s_weights(view.file());  // validates every 8-bit S pair up front
+}
+
+const TensorInfo& WeightStore::stored(const std::string& name) const {
+  const TensorInfo* t = view_.file().find(name);
+  if (!t) throw Error(view_.file().path() + ": not " + kind_ + ": no tensor '" + name + "' (" + expected_ + ")");
+  return *t;
+}
+
+const TensorInfo& WeightStore::require(const std::string& name) const { return require_tensor(view_, name, kind_, expected_); }
+
+const float* WeightStore::floats(const std::string& name) { return stored_floats(require(name)); }
+
+const float* WeightStore::stored_floats(const TensorInfo& t) {
+  if (const auto it = floats_.find(t.name); it != floats_.end()) return it->second.data();
+  if (!is_float_dtype(t.dtype)) {
+    throw Error(path() + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) + ", expected floats");
+  }
+  reserve(static_cast<uint64_t>(t.numel()) * sizeof(float), "'" + t.name + "' as F32");
+  std::vector<float>& out = floats_[t.name];
   out.resize(static_cast<size_t>(t.numel()));
-  convert_to_f32(t.dtype, file_.data(t).data(), out.data(), out.size());
+  convert_to_f32(t.dtype, view_.file().data(t).data(), out.data(), out.size());
   return out.data();
 }
 
-const float* WeightStore::stacked_floats(const std::vector<std::string>& names, const std::string& key) {
-  if (names.size() == 1) return floats(names[0]);
+const float* WeightStore::stacked_floats(const std::vector<const TensorInfo*>& parts, const std::string& key) {
+  if (parts.size() == 1) return stored_floats(*parts[0]);
   std::vector<float>& out = floats_[key];
   if (out.empty()) {
     uint64_t count = 0;
-    for (const std::string& name : names) count += static_cast<uint64_t>(require(name).numel());
+    for (const TensorInfo* t : parts) count += static_cast<uint64_t>(t->numel());
     reserve(count * sizeof(float), "'" + key + "' stacked");
-    for (const std::string& name : names) {
-      const float* part = floats(name);
-      out.insert(out.end(), part, part + require(name).numel());
+    for (const TensorInfo* t : parts) {
+      const float* part = stored_floats(*t);
+      out.insert(out.end(), part, part + t->numel());
     }
   }
   return out.data();
 }
 
 std::vector<float> WeightStore::scales_of(const TensorInfo& values, int64_t cols) const {
-  const TensorInfo* scale = file_.find(scale_tensor_name(values.name));
-  if (!scale) throw Error(file_.path() + ": tensor '" + values.name + "' is I8 but has no '" + scale_tensor_name(values.name) + "'");
-  return Weight8BitS{&values, scale, values.shape[0], cols}.load_scales(file_);
+  const SafetensorsFile& file = view_.file();
+  const TensorInfo* scale = file.find(scale_tensor_name(values.name));
+  if (!scale) throw Error(path() + ": tensor '" + values.name + "' is I8 but has no '" + scale_tensor_name(values.name) + "'");
+  return Weight8BitS{&values, scale, values.shape[0], cols}.load_scales(file);
 }
 
 LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
-  std::vector<const TensorInfo*> parts;
-  std::vector<std::string> weight_names, bias_names;
+  const SafetensorsFile& file = view_.file();
+  std::vector<const TensorInfo*> parts, biases;
+  std::vector<std::string> stored_prefixes;
   int64_t rows = 0, cols = -1;
   for (const std::string& prefix : prefixes) {
-    const TensorInfo& t = require(prefix + ".weight");
-    const int64_t part_rows = t.shape.empty() ? 0 : t.shape[0];
-    const int64_t part_cols = part_rows ? t.numel() / part_rows : 0;
-    if (part_rows == 0 || part_cols == 0) {
-      throw Error(file_.path() + ": '" + t.name + "' of shape " + shape_string(t.shape) + " is not a matrix");
+    const std::vector<std::string> weight_names = view_.stored_names(prefix + ".weight");
+    const std::vector<std::string> bias_names = view_.stored_names(prefix + ".bias");
+    if (bias_names.size() != weight_names.size()) throw Error(path() + ": '" + prefix + "' has no bias for each weight");
+    for (size_t i = 0; i < weight_names.size(); ++i) {
+      const TensorInfo& t = stored(weight_names[i]);
+      const int64_t part_rows = t.shape.empty() ? 0 : t.shape[0];
+      const int64_t part_cols = part_rows ? t.numel() / part_rows : 0;
+      if (part_rows == 0 || part_cols == 0) {
+        throw Error(path() + ": '" + t.name + "' of shape " + shape_string(t.shape) + " is not a matrix");
+      }
+      if (!parts.empty() && (part_cols != cols || t.dtype != parts.front()->dtype)) {
+        throw Error(path() + ": '" + t.name + "' does not stack with '" + parts.front()->name + "'");
+      }
+      const TensorInfo& bias = stored(bias_names[i]);
+      if (bias.numel() != part_rows) {
+        throw Error(path() + ": '" + bias.name + "' does not have " + std::to_string(part_rows) + " values");
+      }
+      cols = part_cols;
+      rows += part_rows;
+      parts.push_back(&t);
+      biases.push_back(&bias);
+      stored_prefixes.push_back(t.name.substr(0, t.name.size() - std::string(".weight").size()));
     }
-    if (!parts.empty() && (part_cols != cols || t.dtype != parts.front()->dtype)) {
-      throw Error(file_.path() + ": '" + t.name + "' does not stack with '" + parts.front()->name + "'");
-    }
-    if (require(prefix + ".bias").numel() != part_rows) {
-      throw Error(file_.path() + ": '" + prefix + ".bias' does not have " + std::to_string(part_rows) + " values");
-    }
-    cols = part_cols;
-    rows += part_rows;
-    parts.push_back(&t);
-    weight_names.push_back(t.name);
-    bias_names.push_back(prefix + ".bias");
   }
-  const std::string key = prefixes.front() + (prefixes.size() > 1 ? "+stacked" : "");
   LinearWeights w;
-  for (const std::string& prefix : prefixes) w.name += (w.name.empty() ? "" : "+") + prefix;
-  w.bias = stacked_floats(bias_names, key + ".bias");
+  for (const std::string& prefix : stored_prefixes) w.name += (w.name.empty() ? "" : "+") + prefix;
+  const std::string key = stored_prefixes.front() + (parts.size() > 1 ? "+stacked" : "");
+  w.bias = stacked_floats(biases, key + ".bias");
   const bool stored_int8 = parts.front()->dtype == DType::I8;
 
   // The rows as stored: floats (dequantized when the file is 8-bit S), or int8 with scales.
@@ -151,14 +229,14 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
       std::vector<float>& dequantized = floats_[key + ".weight"];
       for (const TensorInfo* t : parts) {
         const std::vector<float> scales = scales_of(*t, cols);
-        const auto* q = reinterpret_cast<const int8_t*>(file_.data(*t).data());
+        const auto* q = reinterpret_cast<const int8_t*>(file.data(*t).data());
         for (int64_t r = 0; r < t->shape[0]; ++r) {
           for (int64_t k = 0; k < cols; ++k) dequantized.push_back(static_cast<float>(q[r * cols + k]) * scales[static_cast<size_t>(r)]);
         }
       }
       w.float_weight = {dequantized.data(), rows, cols};
     } else {
-      w.float_weight = {stacked_floats(weight_names, key + ".weight"), rows, cols};
+      w.float_weight = {stacked_floats(parts, key + ".weight"), rows, cols};
     }
     if (precision_ != Precision::Int8) return w;
   }
@@ -171,7 +249,7 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
     q.resize(static_cast<size_t>(rows * cols));
     scales.resize(static_cast<size_t>(rows));
     quantize_rows_8bit_s(w.float_weight.data, static_cast<size_t>(rows), static_cast<size_t>(cols), q.data(), scales.data());
-    require_finite_scales(scales.data(), static_cast<size_t>(rows), 0, file_.path() + ": '" + w.name + ".weight'");
+    require_finite_scales(scales.data(), static_cast<size_t>(rows), 0, path() + ": '" + w.name + ".weight'");
     values = q.data();
     w.float_weight = {};
   } else {
@@ -179,24 +257,24 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
       const std::vector<float> part = scales_of(*t, cols);
       scales.insert(scales.end(), part.begin(), part.end());
       if (parts.size() > 1) {
-        const auto* bytes = reinterpret_cast<const int8_t*>(file_.data(*t).data());
+        const auto* bytes = reinterpret_cast<const int8_t*>(file.data(*t).data());
         int8_[key].insert(int8_[key].end(), bytes, bytes + t->numel());
       }
     }
-    values = parts.size() > 1 ? int8_[key].data() : reinterpret_cast<const int8_t*>(file_.data(*parts.front()).data());
+    values = parts.size() > 1 ? int8_[key].data() : reinterpret_cast<const int8_t*>(file.data(*parts.front()).data());
   }
   reserve(static_cast<uint64_t>(rows * cols), "'" + key + ".weight' packed for the accelerator");
   try {
     packed_.push_back(accel_.pack({values, scales.data(), rows, cols}));
   } catch (const Error& e) {  // the backend knows the values, not where they came from
-    throw Error(file_.path() + ": '" + w.name + ".weight': " + e.what());
+    throw Error(path() + ": '" + w.name + ".weight': " + e.what());
   }
   w.weight = packed_.back().get();
   return w;
 }
 
 void WeightStore::reserve(uint64_t bytes, const std::string& what) {
-  reserved_.grow(bytes, file_.path() + ": " + what);
+  reserved_.grow(bytes, path() + ": " + what);
 }
 
 }  // namespace tiledraw::models

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "runtime/graph.h"
 #include "tiledraw/memory.h"
+#include "tiledraw/pipeline.h"
 #include "tiledraw/safetensors.h"
 
 // Loading a model's weights from a safetensors file, shared by the model families.
@@ -37,41 +39,86 @@ kernels::AttentionMath attention_math(const LinearWeights& qkv);
 // sits beside the weights in a diffusers model folder, else an empty object.
 nlohmann::json model_config_json(const SafetensorsFile& file);
 
-// The tensor `name`, or an error "FILE: not KIND: no tensor 'NAME' (EXPECTED)",
-// where `kind` is e.g. "a DiT checkpoint" and `expected` lists the layout.
-const TensorInfo& require_tensor(const SafetensorsFile& file, const std::string& name, const std::string& kind,
-                                 const std::string& expected);
-
 // The class names in the file's "class_names" metadata (a JSON list), or none.
 std::vector<std::string> class_names(const SafetensorsFile& file);
 
-// How matrices run: as the file stores them, or all in float (8-bit S
-// dequantized), or all in 8-bit S (float weights quantized at load).
-enum class Precision { AsStored, Float, Int8 };
-Precision parse_precision(const std::string& name, const std::string& flag);
+// Where one model's tensors are: a file, the prefix its names carry there
+// ("first_stage_model." in a single-file checkpoint holding several models),
+// and a rename from the family's canonical names to the stored ones, so that
+// every layout of a family reads through the same names. A canonical name may
+// stand for several stored tensors, stacked by rows when loaded (diffusers'
+// separate to_q, to_k and to_v for one fused qkv).
+class WeightView {
+ public:
+  // Stored names (without the prefix) for a canonical name; empty when this
+  // layout does not store it.
+  using Rename = std::function<std::vector<std::string>(const std::string& canonical)>;
+  // Implicit: a whole file under the names it stores, with its own config.
+  WeightView(const SafetensorsFile& file);  // NOLINT(google-explicit-constructor)
+  WeightView(const SafetensorsFile& file, std::string prefix, Rename rename, nlohmann::json config);
+
+  const SafetensorsFile& file() const { return *file_; }
+  const std::string& prefix() const { return prefix_; }
+  const nlohmann::json& config() const { return config_; }
+  // The stored tensors' full names (prefix included), in stacking order.
+  std::vector<std::string> stored_names(const std::string& canonical) const;
+  // The tensor of a canonical name that maps to one stored tensor, or null.
+  const TensorInfo* find(const std::string& canonical) const;
+  // The same tensors under a family's own rename.
+  WeightView renamed(Rename rename) const { return WeightView(*file_, prefix_, std::move(rename), config_); }
+  // For messages: "FILE" or "FILE (model.diffusion_model.*)".
+  std::string where() const;
+
+ private:
+  const SafetensorsFile* file_;
+  std::string prefix_;
+  Rename rename_;
+  nlohmann::json config_;
+};
+
+// The tensor a canonical name stands for, or an error "FILE: not KIND: no
+// tensor 'NAME' (EXPECTED)", where `kind` is e.g. "a DiT checkpoint" and
+// `expected` lists the layout.
+const TensorInfo& require_tensor(const WeightView& view, const std::string& canonical, const std::string& kind,
+                                 const std::string& expected);
+
+// Renames by rules: each maps a canonical prefix to stored prefixes, matched
+// on whole dot-separated parts, "{}" standing for one whole-number part (the
+// numbers fill the stored side's "{}" in order). The first rule that matches
+// wins; a name no rule matches is stored as it is.
+struct RenameRule {
+  std::string canonical;
+  std::vector<std::string> stored;
+};
+WeightView::Rename rename_by_rules(std::vector<RenameRule> rules);
 
 class WeightStore {
  public:
-  // `kind` and `expected` word the error for a missing tensor (require_tensor).
-  WeightStore(const SafetensorsFile& file, const Accelerator& accel, Precision precision, std::string kind,
+  // `kind` and `expected` word the error for a missing tensor ("FILE: not
+  // KIND: no tensor 'NAME' (EXPECTED)"). Names below are canonical.
+  WeightStore(const WeightView& view, const Accelerator& accel, Precision precision, std::string kind,
               std::string expected);
 
-  const SafetensorsFile& file() const { return file_; }
+  const WeightView& view() const { return view_; }
+  const std::string& path() const { return view_.file().path(); }
   const TensorInfo& require(const std::string& name) const;
   // A float tensor (F32, F16 or BF16) as F32, converted once.
   const float* floats(const std::string& name);
-  // The layer "<prefix>.weight" with "<prefix>.bias"; several prefixes are
-  // stacked by rows (diffusers' separate to_q, to_k and to_v become one qkv).
+  // The layer "<prefix>.weight" with "<prefix>.bias"; several prefixes, or a
+  // prefix stored as several tensors, are stacked by rows.
   LinearWeights linear(const std::vector<std::string>& prefixes);
   LinearWeights linear(const std::string& prefix) { return linear(std::vector{prefix}); }
 
  private:
   std::vector<float> scales_of(const TensorInfo& values, int64_t cols) const;
-  const float* stacked_floats(const std::vector<std::string>& names, const std::string& key);
+  const float* stored_floats(const TensorInfo& t);
+  const float* stacked_floats(const std::vector<const TensorInfo*>& parts, const std::string& key);
   // Counts the copies the store makes (floats, int8 rows, packed weights) against the memory limit.
   void reserve(uint64_t bytes, const std::string& what);
 
-  const SafetensorsFile& file_;
+  const TensorInfo& stored(const std::string& name) const;  // a stored (full) name
+
+  WeightView view_;
   const Accelerator& accel_;
   Precision precision_;
   std::string kind_, expected_;

@@ -200,7 +200,10 @@ void Executor::bind(const std::vector<const float*>& inputs) {
 
 void Executor::run(const std::vector<const float*>& inputs) {
   bind(inputs);
-  for (const Node& node : graph_.nodes()) run_node(node);
+  for (const Node& node : graph_.nodes()) {
+    if (cancel_ && cancel_->load(std::memory_order_relaxed)) throw Cancelled("cancelled");
+    run_node(node);
+  }
 }
 
 std::string Executor::locate_non_finite(const std::vector<const float*>& inputs) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -15,6 +16,7 @@
 #include "runtime/planner.h"
 #include "tiledraw/accel.h"
 #include "tiledraw/memory.h"
+#include "tiledraw/pipeline.h"
 
 namespace tiledraw::runtime {
 
@@ -54,8 +56,10 @@ class Executor {
  public:
   Executor(const Graph& graph, const Accelerator& accel, ProgramCache& cache, bool reuse_memory = true);
 
-  // One pointer per graph input, in the order they were declared.
+  // One pointer per graph input, in the order they were declared. Throws
+  // Cancelled between two ops once the cancel flag is set.
   void run(const std::vector<const float*>& inputs);
+  void set_cancel_flag(const std::atomic<bool>* cancel) { cancel_ = cancel; }
   // Runs again on the same inputs after a run whose output held NaN or Inf,
   // checking each op's output, and describes the first op that made one
   // (Graph::describe); empty when none did.
@@ -92,6 +96,7 @@ class Executor {
   std::map<std::string, std::unique_ptr<Accelerator>> fallbacks_;
   std::map<std::pair<const Accelerator*, const PackedWeight*>, std::unique_ptr<PackedWeight>> repacked_;
   int64_t run_count_ = 0;
+  const std::atomic<bool>* cancel_ = nullptr;
   // Convolution scratch: a block of im2col rows, quantized, and its outputs.
   std::vector<float> conv_rows_, conv_out_;
   QuantizedActivation conv_x_;

@@ -15,6 +15,7 @@ namespace {
 
 std::atomic<uint64_t> g_limit{physical_memory_bytes()};
 std::atomic<uint64_t> g_reserved{0};
+std::string g_limit_hint;  // set once, before any work
 
 void take(uint64_t bytes, const std::string& what) {
   uint64_t reserved = g_reserved.load();
@@ -23,7 +24,8 @@ void take(uint64_t bytes, const std::string& what) {
     if (bytes > limit || reserved > limit - bytes) {
       std::string message = what + " would take " + human_bytes(bytes);
       if (reserved) message += " beyond the " + human_bytes(reserved) + " already in use";
-      throw Error(message + ", over the memory limit of " + human_bytes(limit) + " (--max-memory)");
+      throw Error(message + ", over the memory limit of " + human_bytes(limit) +
+                  (g_limit_hint.empty() ? "" : " (" + g_limit_hint + ")"));
     }
   } while (!g_reserved.compare_exchange_weak(reserved, reserved + bytes));
 }
@@ -37,6 +39,7 @@ uint64_t physical_memory_bytes() {
 
 uint64_t memory_limit() { return g_limit.load(); }
 void set_memory_limit(uint64_t bytes) { g_limit.store(bytes); }
+void set_memory_limit_hint(std::string hint) { g_limit_hint = std::move(hint); }
 uint64_t memory_reserved() { return g_reserved.load(); }
 
 uint64_t parse_memory_size(const std::string& text, const std::string& flag) {

@@ -2,37 +2,21 @@
 
 #include <cstdint>
 #include <functional>
-#include <string>
 #include <vector>
 
-// Sampling on DDPM's discrete schedule, as DiT was trained (1000 steps, linear
-// betas from 1e-4 to 0.02). Latents are flat float arrays; the model is a
-// callback that predicts the noise (and, for DDPM, the learned variance).
+#include "sampling/schedule.h"
+#include "tiledraw/pipeline.h"
+
+// Samplers in sigma space, as k-diffusion defines them: a sampler walks a list
+// of sigmas and sees the model only as a denoiser D(x, sigma) -> x0. Latents
+// are flat float arrays; every update is computed in double per element.
 namespace tiledraw::sampling {
 
-struct Schedule {
-  std::vector<double> alphas_cumprod;  // per training timestep
-  static Schedule linear(int timesteps = 1000);
-};
-
-// `steps` training timesteps spread evenly over [0, total), both ends kept
-// (the respacing of DiT's create_diffusion(str(steps))), in ascending order.
-std::vector<int> spaced_timesteps(int total, int steps);
-
-enum class SamplerKind { Ddpm, Ddim, Euler, DpmPp2m };
-SamplerKind parse_sampler(const std::string& name);  // ddpm, ddim, euler, dpm++2m
-const char* sampler_name(SamplerKind kind);
-
-// The model at one step: from latents x (count floats) at training timestep t,
-// write the predicted noise; `variance` (the model's learned-variance output,
-// in [-1, 1]) is read by DDPM only and is null for the others.
-using Denoiser = std::function<void(const float* x, int timestep, float* eps, float* variance)>;
-
-// Wraps a model so that its implied clean sample x0 = (x - sqrt(1 - ab) eps) /
-// sqrt(ab) is clipped to [-1, 1] and the noise recomputed from it, as
-// guided-diffusion's clip_denoised does for pixel-space models. Every sampler
-// calls the model on variance-preserving latents, so one wrapper serves all.
-Denoiser clip_denoised(const Schedule& schedule, Denoiser model, size_t count);
+// The clean estimate from latents x at noise level sigma (x = x0 + sigma noise,
+// or flow's (1 - sigma) x0 + sigma noise). `variance`, asked for by ddpm only,
+// receives the model's learned-variance output in [-1, 1] (-1 where the model
+// has none: the posterior's variance).
+using Denoiser = std::function<void(const float* x, double sigma, float* denoised, float* variance)>;
 
 // The documented noise generator: xoshiro256** seeded through splitmix64,
 // Box-Muller in double precision. The same seed gives the same floats on every
@@ -47,10 +31,28 @@ class NormalNoise {
   uint64_t state_[4];
 };
 
-// Runs the sampler from pure noise (x holds it on entry) to a sample (x on
-// return). `noise` draws the fresh noise DDPM adds at each step. `progress`
-// is called after each step with (done, total).
-void sample(SamplerKind kind, int steps, const Schedule& schedule, std::vector<float>& x, const Denoiser& model,
-            NormalNoise& noise, const std::function<void(int, int)>& progress = {});
+// One stream per image: image i draws from NormalNoise(seed + i), first its
+// initial noise, then the noise of each stochastic step in order, so that an
+// image of a batch is the image its seed makes alone.
+class BatchNoise {
+ public:
+  BatchNoise(uint64_t seed, int64_t images, int64_t per_image);
+  // images x per_image values, each image's from its own stream.
+  void fill(float* out);
+  int64_t size() const { return static_cast<int64_t>(streams_.size()) * per_image_; }
+
+ private:
+  std::vector<NormalNoise> streams_;
+  int64_t per_image_;
+};
+
+// Runs `kind` over `sigmas` (descending; the last is the final noise level,
+// usually 0): x holds the latents at sigmas[0] on entry and the sample on
+// return, in the model's own form (a last level above 0 is scaled back to the
+// model's variance-preserving input, as diffusers' DDIM returns it).
+// Stochastic samplers draw from `noise`; `progress` is called after each step
+// with (done, total).
+void sample(Sampler kind, const std::vector<double>& sigmas, const ModelSampling& model_sampling, std::vector<float>& x,
+            const Denoiser& model, BatchNoise& noise, const std::function<void(int, int)>& progress = {});
 
 }  // namespace tiledraw::sampling

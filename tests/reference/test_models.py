@@ -25,6 +25,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "reference"))
 import dit  # noqa: E402
+import noise  # noqa: E402
+import samplers  # noqa: E402
 import schedule  # noqa: E402
 import st_io  # noqa: E402
 import vae  # noqa: E402
@@ -51,12 +53,13 @@ def relative_error(out, ref):
     return ((out - ref).abs().max() / ref.abs().max()).item()
 
 
-def check(name, model_path, inputs, reference, bound, precision="auto", metric="max"):
+def check(name, model_path, inputs, reference, bound, precision="auto", metric="max", output="out"):
+    """`output`: the tensor forward writes, 'out' for a diffusion model, 'image' for a VAE decoder."""
     with tempfile.TemporaryDirectory() as tmp:
         st_io.save(f"{tmp}/in.safetensors", inputs)
         run("forward", "-m", model_path, "--inputs", f"{tmp}/in.safetensors", "-o", f"{tmp}/out.safetensors",
             "--precision", precision)
-        out = st_io.load(f"{tmp}/out.safetensors")[0]["out"]
+        out = st_io.load(f"{tmp}/out.safetensors")[0][output]
     if out.shape != reference.shape:
         failures.append(f"{name}: shape {tuple(out.shape)}, expected {tuple(reference.shape)}")
         return
@@ -185,43 +188,9 @@ def vae_tests(tmp):
         for size in [(4, 4), (6, 5)]:
             z = torch.randn((2, 4) + size, generator=g)
             label = f"{size[0]}x{size[1]} latents"
-            check(f"VAE decoder F32 {label}", path, {"z": z}, model(z), FLOAT_BOUND)
-            check(f"VAE decoder 8-bit S {label}", quantized, {"z": z}, model_q(z), INT8_BOUND, metric="rms")
-
-
-def normal_noise(seed, count):
-    """tiledraw's documented generator: xoshiro256** seeded by splitmix64,
-    Box-Muller in double precision, rounded to float32."""
-    mask = (1 << 64) - 1
-    state, x = [], seed
-    for _ in range(4):
-        x = (x + 0x9E3779B97F4A7C15) & mask
-        z = x
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        state.append(z ^ (z >> 31))
-
-    def rotl(v, k):
-        return ((v << k) | (v >> (64 - k))) & mask
-
-    def next_u64():
-        result = (rotl((state[1] * 5) & mask, 7) * 9) & mask
-        t = (state[1] << 17) & mask
-        state[2] ^= state[0]
-        state[3] ^= state[1]
-        state[1] ^= state[2]
-        state[0] ^= state[3]
-        state[2] ^= t
-        state[3] = rotl(state[3], 45)
-        return result
-
-    out = []
-    while len(out) < count:
-        u1 = ((next_u64() >> 11) + 1.0) * 2.0 ** -53
-        u2 = (next_u64() >> 11) * 2.0 ** -53
-        radius = math.sqrt(-2.0 * math.log(u1))
-        out += [radius * math.cos(2 * math.pi * u2), radius * math.sin(2 * math.pi * u2)]
-    return np.array(out[:count], dtype=np.float32)
+            check(f"VAE decoder F32 {label}", path, {"z": z}, model(z), FLOAT_BOUND, output="image")
+            check(f"VAE decoder 8-bit S {label}", quantized, {"z": z}, model_q(z), INT8_BOUND, metric="rms",
+                  output="image")
 
 
 def read_png(path):
@@ -261,10 +230,12 @@ def read_png(path):
 
 
 def generate_tests(tmp):
-    """`tiledraw generate` (DDIM with guidance, the float path) against the
-    same sampling loop in PyTorch from the same seeded noise, on the bundled
-    trained model (a random model's samples saturate to black and white, which
-    would hide differences): the PNGs must agree to one level."""
+    """`tiledraw generate` (DDIM on DiT's respaced timesteps, with guidance, the
+    float path) against the same sampling in PyTorch (tools/reference/samplers.py,
+    k-diffusion's sigma-space definitions) from the same seeded noise streams, on
+    the bundled trained model (a random model's samples saturate to black and
+    white, which would hide differences): the PNGs must agree to one level.
+    tests/reference/test_samplers.py compares every sampler and scheduler."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "fashion-dit-8bit-s.safetensors")
     tensors, metadata = st_io.load(path)
     config = json.loads(metadata["config"])
@@ -274,25 +245,15 @@ def generate_tests(tmp):
     run("generate", "-q", "-m", path, "--precision", "float", "--class", str(label), "--steps", str(steps),
         "--cfg-scale", str(cfg), "--seed", str(seed), "-b", str(images), "--sampler", "ddim", "-o", f"{tmp}/sample.png")
 
-    alphas_cumprod = schedule.alphas_cumprod()
-    timesteps = schedule.spaced_timesteps(steps)
+    discrete = schedule.DiscreteSchedule()
+    sigmas = schedule.sigmas(discrete, "default", "ddim", steps)
     channels, size = config["in_channels"], config["input_size"]
-    guided = min(3, channels)
-    x = normal_noise(seed, images * channels * size * size).reshape(images, channels, size, size)
-    x = np.concatenate([x, x])
-    y = torch.tensor([label] * images + [config["num_classes"]] * images)
-    with torch.no_grad():
-        for k in range(steps - 1, -1, -1):
-            ab, ab_prev = alphas_cumprod[timesteps[k]], alphas_cumprod[timesteps[k - 1]] if k > 0 else 1.0
-            eps = model(torch.from_numpy(x), torch.tensor([timesteps[k]] * 2 * images), y).numpy()[:, :channels].copy()
-            mixed = eps[images:, :guided] + np.float32(cfg) * (eps[:images, :guided] - eps[images:, :guided])
-            eps[:images, :guided] = mixed
-            eps[images:, :guided] = mixed
-            # A pixel model's clean estimate is clipped to [-1, 1] and its noise recomputed (clip_denoised).
-            x0 = np.clip((x.astype(np.float64) - math.sqrt(1 - ab) * eps) / math.sqrt(ab), -1, 1)
-            eps = ((x.astype(np.float64) - math.sqrt(ab) * x0) / math.sqrt(1 - ab)).astype(np.float32)
-            x0 = (x.astype(np.float64) - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
-            x = (math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps).astype(np.float32)
+    streams = noise.BatchNoise(seed, images, (channels, size, size))  # image i: seed + i
+    x = samplers.f32(samplers.f64(streams.draw()) * sigmas[0])
+    # A pixel model's clean estimate is clipped to [-1, 1] (guided-diffusion's clip_denoised).
+    denoise = samplers.GuidedDenoiser(model, discrete, [label] * images, config["num_classes"], cfg, channels,
+                                      config["learn_sigma"], clip=True)
+    x = samplers.sample("ddim", denoise, sigmas, x, streams)
     for i in range(images):
         expected = np.clip(np.rint((x[i] + 1.0) * 127.5), 0, 255).astype(np.int32).transpose(1, 2, 0)
         got = read_png(f"{tmp}/sample-{i + 1}.png").astype(np.int32)

@@ -1,0 +1,169 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tiledraw/accel.h"
+#include "tiledraw/error.h"
+#include "tiledraw/image.h"
+
+// Generation as a library: load a model from a path, fill a request, get
+// images. The `tiledraw` program's `generate` and `forward` are thin mappings
+// of flags onto this API, and so is anything else that generates (a server).
+namespace tiledraw {
+
+// How a model's matrices run: as the file stores them, all in float (8-bit S
+// dequantized), or all in 8-bit S (float weights quantized at load).
+enum class Precision { AsStored, Float, Int8 };
+Precision parse_precision(std::string_view name);  // auto, float, 8bit-s
+
+// The samplers, as k-diffusion and the A1111 web UI name them.
+enum class Sampler { Euler, EulerAncestral, Heun, Dpm2, DpmPp2m, DpmPp2sAncestral, DpmPp2mSde, Lcm, Ddim, Ddpm };
+// The noise schedules (A1111's "Schedule type"). `Default` is the sampler's
+// own: ddim and ddpm walk the model's training timesteps as its scheduler
+// config spaces them, the others `Normal`.
+enum class Scheduler { Default, Normal, Karras, Exponential, SgmUniform, Simple };
+const char* sampler_name(Sampler sampler);        // "euler_a", "dpm++2m", ...
+const char* scheduler_name(Scheduler scheduler);  // "default", "karras", ...
+Sampler parse_sampler(std::string_view name);     // an Error names the choices
+Scheduler parse_scheduler(std::string_view name);
+std::vector<std::string> sampler_names();
+std::vector<std::string> scheduler_names();
+
+// Floats with a shape, row-major: inputs and outputs of `forward`, and
+// initial noise.
+struct FloatTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+struct LoadOptions {
+  std::string family;  // empty: detected from the tensors; or a family's name ("dit")
+  Precision precision = Precision::AsStored;
+  std::string vae;  // a VAE file or folder that replaces the checkpoint's own
+  Precision vae_precision = Precision::AsStored;
+  std::string accelerator;  // a backend name; empty: $TILEDRAW_ACCEL, else auto
+  std::vector<std::string> class_names;  // for class-conditional models without names of their own
+};
+
+// What a checkpoint holds, found from its tensor names and shapes alone (no
+// weights are read): what `tiledraw inspect` reports.
+struct CheckpointInfo {
+  std::string family;       // "dit", "vae", ... ; empty when none matched
+  std::string description;  // "DiT (diffusers layout), 4 blocks of width 64"
+  bool supported = false;   // false for families recognised but not run yet
+  struct Component {
+    std::string name;     // "diffusion_model", "vae", "text_encoder", ...
+    std::string where;    // "model.diffusion_model.* in sd.safetensors", "vae/ folder"
+    std::string details;  // layout and size
+  };
+  std::vector<Component> components;
+};
+// Throws an Error that lists what was found when no family matches.
+CheckpointInfo inspect_checkpoint(const std::string& path);
+
+// One generation. Unset optional fields take the model's defaults (ModelInfo).
+struct GenerationRequest {
+  // Class-conditional models: class ids or names, or "all"; `negative_classes`
+  // are steered away from (default: the model's null class, unconditional).
+  std::vector<std::string> classes;
+  std::vector<std::string> negative_classes;
+  int64_t batch = 1;              // images per class
+  int64_t width = 0, height = 0;  // pixels; 0: the model's trained size
+  std::optional<int> steps;
+  std::optional<Sampler> sampler;
+  Scheduler scheduler = Scheduler::Default;
+  std::optional<double> cfg_scale;  // 1 runs the conditional branch alone
+  // Image i of the batch draws its noise from seed + i (A1111's convention), so
+  // it can be made again alone.
+  uint64_t seed = 42;
+  // [images, channels, h, w] standard-normal noise to start from instead of
+  // the seeded draw (the seeded streams still advance past it).
+  std::optional<FloatTensor> initial_noise;
+  bool profile = false;  // fill GenerationResult::profile
+};
+
+struct GenerationResult {
+  std::vector<Image> images;
+  // The A1111 "parameters" text of each image (its own seed), and of the
+  // whole batch (every subject, the first seed) for a grid.
+  std::vector<std::string> parameters;
+  std::string batch_parameters;
+  FloatTensor latents;  // the sampled latents, before the VAE decodes them
+  double sampling_seconds = 0.0, decode_seconds = 0.0;
+  std::string profile;  // time by op, program cache and arena, when asked
+};
+
+// What a loaded model is and what a request gets when it leaves a field unset.
+struct ModelInfo {
+  std::string path, family, description;
+  std::vector<std::string> class_names;
+  int64_t classes = 0;  // class-conditional models; 0 for others
+  int64_t default_width = 0, default_height = 0, size_multiple = 0;  // pixels
+  int64_t latent_channels = 0;
+  bool latent = false;  // it makes latents for a VAE to decode, not pixels
+  std::string prediction;  // "epsilon", "v", "flow"
+  int default_steps = 0;
+  Sampler default_sampler = Sampler::Euler;
+  double default_cfg_scale = 0.0;
+  std::string vae;  // the VAE's file, empty for a pixel-space model
+};
+
+// Called after each step with (done, total).
+using ProgressCallback = std::function<void(int done, int total)>;
+
+// Thrown by generate() when its cancel flag was set; nothing is returned.
+class Cancelled : public Error {
+ public:
+  using Error::Error;
+};
+
+class Pipeline {
+ public:
+  // `path` is one safetensors file or a diffusers folder (model_index.json).
+  static std::unique_ptr<Pipeline> load(const std::string& path, const LoadOptions& options = {});
+  ~Pipeline();
+
+  const ModelInfo& info() const;
+  const Accelerator& accelerator() const;
+
+  // The picture size a request gets, {height, width}; an Error when it is not
+  // a positive multiple of ModelInfo::size_multiple.
+  std::pair<int64_t, int64_t> image_size(const GenerationRequest& request) const;
+  // [images, channels, h, w]: the latents a request samples, and the shape of
+  // its initial noise.
+  std::vector<int64_t> latent_shape(const GenerationRequest& request) const;
+  // Class names or ids (or "all") to ids; an Error names what is unknown.
+  std::vector<int64_t> class_ids(const std::vector<std::string>& items) const;
+
+  // Several generations may run at once on different threads. Everything a run
+  // needs is reserved against the memory limit before its first step. Setting
+  // `cancel` stops the run within one model evaluation (Cancelled).
+  GenerationResult generate(const GenerationRequest& request, const ProgressCallback& progress = {},
+                            const std::atomic<bool>* cancel = nullptr) const;
+
+  // One forward pass of a component ("diffusion_model", "vae_decoder"; empty:
+  // the diffusion model) on named tensors: how to check a model against another
+  // implementation. `runs` more timed runs fill `timing` (for benchmarks).
+  struct ForwardTiming {
+    double first_seconds = 0.0, median_seconds = 0.0, min_seconds = 0.0, max_seconds = 0.0;
+    int64_t runs = 0, arena_bytes = 0;
+  };
+  std::map<std::string, FloatTensor> forward(const std::string& component,
+                                             const std::map<std::string, FloatTensor>& inputs, int runs = 0,
+                                             ForwardTiming* timing = nullptr) const;
+
+ private:
+  struct Impl;
+  explicit Pipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tiledraw

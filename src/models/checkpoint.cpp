@@ -1,0 +1,272 @@
+#include "models/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "models/dit.h"
+#include "models/vae.h"
+#include "tiledraw/error.h"
+
+namespace tiledraw::models {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A component folder's weights, in the names diffusers saves them under.
+constexpr const char* kWeightFiles[] = {"diffusion_pytorch_model.safetensors", "model.safetensors",
+                                        "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors"};
+constexpr const char* kComponents[] = {"transformer", "unet", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"};
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path.string() + ": cannot read");
+  nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
+  if (!json.is_object()) throw Error(path.string() + ": not a JSON object");
+  return json;
+}
+
+std::optional<fs::path> weights_in(const fs::path& folder) {
+  for (const char* name : kWeightFiles) {
+    if (fs::is_regular_file(folder / name)) return folder / name;
+  }
+  return std::nullopt;
+}
+
+std::string file_name(const std::string& path) { return fs::path(path).filename().string(); }
+
+}  // namespace
+
+Checkpoint Checkpoint::open(const std::string& path) {
+  Checkpoint c;
+  c.path_ = path;
+  std::error_code error;
+  if (!fs::is_directory(path, error)) {
+    c.files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(path)));
+    return c;
+  }
+  const fs::path folder(path);
+  if (!fs::is_regular_file(folder / "model_index.json")) {
+    // One component's folder (config.json beside its weights) reads as that file.
+    const std::optional<fs::path> weights = weights_in(folder);
+    if (!weights) {
+      throw Error(path + ": a folder without model_index.json or " + kWeightFiles[0] +
+                  "; give a .safetensors file or a diffusers model folder");
+    }
+    c.files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(weights->string())));
+    return c;
+  }
+  c.model_index_ = read_json(folder / "model_index.json");
+  for (const char* name : kComponents) {
+    if (const std::optional<fs::path> weights = weights_in(folder / name)) {
+      c.files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(weights->string())));
+      c.components_[name] = c.files_.back().get();
+    }
+  }
+  if (fs::is_regular_file(folder / "scheduler" / "scheduler_config.json")) {
+    c.scheduler_config_ = read_json(folder / "scheduler" / "scheduler_config.json");
+  }
+  return c;
+}
+
+std::optional<WeightView> Checkpoint::component(const std::string& name) const {
+  const auto it = components_.find(name);
+  if (it == components_.end()) return std::nullopt;
+  return WeightView(*it->second);
+}
+
+namespace {
+
+using Components = std::map<std::string, WeightView>;
+
+std::string count_of(size_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); }
+
+// A DiT, and a VAE beside it when the same file or folder holds one.
+std::optional<DetectedFamily> detect_dit(const Checkpoint& c) {
+  std::optional<WeightView> model = c.folder() ? c.component("transformer") : std::optional<WeightView>(*c.file());
+  if (!model || !holds_dit(*model)) return std::nullopt;
+  DetectedFamily found;
+  found.info.family = "dit";
+  found.info.supported = true;
+  const bool original = dit_layout(*model) == DitLayout::Original;
+  int64_t depth = 0;
+  const std::string blocks = original ? "blocks." : "transformer_blocks.";
+  while (model->find(blocks + std::to_string(depth) + (original ? ".mlp.fc1.weight" : ".ff.net.2.weight"))) ++depth;
+  found.info.description = std::string("DiT, class-conditional (") + (original ? "original" : "diffusers") + " layout)";
+  const std::string where = c.folder() ? "transformer/ in " + c.path() : file_name(c.path());
+  found.info.components.push_back({"diffusion_model", where, count_of(static_cast<size_t>(depth), "block")});
+  found.components.emplace("diffusion_model", *model);
+  if (const std::optional<WeightView> vae = find_vae(c)) {
+    found.info.components.push_back({"vae", c.folder() ? "vae/ in " + c.path() : vae->where(), "AutoencoderKL decoder"});
+    found.components.emplace("vae", *vae);
+  }
+  return found;
+}
+
+std::optional<DetectedFamily> detect_vae(const Checkpoint& c) {
+  const std::optional<WeightView> view = c.folder() ? std::nullopt : find_vae(c);
+  if (!view) return std::nullopt;
+  DetectedFamily found;
+  found.info = {"vae", "AutoencoderKL (a VAE alone)", true, {}};
+  const bool ldm = view->find("decoder.mid.block_1.norm1.weight") != nullptr;
+  found.info.components.push_back({"vae", view->where(), ldm ? "decoder, original (LDM) layout" : "decoder, diffusers layout"});
+  found.components.emplace("vae", *view);
+  return found;
+}
+
+std::optional<DetectedFamily> detect_classifier(const Checkpoint& c) {
+  if (c.folder() || !c.file()->find("fc1.weight") || !c.file()->metadata().count("input_shape")) return std::nullopt;
+  DetectedFamily found;
+  found.info = {"classifier", "MLP image classifier (fc1..fcN)", true, {}};
+  found.info.components.push_back({"classifier", file_name(c.path()), ""});
+  found.components.emplace("classifier", WeightView(*c.file()));
+  return found;
+}
+
+// Families recognised by their names but not run yet: a user who points
+// tiledraw at one is told what it is, not that it is nothing.
+struct KnownFamily {
+  const char* family;
+  const char* description;
+  const char* pipeline_class;                            // model_index.json's _class_name
+  std::vector<std::vector<const char*>> single_file;     // any one set of tensors, all present
+  std::vector<std::pair<const char*, const char*>> parts;  // (component, prefix) in a single file
+};
+
+const std::vector<KnownFamily>& known_families() {
+  static const std::vector<KnownFamily> families = {
+      {"sd1", "Stable Diffusion 1.x (UNet, CLIP ViT-L text encoder, VAE)", "StableDiffusionPipeline",
+       {{"model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"}},
+       {{"diffusion_model", "model.diffusion_model."}, {"text_encoder", "cond_stage_model."}, {"vae", "first_stage_model."}}},
+      {"sd2", "Stable Diffusion 2.x (UNet, OpenCLIP ViT-H text encoder, VAE)", "",
+       {{"model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.model.token_embedding.weight"}},
+       {{"diffusion_model", "model.diffusion_model."}, {"text_encoder", "cond_stage_model."}, {"vae", "first_stage_model."}}},
+      {"sdxl", "Stable Diffusion XL (UNet, two text encoders, VAE)", "StableDiffusionXLPipeline",
+       {{"model.diffusion_model.label_emb.0.0.weight", "conditioner.embedders.1.model.token_embedding.weight"}},
+       {{"diffusion_model", "model.diffusion_model."}, {"text_encoder", "conditioner.embedders.0."},
+        {"text_encoder_2", "conditioner.embedders.1."}, {"vae", "first_stage_model."}}},
+      {"sd3", "Stable Diffusion 3 (MMDiT, flow matching)", "StableDiffusion3Pipeline",
+       {{"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"}},
+       {{"diffusion_model", "model.diffusion_model."}, {"text_encoders", "text_encoders."}, {"vae", "first_stage_model."}}},
+      {"flux", "FLUX (flow-matching transformer)", "FluxPipeline",
+       {{"double_blocks.0.img_attn.qkv.weight"}, {"model.diffusion_model.double_blocks.0.img_attn.qkv.weight"}},
+       {{"diffusion_model", ""}}},
+      {"sd-unet", "a Stable Diffusion UNet alone (diffusers UNet2DConditionModel)", "",
+       {{"conv_in.weight", "time_embedding.linear_1.weight", "down_blocks.0.resnets.0.conv1.weight"}},
+       {{"diffusion_model", ""}}},
+  };
+  return families;
+}
+
+std::optional<DetectedFamily> detect_known(const Checkpoint& c, const KnownFamily& k) {
+  DetectedFamily found;
+  found.info = {k.family, k.description, false, {}};
+  if (c.folder()) {
+    const nlohmann::json& index = c.model_index();
+    if (!*k.pipeline_class || !index.contains("_class_name") || index["_class_name"] != k.pipeline_class) return std::nullopt;
+    for (const auto& [name, value] : index.items()) {
+      if (value.is_array()) found.info.components.push_back({name, name + "/ in " + c.path(), value.dump()});
+    }
+    return found;
+  }
+  const auto all_present = [&](const std::vector<const char*>& names) {
+    return std::all_of(names.begin(), names.end(), [&](const char* n) { return c.file()->find(n) != nullptr; });
+  };
+  if (std::none_of(k.single_file.begin(), k.single_file.end(), all_present)) return std::nullopt;
+  for (const auto& [component, prefix] : k.parts) {
+    size_t tensors = 0;
+    for (const TensorInfo& t : c.file()->tensors()) tensors += t.name.rfind(prefix, 0) == 0;
+    if (tensors) found.info.components.push_back({component, std::string(prefix) + "* in " + file_name(c.path()), count_of(tensors, "tensor")});
+  }
+  return found;
+}
+
+using Probe = std::function<std::optional<DetectedFamily>(const Checkpoint&)>;
+
+// In the order they are tried: the known full checkpoints first, since they
+// hold a VAE under a prefix too.
+std::vector<std::pair<std::string, Probe>> probes() {
+  std::vector<std::pair<std::string, Probe>> out;
+  for (const KnownFamily& k : known_families()) {
+    out.emplace_back(k.family, [&k](const Checkpoint& c) { return detect_known(c, k); });
+  }
+  out.emplace_back("dit", detect_dit);
+  out.emplace_back("vae", detect_vae);
+  out.emplace_back("classifier", detect_classifier);
+  return out;
+}
+
+// "model.diffusion_model (686), first_stage_model (248), ..." for an error.
+std::string what_was_found(const Checkpoint& c) {
+  if (c.folder()) {
+    std::string found;
+    for (const auto& [name, value] : c.model_index().items()) {
+      if (value.is_array()) found += (found.empty() ? "" : ", ") + name;
+    }
+    const std::string class_name = c.model_index().value("_class_name", std::string("no _class_name"));
+    return "model_index.json names " + class_name + " with " + (found.empty() ? "no components" : found);
+  }
+  std::map<std::string, size_t> groups;
+  for (const TensorInfo& t : c.file()->tensors()) {
+    const size_t first = t.name.find('.');
+    const size_t second = first == std::string::npos ? first : t.name.find('.', first + 1);
+    const bool nested = t.name.rfind("model.", 0) == 0 || t.name.rfind("conditioner.", 0) == 0;
+    ++groups[t.name.substr(0, nested ? second : first)];
+  }
+  std::string found;
+  size_t shown = 0;
+  for (const auto& [group, count] : groups) {
+    if (shown++ == 8) {
+      found += ", ...";
+      break;
+    }
+    found += (found.empty() ? "" : ", ") + group + " (" + std::to_string(count) + ")";
+  }
+  return count_of(c.file()->tensors().size(), "tensor") + (found.empty() ? "" : ": " + found);
+}
+
+}  // namespace
+
+std::optional<WeightView> find_vae(const Checkpoint& c) {
+  if (c.folder()) {
+    std::optional<WeightView> vae = c.component("vae");
+    return vae && holds_vae_decoder(*vae) ? vae : std::nullopt;
+  }
+  for (const char* prefix : {"", "first_stage_model.", "vae."}) {
+    // A prefixed VAE shares its file with other models: the file's config is not its own.
+    WeightView view(*c.file(), prefix, {}, *prefix ? nlohmann::json::object() : model_config_json(*c.file()));
+    if (holds_vae_decoder(view)) return view;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> family_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, probe] : probes()) names.push_back(name);
+  return names;
+}
+
+DetectedFamily detect_family(const Checkpoint& c, const std::string& stated) {
+  for (const auto& [name, probe] : probes()) {
+    if (!stated.empty() && stated != name) continue;
+    if (std::optional<DetectedFamily> found = probe(c)) return *found;
+  }
+  if (stated == "dit" && !c.folder()) {
+    // Stated but not recognised: the model's own loader names what is missing.
+    DetectedFamily found;
+    found.info = {"dit", "DiT (as stated)", true, {{"diffusion_model", file_name(c.path()), ""}}};
+    found.components.emplace("diffusion_model", WeightView(*c.file()));
+    return found;
+  }
+  std::string names;
+  for (const std::string& name : family_names()) names += (names.empty() ? "" : ", ") + name;
+  if (!stated.empty()) {
+    bool known = false;
+    for (const std::string& name : family_names()) known |= name == stated;
+    if (!known) throw Error("unknown model family '" + stated + "' (one of " + names + ")");
+    throw Error(c.path() + ": not a " + stated + " checkpoint (" + what_was_found(c) + ")");
+  }
+  throw Error(c.path() + ": no model family matches (" + what_was_found(c) + "); tiledraw knows " + names);
+}
+
+}  // namespace tiledraw::models

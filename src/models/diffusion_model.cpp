@@ -1,0 +1,31 @@
+#include "models/diffusion_model.h"
+
+namespace tiledraw::models {
+
+const char* input_role_name(InputRole role) {
+  switch (role) {
+    case InputRole::Latents: return "latents";
+    case InputRole::Timestep: return "timestep";
+    case InputRole::ClassLabels: return "class_labels";
+    case InputRole::TextContext: return "encoder_hidden_states";
+    case InputRole::PooledText: return "text_embeds";
+    case InputRole::ExtraVector: break;
+  }
+  return "time_ids";
+}
+
+const char* prediction_name(Prediction prediction) {
+  switch (prediction) {
+    case Prediction::Epsilon: return "epsilon";
+    case Prediction::V: return "v";
+    case Prediction::FlowVelocity: break;
+  }
+  return "flow";
+}
+
+void DiffusionModel::guide(float* cond, const float* uncond, int64_t images, int64_t plane, double scale) const {
+  const int64_t count = images * latent_format().channels * plane;
+  for (int64_t i = 0; i < count; ++i) cond[i] = static_cast<float>(uncond[i] + scale * (double(cond[i]) - uncond[i]));
+}
+
+}  // namespace tiledraw::models

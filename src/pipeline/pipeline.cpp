@@ -1,0 +1,179 @@
+#include "tiledraw/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "pipeline/generation.h"
+#include "pipeline/loading.h"
+#include "runtime/executor.h"
+#include "runtime/stopwatch.h"
+#include "tiledraw/error.h"
+
+namespace tiledraw {
+
+Precision parse_precision(std::string_view name) {
+  if (name == "auto") return Precision::AsStored;
+  if (name == "float") return Precision::Float;
+  if (name == "8bit-s" || name == "int8") return Precision::Int8;
+  throw Error("unknown precision '" + std::string(name) + "' (expected auto, float or 8bit-s)");
+}
+
+CheckpointInfo inspect_checkpoint(const std::string& path) {
+  const models::Checkpoint checkpoint = models::Checkpoint::open(path);
+  return models::detect_family(checkpoint).info;
+}
+
+struct Pipeline::Impl {
+  std::unique_ptr<Accelerator> accel;
+  std::unique_ptr<pipeline::LoadedModel> loaded;
+  mutable ProgramCache cache;
+};
+
+Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pipeline::~Pipeline() = default;
+
+std::unique_ptr<Pipeline> Pipeline::load(const std::string& path, const LoadOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  std::string why;
+  impl->accel = make_accelerator(options.accelerator.empty() ? "auto" : options.accelerator, &why);
+  if (!impl->accel) throw Error("the " + options.accelerator + " accelerator cannot run here: " + why);
+  impl->loaded = pipeline::load_model(path, options, *impl->accel);
+  return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
+}
+
+const ModelInfo& Pipeline::info() const { return impl_->loaded->model_info; }
+const Accelerator& Pipeline::accelerator() const { return *impl_->accel; }
+
+std::pair<int64_t, int64_t> Pipeline::image_size(const GenerationRequest& request) const {
+  if (!impl_->loaded->model) throw Error(info().path + ": " + impl_->loaded->info.description + ", not a model that generates");
+  return pipeline::image_size(*impl_->loaded, request);
+}
+
+std::vector<int64_t> Pipeline::latent_shape(const GenerationRequest& request) const {
+  const auto [height, width] = image_size(request);
+  const int64_t factor = impl_->loaded->vae ? impl_->loaded->vae->config().factor() : 1;
+  return {impl_->loaded->conditioner->encode(request).images, info().latent_channels, height / factor, width / factor};
+}
+
+std::vector<int64_t> Pipeline::class_ids(const std::vector<std::string>& items) const {
+  const auto* classes = dynamic_cast<const pipeline::ClassConditioner*>(impl_->loaded->conditioner.get());
+  if (!classes) throw Error(info().path + ": " + info().description + " is not class-conditional");
+  return classes->ids(items);
+}
+
+GenerationResult Pipeline::generate(const GenerationRequest& request, const ProgressCallback& progress,
+                                    const std::atomic<bool>* cancel) const {
+  return pipeline::generate(*impl_->loaded, *impl_->accel, impl_->cache, request, progress, cancel);
+}
+
+namespace {
+
+// Input names by role: tiledraw's short ones first, then diffusers'.
+std::vector<std::string> input_names(models::InputRole role) {
+  switch (role) {
+    case models::InputRole::Latents: return {"x", "sample", "hidden_states"};
+    case models::InputRole::Timestep: return {"t", "timestep"};
+    case models::InputRole::ClassLabels: return {"y", "class_labels"};
+    case models::InputRole::TextContext: return {"encoder_hidden_states", "context"};
+    case models::InputRole::PooledText: return {"text_embeds", "pooled"};
+    case models::InputRole::ExtraVector: break;
+  }
+  return {"time_ids"};
+}
+
+const FloatTensor& named_input(const std::map<std::string, FloatTensor>& inputs, const std::vector<std::string>& names,
+                               const std::string& reads) {
+  for (const std::string& name : names) {
+    if (const auto it = inputs.find(name); it != inputs.end()) return it->second;
+  }
+  std::string alternatives;
+  for (size_t i = 1; i < names.size(); ++i) alternatives += " or '" + names[i] + "'";
+  throw Error("no tensor '" + names.front() + "'" + alternatives + " among the inputs (" + reads + ")");
+}
+
+// Runs once, then `runs` more times for the timing.
+void run_timed(runtime::Executor& exec, const std::vector<const float*>& inputs, int runs, Pipeline::ForwardTiming* timing) {
+  auto start = std::chrono::steady_clock::now();
+  exec.run(inputs);
+  if (!timing) return;
+  timing->first_seconds = seconds_since(start);
+  std::vector<double> times;
+  for (int r = 0; r < runs; ++r) {
+    start = std::chrono::steady_clock::now();
+    exec.run(inputs);
+    times.push_back(seconds_since(start));
+  }
+  std::sort(times.begin(), times.end());
+  timing->runs = runs;
+  timing->arena_bytes = exec.plan().arena_bytes;
+  if (!times.empty()) {
+    timing->median_seconds = times[times.size() / 2];
+    timing->min_seconds = times.front();
+    timing->max_seconds = times.back();
+  }
+}
+
+FloatTensor output_of(const runtime::Graph& graph, const runtime::Executor& exec, int value) {
+  const runtime::Value& v = graph.values()[static_cast<size_t>(value)];
+  const float* data = exec.data(value);
+  return {v.shape, std::vector<float>(data, data + v.numel())};
+}
+
+}  // namespace
+
+std::map<std::string, FloatTensor> Pipeline::forward(const std::string& component,
+                                                     const std::map<std::string, FloatTensor>& inputs, int runs,
+                                                     ForwardTiming* timing) const {
+  const pipeline::LoadedModel& m = *impl_->loaded;
+  const bool decoder = component == "vae_decoder" || component == "vae" || (component.empty() && !m.model);
+  if (decoder) {
+    if (!m.vae) throw Error(info().path + ": has no VAE decoder");
+    const char* reads = "the VAE decoder reads z [batch, latent channels, h, w], as AutoencoderKL.decode takes it";
+    const FloatTensor& z = named_input(inputs, {"z", "latents"}, reads);
+    if (z.shape.size() != 4 || z.shape[1] != m.vae->config().latent_channels) {
+      throw Error("'z' has shape " + shape_string(z.shape) + ", the VAE decodes [batch, " +
+                  std::to_string(m.vae->config().latent_channels) + ", h, w]");
+    }
+    const auto built = m.vae->build(z.shape[0], z.shape[2], z.shape[3]);
+    runtime::Executor exec(built->graph, *impl_->accel, impl_->cache);
+    run_timed(exec, {z.data.data()}, runs, timing);
+    return {{"image", output_of(built->graph, exec, built->image)}};
+  }
+  if (!component.empty() && component != "diffusion_model") {
+    throw Error("unknown component '" + component + "' (diffusion_model or vae_decoder)");
+  }
+  if (!m.model) throw Error(info().path + ": " + m.info.description + ", has no diffusion model");
+  const models::DiffusionModel& model = *m.model;
+  const int64_t channels = model.latent_format().channels;
+  const std::string reads = "the diffusion model reads x [batch, " + std::to_string(channels) +
+                            ", h, w], t [batch] and its conditioning (y [batch] for class labels)";
+  const FloatTensor& x = named_input(inputs, input_names(models::InputRole::Latents), reads);
+  if (x.shape.size() != 4 || x.shape[1] != channels) {
+    throw Error("'x' has shape " + shape_string(x.shape) + ", the model takes [batch, " + std::to_string(channels) + ", h, w]");
+  }
+  const int64_t batch = x.shape[0];
+  int64_t context_tokens = 0;
+  if (const auto it = std::find_if(inputs.begin(), inputs.end(), [](const auto& in) {
+        return in.first == "encoder_hidden_states" || in.first == "context";
+      }); it != inputs.end() && it->second.shape.size() == 3) {
+    context_tokens = it->second.shape[1];
+  }
+  const auto built = model.build({batch, x.shape[2], x.shape[3], context_tokens});
+  std::vector<const float*> bound;
+  for (const auto& [role, value] : built->inputs) {
+    const FloatTensor& t = named_input(inputs, input_names(role), reads);
+    const std::vector<int64_t>& shape = built->graph.values()[static_cast<size_t>(value)].shape;
+    int64_t expected = 1;
+    for (const int64_t d : shape) expected *= d;
+    if (static_cast<int64_t>(t.data.size()) != expected) {
+      throw Error("'" + input_names(role).front() + "' holds " + std::to_string(t.data.size()) + " values, the model reads " +
+                  shape_string(shape));
+    }
+    bound.push_back(t.data.data());
+  }
+  runtime::Executor exec(built->graph, *impl_->accel, impl_->cache);
+  run_timed(exec, bound, runs, timing);
+  return {{"out", output_of(built->graph, exec, built->output)}};
+}
+
+}  // namespace tiledraw
