@@ -182,9 +182,12 @@ TEST(Checkpoint, FamiliesNotRunYetAreNamedAndUnknownFilesListWhatTheyHold) {
   EXPECT_THAT([&] { inspect_checkpoint(dir.file("other.safetensors")); },
               ::testing::ThrowsMessage<Error>(HasSubstr("other.safetensors: no model family matches (3 tensors: encoder (2), "
                                                         "head (1)); tiledraw knows sd1, sd2, sdxl, sd3, flux, sd-unet, dit")));
-  EXPECT_THAT([&] { Pipeline::load(dir.file("other.safetensors"), {.family = "dit"}); },
+  LoadOptions stated;
+  stated.family = "dit";
+  EXPECT_THAT([&] { Pipeline::load(dir.file("other.safetensors"), stated); },
               ::testing::ThrowsMessage<Error>(HasSubstr("not a DiT checkpoint: no tensor 'x_embedder.proj.weight'")));
-  EXPECT_THAT([&] { Pipeline::load(dir.file("other.safetensors"), {.family = "unet"}); },
+  stated.family = "unet";
+  EXPECT_THAT([&] { Pipeline::load(dir.file("other.safetensors"), stated); },
               ::testing::ThrowsMessage<Error>(HasSubstr("unknown model family 'unet' (one of sd1, ")));
 }
 

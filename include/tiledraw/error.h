@@ -12,4 +12,11 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+// Thrown by work that was asked to stop (a generation's cancel flag); it
+// leaves nothing behind.
+class Cancelled : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace tiledraw

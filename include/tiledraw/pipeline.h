@@ -7,35 +7,19 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "tiledraw/accel.h"
+#include "tiledraw/checkpoint.h"
 #include "tiledraw/error.h"
 #include "tiledraw/image.h"
+#include "tiledraw/quant8s.h"
+#include "tiledraw/sampling.h"
 
 // Generation as a library: load a model from a path, fill a request, get
 // images. The `tiledraw` program's `generate` and `forward` are thin mappings
 // of flags onto this API, and so is anything else that generates (a server).
 namespace tiledraw {
-
-// How a model's matrices run: as the file stores them, all in float (8-bit S
-// dequantized), or all in 8-bit S (float weights quantized at load).
-enum class Precision { AsStored, Float, Int8 };
-Precision parse_precision(std::string_view name);  // auto, float, 8bit-s
-
-// The samplers, as k-diffusion and the A1111 web UI name them.
-enum class Sampler { Euler, EulerAncestral, Heun, Dpm2, DpmPp2m, DpmPp2sAncestral, DpmPp2mSde, Lcm, Ddim, Ddpm };
-// The noise schedules (A1111's "Schedule type"). `Default` is the sampler's
-// own: ddim and ddpm walk the model's training timesteps as its scheduler
-// config spaces them, the others `Normal`.
-enum class Scheduler { Default, Normal, Karras, Exponential, SgmUniform, Simple };
-const char* sampler_name(Sampler sampler);        // "euler_a", "dpm++2m", ...
-const char* scheduler_name(Scheduler scheduler);  // "default", "karras", ...
-Sampler parse_sampler(std::string_view name);     // an Error names the choices
-Scheduler parse_scheduler(std::string_view name);
-std::vector<std::string> sampler_names();
-std::vector<std::string> scheduler_names();
 
 // Floats with a shape, row-major: inputs and outputs of `forward`, and
 // initial noise.
@@ -52,22 +36,6 @@ struct LoadOptions {
   std::string accelerator;  // a backend name; empty: $TILEDRAW_ACCEL, else auto
   std::vector<std::string> class_names;  // for class-conditional models without names of their own
 };
-
-// What a checkpoint holds, found from its tensor names and shapes alone (no
-// weights are read): what `tiledraw inspect` reports.
-struct CheckpointInfo {
-  std::string family;       // "dit", "vae", ... ; empty when none matched
-  std::string description;  // "DiT (diffusers layout), 4 blocks of width 64"
-  bool supported = false;   // false for families recognised but not run yet
-  struct Component {
-    std::string name;     // "diffusion_model", "vae", "text_encoder", ...
-    std::string where;    // "model.diffusion_model.* in sd.safetensors", "vae/ folder"
-    std::string details;  // layout and size
-  };
-  std::vector<Component> components;
-};
-// Throws an Error that lists what was found when no family matches.
-CheckpointInfo inspect_checkpoint(const std::string& path);
 
 // One generation. Unset optional fields take the model's defaults (ModelInfo).
 struct GenerationRequest {
@@ -118,12 +86,6 @@ struct ModelInfo {
 
 // Called after each step with (done, total).
 using ProgressCallback = std::function<void(int done, int total)>;
-
-// Thrown by generate() when its cancel flag was set; nothing is returned.
-class Cancelled : public Error {
- public:
-  using Error::Error;
-};
 
 class Pipeline {
  public:

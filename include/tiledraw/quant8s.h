@@ -17,6 +17,11 @@ inline constexpr std::string_view kFormat8BitSVersion = "1";
 
 std::string scale_tensor_name(std::string_view weight_name);  // "<name>_scale"
 
+// How a model's matrices run: as the file stores them, all in float (8-bit S
+// dequantized), or all in 8-bit S (float weights quantized at load).
+enum class Precision { AsStored, Float, Int8 };
+Precision parse_precision(std::string_view name);  // auto, float, 8bit-s
+
 // Quantizes `rows` rows of `cols` floats:
 //   scale[r] = max(max_k |x[r, k]| / 127, FLT_MIN)   (an all-zero row never gets a zero scale)
 //   q[r, k] = clamp(round_half_even(x[r, k] / scale[r]), -127, 127)

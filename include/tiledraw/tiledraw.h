@@ -4,6 +4,7 @@
 
 // The whole public API of the tiledraw library.
 #include "tiledraw/accel.h"
+#include "tiledraw/checkpoint.h"
 #include "tiledraw/convert.h"
 #include "tiledraw/cpu.h"
 #include "tiledraw/dtype.h"
@@ -13,6 +14,7 @@
 #include "tiledraw/pipeline.h"
 #include "tiledraw/quant8s.h"
 #include "tiledraw/safetensors.h"
+#include "tiledraw/sampling.h"
 
 namespace tiledraw {
 

@@ -10,6 +10,13 @@ namespace tiledraw {
 
 std::string scale_tensor_name(std::string_view weight_name) { return std::string(weight_name) + "_scale"; }
 
+Precision parse_precision(std::string_view name) {
+  if (name == "auto") return Precision::AsStored;
+  if (name == "float") return Precision::Float;
+  if (name == "8bit-s" || name == "int8") return Precision::Int8;
+  throw Error("unknown precision '" + std::string(name) + "' (expected auto, float or 8bit-s)");
+}
+
 void quantize_rows_8bit_s(const float* x, size_t rows, size_t cols, int8_t* q, float* scales) {
   static const kernels::QuantizeRowsFn kernel = kernels::quantize_rows_kernel(isa_level());
   kernel(x, rows, cols, q, scales);

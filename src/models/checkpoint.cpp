@@ -270,3 +270,11 @@ DetectedFamily detect_family(const Checkpoint& c, const std::string& stated) {
 }
 
 }  // namespace tiledraw::models
+
+namespace tiledraw {
+
+CheckpointInfo inspect_checkpoint(const std::string& path) {
+  return models::detect_family(models::Checkpoint::open(path)).info;
+}
+
+}  // namespace tiledraw

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/weights.h"
-#include "tiledraw/pipeline.h"
+#include "tiledraw/checkpoint.h"
 #include "tiledraw/safetensors.h"
 
 // What a path holds: one safetensors file (possibly several models under

@@ -8,7 +8,7 @@
 
 #include "runtime/graph.h"
 #include "sampling/schedule.h"
-#include "tiledraw/pipeline.h"
+#include "tiledraw/sampling.h"
 
 // The one interface every diffusion model family implements (DiT today; the
 // Stable Diffusion UNets and flow transformers next). The pipeline, the

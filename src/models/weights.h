@@ -11,7 +11,7 @@
 
 #include "runtime/graph.h"
 #include "tiledraw/memory.h"
-#include "tiledraw/pipeline.h"
+#include "tiledraw/quant8s.h"
 #include "tiledraw/safetensors.h"
 
 // Loading a model's weights from a safetensors file, shared by the model families.

@@ -11,18 +11,6 @@
 
 namespace tiledraw {
 
-Precision parse_precision(std::string_view name) {
-  if (name == "auto") return Precision::AsStored;
-  if (name == "float") return Precision::Float;
-  if (name == "8bit-s" || name == "int8") return Precision::Int8;
-  throw Error("unknown precision '" + std::string(name) + "' (expected auto, float or 8bit-s)");
-}
-
-CheckpointInfo inspect_checkpoint(const std::string& path) {
-  const models::Checkpoint checkpoint = models::Checkpoint::open(path);
-  return models::detect_family(checkpoint).info;
-}
-
 struct Pipeline::Impl {
   std::unique_ptr<Accelerator> accel;
   std::unique_ptr<pipeline::LoadedModel> loaded;

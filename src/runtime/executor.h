@@ -16,7 +16,6 @@
 #include "runtime/planner.h"
 #include "tiledraw/accel.h"
 #include "tiledraw/memory.h"
-#include "tiledraw/pipeline.h"
 
 namespace tiledraw::runtime {
 

@@ -1,7 +1,7 @@
 #include <algorithm>
 
 #include "tiledraw/error.h"
-#include "tiledraw/pipeline.h"
+#include "tiledraw/sampling.h"
 
 namespace tiledraw {
 namespace {

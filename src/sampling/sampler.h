@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "sampling/schedule.h"
-#include "tiledraw/pipeline.h"
+#include "tiledraw/sampling.h"
 
 // Samplers in sigma space, as k-diffusion defines them: a sampler walks a list
 // of sigmas and sees the model only as a denoiser D(x, sigma) -> x0. Latents

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tiledraw/pipeline.h"
+#include "tiledraw/sampling.h"
 
 // Noise levels in sigma space, as k-diffusion, the A1111 web UI and ComfyUI
 // define them. A model's noise schedule says how its training timesteps map to
