@@ -109,7 +109,7 @@ TEST_F(ConvertMixedFile, QuantizesExactlyTheMatrixWeights) {
     actions[t.name] = t.action;
   }
   EXPECT_EQ(reasons["y_embedder.embedding_table.weight"], "embedding table");
-  EXPECT_EQ(reasons["blocks.0.mlp.fc1.weight"], "matches --keep 'blocks.*.mlp.*'");
+  EXPECT_EQ(reasons["blocks.0.mlp.fc1.weight"], "matches the keep pattern 'blocks.*.mlp.*'");
   EXPECT_EQ(reasons["final_layer.linear.weight"], "fewer than 4096 elements");
   EXPECT_EQ(reasons["blocks.0.attn.qkv.bias"], "rank 1, not a matrix");
   EXPECT_EQ(reasons["proj_out"], "not a weight");
@@ -189,7 +189,7 @@ TEST(Convert, RefusesAConfigThatIsNotAJsonObject) {
   ConvertOptions o;
   o.config_json = "[1, 2";
   EXPECT_THAT([&] { convert_to_8bit_s(dir.file("in.safetensors"), dir.file("out.safetensors"), o); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("--config: not a JSON object")));
+              ::testing::ThrowsMessage<Error>(HasSubstr("the config to record is not a JSON object")));
 }
 
 }  // namespace

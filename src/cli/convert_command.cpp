@@ -1,5 +1,6 @@
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/progress.h"
@@ -30,6 +31,9 @@ const char* action_name(TensorAction action) {
 }
 
 void run_convert(const ConvertArgs& args) {
+  if (!args.options.config_json.empty() && !nlohmann::json::parse(args.options.config_json, nullptr, false).is_object()) {
+    throw Error("--config: not a JSON object");
+  }
   Progress progress("convert", "tensors", args.quiet);
   const ConvertReport report = convert_to_8bit_s(
       args.input, args.output, args.options,

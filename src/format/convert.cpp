@@ -35,7 +35,7 @@ bool contains_ignoring_case(std::string_view text, std::string_view word) {
 Decision decide(const TensorInfo& t, const ConvertOptions& options, const std::set<std::string>& already_8bit_s) {
   if (already_8bit_s.count(t.name)) return {TensorAction::Copied, "already 8-bit S"};
   for (const std::string& pattern : options.keep_patterns) {
-    if (fnmatch(pattern.c_str(), t.name.c_str(), 0) == 0) return {TensorAction::Kept, "matches --keep '" + pattern + "'"};
+    if (fnmatch(pattern.c_str(), t.name.c_str(), 0) == 0) return {TensorAction::Kept, "matches the keep pattern '" + pattern + "'"};
   }
   if (!is_float_dtype(t.dtype)) return {TensorAction::Copied, "not floating point"};
   if (t.shape.size() != 2 && t.shape.size() != 4) {
@@ -77,7 +77,7 @@ std::map<std::string, std::string> output_metadata(const SafetensorsFile& in, co
   if (!options.architecture.empty()) metadata["architecture"] = options.architecture;
   if (!options.config_json.empty()) {
     const auto config = nlohmann::json::parse(options.config_json, nullptr, false);
-    if (config.is_discarded() || !config.is_object()) throw Error("--config: not a JSON object");
+    if (config.is_discarded() || !config.is_object()) throw Error("the config to record is not a JSON object");
     metadata["config"] = config.dump();
   }
   return metadata;
@@ -110,7 +110,7 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
     const std::string scale_name = scale_tensor_name(t.name);
     if (in.find(scale_name)) {
       throw Error(input_path + ": tensor '" + scale_name + "' is in the way of the scale of '" + t.name +
-                  "'; keep '" + t.name + "' in float with --keep");
+                  "'; keep '" + t.name + "' in float");
     }
     const size_t index = report.tensors.size() - 1;
     out.push_back({t.name, DType::I8, t.shape, [&in, &t, &error_sq, &norm_sq, index](std::span<std::byte> dst) {
