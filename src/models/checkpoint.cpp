@@ -89,9 +89,7 @@ std::optional<DetectedFamily> detect_dit(const Checkpoint& c) {
   found.info.family = "dit";
   found.info.supported = true;
   const bool original = dit_layout(*model) == DitLayout::Original;
-  int64_t depth = 0;
-  const std::string blocks = original ? "blocks." : "transformer_blocks.";
-  while (model->find(blocks + std::to_string(depth) + (original ? ".mlp.fc1.weight" : ".ff.net.2.weight"))) ++depth;
+  const int64_t depth = dit_depth(*model);
   found.info.description = std::string("DiT, class-conditional (") + (original ? "original" : "diffusers") + " layout)";
   const std::string where = c.folder() ? "transformer/ in " + c.path() : file_name(c.path());
   found.info.components.push_back({"diffusion_model", where, count_of(static_cast<size_t>(depth), "block")});
@@ -108,8 +106,7 @@ std::optional<DetectedFamily> detect_vae(const Checkpoint& c) {
   if (!view) return std::nullopt;
   DetectedFamily found;
   found.info = {"vae", "AutoencoderKL (a VAE alone)", true, {}};
-  const bool ldm = view->find("decoder.mid.block_1.norm1.weight") != nullptr;
-  found.info.components.push_back({"vae", view->where(), ldm ? "decoder, original (LDM) layout" : "decoder, diffusers layout"});
+  found.info.components.push_back({"vae", view->where(), vae_in_original_layout(*view) ? "decoder, original (LDM) layout" : "decoder, diffusers layout"});
   found.components.emplace("vae", *view);
   return found;
 }

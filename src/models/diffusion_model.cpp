@@ -2,16 +2,16 @@
 
 namespace tiledraw::models {
 
-const char* input_role_name(InputRole role) {
+std::vector<std::string> input_names(InputRole role) {
   switch (role) {
-    case InputRole::Latents: return "latents";
-    case InputRole::Timestep: return "timestep";
-    case InputRole::ClassLabels: return "class_labels";
-    case InputRole::TextContext: return "encoder_hidden_states";
-    case InputRole::PooledText: return "text_embeds";
+    case InputRole::Latents: return {"x", "sample", "hidden_states"};
+    case InputRole::Timestep: return {"t", "timestep"};
+    case InputRole::ClassLabels: return {"y", "class_labels"};
+    case InputRole::TextContext: return {"context", "encoder_hidden_states"};
+    case InputRole::PooledText: return {"pooled", "text_embeds"};
     case InputRole::ExtraVector: break;
   }
-  return "time_ids";
+  return {"time_ids"};
 }
 
 const char* prediction_name(Prediction prediction) {

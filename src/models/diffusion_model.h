@@ -25,7 +25,9 @@ enum class InputRole {
   PooledText,   // [batch, width]
   ExtraVector,  // [batch, n]: further conditioning (SDXL's size and crop values)
 };
-const char* input_role_name(InputRole role);  // "latents", "timestep", ...
+// The names a tensor of this role goes by in `forward`'s inputs: tiledraw's
+// short one first, diffusers' last ("x", "sample", "hidden_states").
+std::vector<std::string> input_names(InputRole role);
 
 enum class Prediction {
   Epsilon,       // the noise

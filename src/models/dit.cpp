@@ -95,6 +95,13 @@ WeightView::Rename layout_rename(DitLayout layout) {
 
 std::string block(int64_t b, const char* part) { return "blocks." + std::to_string(b) + "." + part; }
 
+// Blocks in canonical names, counted while their MLP is there.
+int64_t count_blocks(const WeightView& view) {
+  int64_t depth = 0;
+  while (view.find(block(depth, "mlp.fc1.weight"))) ++depth;
+  return depth;
+}
+
 DitConfig read_config(const WeightView& view, DitLayout layout) {
   const auto require = [&](const std::string& name) -> const TensorInfo& {
     return require_tensor(view, name, kKind, kExpectedLayouts);
@@ -110,7 +117,7 @@ DitConfig read_config(const WeightView& view, DitLayout layout) {
   c.hidden_size = patch.shape[0];
   c.in_channels = patch.shape[1];
   c.patch_size = patch.shape[2];
-  while (view.find(block(c.depth, "mlp.fc1.weight"))) ++c.depth;
+  c.depth = count_blocks(view);
   // A tensor's first dimension, 0 for a scalar (the checks below and the loading then refuse it).
   const auto rows = [&](const std::string& name) {
     const TensorInfo& t = require(name);
@@ -175,6 +182,8 @@ WeightView layout_view(const WeightView& view) {
 }
 
 }  // namespace
+
+int64_t dit_depth(const WeightView& view) { return count_blocks(layout_view(view)); }
 
 bool holds_dit(const WeightView& view) {
   // diffusers' patch embedding name is shared by other transformers; its final layer and class table are not.

@@ -127,7 +127,8 @@ class DitModel : public DiffusionModel {
 
 // The layout a view's DiT names follow (by its patch embedding), if any.
 std::optional<DitLayout> dit_layout(const WeightView& view);
-// Whether the view holds a DiT (the loader then names anything missing).
+// Whether the view holds a DiT (the loader then names anything missing), and its number of blocks.
 bool holds_dit(const WeightView& view);
+int64_t dit_depth(const WeightView& view);
 
 }  // namespace tiledraw::models

@@ -48,11 +48,9 @@ int64_t ldm_levels(const WeightView& view) {
   return levels;
 }
 
-bool ldm_layout(const WeightView& view) { return view.find("decoder.mid.block_1.norm1.weight") != nullptr; }
-
 // Canonical names are diffusers'.
 WeightView canonical_view(const WeightView& view) {
-  return ldm_layout(view) ? view.renamed(ldm_rename(ldm_levels(view))) : view;
+  return vae_in_original_layout(view) ? view.renamed(ldm_rename(ldm_levels(view))) : view;
 }
 
 VaeConfig read_config(const WeightView& view) {
@@ -93,6 +91,8 @@ VaeConfig read_config(const WeightView& view) {
 }
 
 }  // namespace
+
+bool vae_in_original_layout(const WeightView& view) { return view.find("decoder.mid.block_1.norm1.weight") != nullptr; }
 
 bool holds_vae_decoder(const WeightView& view) {
   return view.find("decoder.conv_in.weight") && view.find("decoder.conv_out.weight") &&

@@ -71,7 +71,9 @@ class VaeDecoder {
   Norm norm_out_;
 };
 
-// Whether the view holds an AutoencoderKL decoder, in either layout.
+// Whether the view holds an AutoencoderKL decoder, in either layout; and
+// whether its names are the original (LDM) ones.
 bool holds_vae_decoder(const WeightView& view);
+bool vae_in_original_layout(const WeightView& view);
 
 }  // namespace tiledraw::models

@@ -57,7 +57,7 @@ ModelDenoiser::ModelDenoiser(const models::DiffusionModel& model, const sampling
       const auto it = std::find_if(conditioning.inputs.begin(), conditioning.inputs.end(),
                                    [&](const ConditioningInput& c) { return c.role == role; });
       if (it == conditioning.inputs.end()) {
-        throw Error(std::string("the model reads ") + models::input_role_name(role) + ", which this request does not give");
+        throw Error(std::string("the model reads ") + models::input_names(role).back() + ", which this request does not give");
       }
       values = it->cond;
       if (guided_) values.insert(values.end(), it->uncond.begin(), it->uncond.end());

@@ -66,7 +66,7 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   const Sampler sampler = r.sampler.value_or(model.default_sampler());
   const double cfg_scale = r.cfg_scale.value_or(model.default_cfg_scale());
   const auto [height, width] = image_size(m, r);
-  const int64_t factor = m.vae ? m.vae->config().factor() : 1;
+  const int64_t factor = m.vae_factor();
   const int64_t latent_h = height / factor, latent_w = width / factor;
   const Conditioning conditioning = m.conditioner->encode(r);
   const int64_t images = conditioning.images, channels = format.channels;

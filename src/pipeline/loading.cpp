@@ -87,7 +87,7 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptio
       throw Error(m->vae_path + ": the VAE decodes " + std::to_string(m->vae->config().latent_channels) +
                   "-channel latents, the model makes " + std::to_string(format.channels));
     }
-    const int64_t factor = m->vae ? m->vae->config().factor() : format.vae_factor;
+    const int64_t factor = m->vae_factor();
     info.latent_channels = format.channels;
     info.latent = !format.pixels();
     info.size_multiple = model->latent_multiple() * factor;

@@ -23,6 +23,9 @@ struct LoadedModel {
   std::unique_ptr<Conditioner> conditioner;
   std::string vae_path;
   ModelInfo model_info;
+
+  // Image pixels per latent: the VAE's, else what the model's latent format says.
+  int64_t vae_factor() const { return vae ? vae->config().factor() : model ? model->latent_format().vae_factor : 1; }
 };
 
 std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptions& options, const Accelerator& accel);

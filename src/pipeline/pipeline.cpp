@@ -39,7 +39,7 @@ std::pair<int64_t, int64_t> Pipeline::image_size(const GenerationRequest& reques
 
 std::vector<int64_t> Pipeline::latent_shape(const GenerationRequest& request) const {
   const auto [height, width] = image_size(request);
-  const int64_t factor = impl_->loaded->vae ? impl_->loaded->vae->config().factor() : 1;
+  const int64_t factor = impl_->loaded->vae_factor();
   return {impl_->loaded->conditioner->encode(request).images, info().latent_channels, height / factor, width / factor};
 }
 
@@ -55,19 +55,6 @@ GenerationResult Pipeline::generate(const GenerationRequest& request, const Prog
 }
 
 namespace {
-
-// Input names by role: tiledraw's short ones first, then diffusers'.
-std::vector<std::string> input_names(models::InputRole role) {
-  switch (role) {
-    case models::InputRole::Latents: return {"x", "sample", "hidden_states"};
-    case models::InputRole::Timestep: return {"t", "timestep"};
-    case models::InputRole::ClassLabels: return {"y", "class_labels"};
-    case models::InputRole::TextContext: return {"encoder_hidden_states", "context"};
-    case models::InputRole::PooledText: return {"text_embeds", "pooled"};
-    case models::InputRole::ExtraVector: break;
-  }
-  return {"time_ids"};
-}
 
 const FloatTensor& named_input(const std::map<std::string, FloatTensor>& inputs, const std::vector<std::string>& names,
                                const std::string& reads) {
@@ -135,26 +122,24 @@ std::map<std::string, FloatTensor> Pipeline::forward(const std::string& componen
   const int64_t channels = model.latent_format().channels;
   const std::string reads = "the diffusion model reads x [batch, " + std::to_string(channels) +
                             ", h, w], t [batch] and its conditioning (y [batch] for class labels)";
-  const FloatTensor& x = named_input(inputs, input_names(models::InputRole::Latents), reads);
+  const FloatTensor& x = named_input(inputs, models::input_names(models::InputRole::Latents), reads);
   if (x.shape.size() != 4 || x.shape[1] != channels) {
     throw Error("'x' has shape " + shape_string(x.shape) + ", the model takes [batch, " + std::to_string(channels) + ", h, w]");
   }
   const int64_t batch = x.shape[0];
   int64_t context_tokens = 0;
-  if (const auto it = std::find_if(inputs.begin(), inputs.end(), [](const auto& in) {
-        return in.first == "encoder_hidden_states" || in.first == "context";
-      }); it != inputs.end() && it->second.shape.size() == 3) {
-    context_tokens = it->second.shape[1];
+  for (const std::string& name : models::input_names(models::InputRole::TextContext)) {
+    if (const auto it = inputs.find(name); it != inputs.end() && it->second.shape.size() == 3) context_tokens = it->second.shape[1];
   }
   const auto built = model.build({batch, x.shape[2], x.shape[3], context_tokens});
   std::vector<const float*> bound;
   for (const auto& [role, value] : built->inputs) {
-    const FloatTensor& t = named_input(inputs, input_names(role), reads);
+    const FloatTensor& t = named_input(inputs, models::input_names(role), reads);
     const std::vector<int64_t>& shape = built->graph.values()[static_cast<size_t>(value)].shape;
     int64_t expected = 1;
     for (const int64_t d : shape) expected *= d;
     if (static_cast<int64_t>(t.data.size()) != expected) {
-      throw Error("'" + input_names(role).front() + "' holds " + std::to_string(t.data.size()) + " values, the model reads " +
+      throw Error("'" + models::input_names(role).front() + "' holds " + std::to_string(t.data.size()) + " values, the model reads " +
                   shape_string(shape));
     }
     bound.push_back(t.data.data());

@@ -25,7 +25,7 @@ struct Walk {
   const Denoiser& model;
   BatchNoise& noise;
   size_t n;
-  std::vector<float> denoised, second, variance, z;
+  std::vector<float> denoised, second, trial, variance, z;
   std::vector<double> old_denoised;
   double h_last = 0.0;
 
@@ -78,7 +78,6 @@ void Walk::step(Sampler kind, size_t k) {
       // Heun: a trial step to sigma_next, then the mean of both slopes. DPM2:
       // the slope at the midpoint in log sigma, used for the whole step.
       const double mid = kind == Sampler::Heun ? s_next : std::exp(0.5 * (std::log(s) + std::log(s_next)));
-      std::vector<float> trial(n);
       for (size_t i = 0; i < n; ++i) trial[i] = static_cast<float>(x[i] + (x[i] - double(denoised[i])) / s * (mid - s));
       denoise(trial.data(), mid, second);
       for (size_t i = 0; i < n; ++i) {
@@ -96,7 +95,6 @@ void Walk::step(Sampler kind, size_t k) {
       } else {
         // DPM-Solver++(2S) to sigma_down, its midpoint halfway in log sigma.
         const double h = std::log(s) - std::log(a.sigma_down), mid = s * std::exp(-0.5 * h);
-        std::vector<float> trial(n);
         for (size_t i = 0; i < n; ++i) trial[i] = static_cast<float>(mid / s * x[i] - std::expm1(-0.5 * h) * denoised[i]);
         denoise(trial.data(), mid, second);
         for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(a.sigma_down / s * x[i] - std::expm1(-h) * second[i]);
@@ -221,8 +219,11 @@ void sample(Sampler kind, const std::vector<double>& sigmas, const ModelSampling
   if (kind == Sampler::Ddpm && ms.flow()) throw Error("the ddpm sampler needs a model with a discrete noise schedule");
   if (static_cast<int64_t>(x.size()) != noise.size()) throw Error("the noise streams do not cover the latents");
   const size_t n = x.size();
-  Walk walk{sigmas, ms, x, model, noise, n, std::vector<float>(n), {}, {}, std::vector<float>(n), {}, 0.0};
-  if (kind == Sampler::Heun || kind == Sampler::Dpm2 || kind == Sampler::DpmPp2sAncestral) walk.second.resize(n);
+  Walk walk{sigmas, ms, x, model, noise, n, std::vector<float>(n), {}, {}, {}, std::vector<float>(n), {}, 0.0};
+  if (kind == Sampler::Heun || kind == Sampler::Dpm2 || kind == Sampler::DpmPp2sAncestral) {
+    walk.second.resize(n);  // the estimate at the second point of the step, and that point
+    walk.trial.resize(n);
+  }
   if (kind == Sampler::Ddpm) walk.variance.resize(n);
   const int steps = static_cast<int>(sigmas.size()) - 1;
   for (int k = 0; k < steps; ++k) {
