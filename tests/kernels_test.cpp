@@ -42,7 +42,7 @@ TEST_P(FastKernels, UnaryActivationsMatchTheOracle) {
   const auto& fast = kernels::elementwise_kernels(GetParam());
   for (const auto& [rows, cols] : kShapes) {
     const std::vector<float> x = test::random_floats(static_cast<size_t>(rows * cols), uint32_t(cols), 4.0f);
-    for (Unary op : {Unary::GeluTanh, Unary::GeluErf, Unary::Silu}) {
+    for (Unary op : {Unary::GeluTanh, Unary::GeluErf, Unary::Silu, Unary::QuickGelu}) {
       std::vector<float> expected(x.size()), actual(x.size());
       kernels::kElementwiseScalar.unary(op, x.data(), expected.data(), rows * cols);
       fast.unary(op, x.data(), actual.data(), rows * cols);

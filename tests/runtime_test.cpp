@@ -442,6 +442,28 @@ TEST(LayoutOps, PatchifyAndUnpatchifyFollowDitsOrder) {
   EXPECT_EQ(img[0 * 16 + 0 * 4 + 1], 0 * 1000 + 0 * 100 + 1 * 10 + 0);
 }
 
+TEST(LayoutOps, PerChannelAddAndGegluComputedByHand) {
+  const auto accel = make_accelerator("ref");
+  Graph g;
+  const int x = g.input({2, 2, 1, 2});  // 2 images, 2 channels of 1 x 2 pixels
+  const int v = g.input({2, 3});        // its first 2 columns are the per-channel values (a slice)
+  g.output(g.add_per_channel(x, g.slice(v, 0, 2)));
+  const int gate_in = g.input({1, 2, 4});
+  g.output(g.geglu(gate_in));
+  ProgramCache cache;
+  Executor exec(g, *accel, cache);
+  const std::vector<float> pixels = {1, 2, 3, 4, 5, 6, 7, 8}, values = {10, 20, -1, 30, 40, -1};
+  // rows [a0 a1 | g0 g1]: a * gelu(g); gelu(0) = 0, gelu(1) = 0.841345, gelu(-1) = -0.158655, gelu(2) = 1.954500
+  const std::vector<float> geglu_in = {3, 5, 0, 1, -2, 4, -1, 2};
+  exec.run({pixels.data(), values.data(), geglu_in.data()});
+  const float* added = exec.data(g.outputs()[0]);
+  EXPECT_EQ(std::vector<float>(added, added + 8), (std::vector<float>{11, 12, 23, 24, 35, 36, 47, 48}));
+  const float* gated = exec.data(g.outputs()[1]);
+  const std::vector<float> expected = {0.0f, 5 * 0.8413447f, -2 * -0.1586553f, 4 * 1.9544997f};
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(gated[i], expected[i], 1e-5) << i;
+  EXPECT_THAT([&] { g.add_per_channel(x, v); }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("cannot add [2, 3]")));
+}
+
 TEST(LayoutOps, TimestepEmbeddingAndEmbeddingLookup) {
   const auto accel = make_accelerator("ref");
   const std::vector<float> table = {0, 1, 10, 11, 20, 21};  // 3 rows of 2
@@ -464,6 +486,17 @@ TEST(LayoutOps, TimestepEmbeddingAndEmbeddingLookup) {
   EXPECT_EQ(e[9], 0.0f);
   const float* rows = exec.data(g.outputs()[1]);
   EXPECT_EQ(std::vector<float>(rows, rows + 4), (std::vector<float>{20, 21, 0, 1}));
+  // Ids of any shape: [2, 3] ids give [2, 3, 2] rows.
+  Graph tokens;
+  const int token_ids = tokens.input({2, 3});
+  const int looked_up = tokens.embedding(token_ids, table.data(), 3, 2);
+  EXPECT_EQ(tokens.values()[static_cast<size_t>(looked_up)].shape, (std::vector<int64_t>{2, 3, 2}));
+  tokens.output(looked_up);
+  Executor token_exec(tokens, *accel, cache);
+  const std::vector<float> token_values = {0, 2, 1, 1, 1, 0};
+  token_exec.run({token_values.data()});
+  const float* token_rows = token_exec.data(looked_up);
+  EXPECT_EQ(std::vector<float>(token_rows, token_rows + 12), (std::vector<float>{0, 1, 20, 21, 10, 11, 10, 11, 10, 11, 0, 1}));
   for (const std::vector<float>& bad : {std::vector<float>{3.0f, 0.0f}, std::vector<float>{1.5f, 0.0f}, std::vector<float>{-1.0f, 0.0f}}) {
     EXPECT_THAT([&] { exec.run({steps.data(), bad.data()}); },
                 ::testing::ThrowsMessage<Error>(::testing::HasSubstr("is not a row of a table of 3")));
@@ -479,12 +512,14 @@ namespace {
 TEST(Conv2d, MatchesADirectConvolutionAtEveryStrideAndPadding) {
   const auto accel = make_accelerator("auto");
   struct Case {
-    int64_t batch, in, height, width, out, kernel, stride, padding;
+    int64_t batch, in, height, width, out, kernel, stride, padding, padding_after;
   };
-  for (const Case& c : {Case{2, 3, 7, 5, 17, 3, 1, 1}, Case{1, 4, 9, 8, 8, 3, 2, 1}, Case{2, 6, 5, 5, 5, 1, 1, 0},
-                        Case{1, 8, 20, 30, 16, 3, 1, 1}, Case{1, 2, 6, 6, 3, 3, 2, 0},
+  for (const Case& c : {Case{2, 3, 7, 5, 17, 3, 1, 1, 1}, Case{1, 4, 9, 8, 8, 3, 2, 1, 1}, Case{2, 6, 5, 5, 5, 1, 1, 0, 0},
+                        Case{1, 8, 20, 30, 16, 3, 1, 1, 1}, Case{1, 2, 6, 6, 3, 3, 2, 0, 0},
                         // more channels than im2col takes at once; blocks of 256 pixels that straddle images
-                        Case{2, 37, 15, 13, 9, 3, 1, 1}}) {
+                        Case{2, 37, 15, 13, 9, 3, 1, 1, 1},
+                        // the VAE encoder's down-sampling: padded after only
+                        Case{2, 5, 8, 6, 7, 3, 2, 0, 1}}) {
     const int64_t k = c.in * c.kernel * c.kernel;
     // Weights as PyTorch holds them, [out][in][ky][kx], quantized per output channel.
     const std::vector<float> w = test::random_floats(static_cast<size_t>(c.out * k), 5, 0.3f);
@@ -495,10 +530,11 @@ TEST(Conv2d, MatchesADirectConvolutionAtEveryStrideAndPadding) {
     const auto packed = accel->pack({q.data(), scale.data(), c.out, k});
     Graph g;
     const int x_in = g.input({c.batch, c.in, c.height, c.width});
-    const int y_out = g.conv2d(x_in, *packed, bias.data(), c.kernel, c.stride, c.padding);
+    const int y_out = g.conv2d(x_in, *packed, bias.data(), ConvWindow{c.kernel, c.stride, c.padding, c.padding_after});
     g.output(y_out);
     const std::vector<int64_t>& shape = g.values()[static_cast<size_t>(y_out)].shape;
-    const int64_t oh = (c.height + 2 * c.padding - c.kernel) / c.stride + 1, ow = (c.width + 2 * c.padding - c.kernel) / c.stride + 1;
+    const int64_t oh = (c.height + c.padding + c.padding_after - c.kernel) / c.stride + 1;
+    const int64_t ow = (c.width + c.padding + c.padding_after - c.kernel) / c.stride + 1;
     ASSERT_EQ(shape, (std::vector<int64_t>{c.batch, c.out, oh, ow}));
     const auto x = test::random_floats(static_cast<size_t>(c.batch * c.in * c.height * c.width), 7);
     ProgramCache cache;
@@ -583,7 +619,7 @@ TEST(FloatPath, LinearAndConvMatchDoublePrecisionReferences) {
   const int x = g.input({m, k});
   g.output(g.linear(x, FloatWeight{w.data(), n, k}, bias.data(), Activation::Silu));
   const int image = g.input({2, 3, 6, 5});
-  g.output(g.conv2d(image, FloatWeight{cw.data(), 5, 27}, cbias.data(), 3, 2, 1));
+  g.output(g.conv2d(image, FloatWeight{cw.data(), 5, 27}, cbias.data(), ConvWindow::square(3, 2, 1)));
   EXPECT_THROW(g.linear(x, FloatWeight{w.data(), n, k + 1}, nullptr), Error);
   ProgramCache cache;
   Executor exec(g, *accel, cache);

@@ -18,9 +18,8 @@ kernels::AttentionMath attention_math(const LinearWeights& qkv) {
   return qkv.weight ? kernels::AttentionMath::Bf16Products : kernels::AttentionMath::F32;
 }
 
-int conv2d(runtime::Graph& g, int x, const LinearWeights& w, int64_t kernel, int64_t padding) {
-  const int y = w.weight ? g.conv2d(x, *w.weight, w.bias, kernel, 1, padding)
-                         : g.conv2d(x, w.float_weight, w.bias, kernel, 1, padding);
+int conv2d(runtime::Graph& g, int x, const LinearWeights& w, runtime::ConvWindow window) {
+  const int y = w.weight ? g.conv2d(x, *w.weight, w.bias, window) : g.conv2d(x, w.float_weight, w.bias, window);
   g.label(y, w.name);
   return y;
 }

@@ -29,7 +29,11 @@ struct LinearWeights {
 
 // The layer as an op labelled with the layer's name.
 int linear(runtime::Graph& graph, int x, const LinearWeights& w, Activation activation = Activation::None);
-int conv2d(runtime::Graph& graph, int x, const LinearWeights& w, int64_t kernel, int64_t padding);
+int conv2d(runtime::Graph& graph, int x, const LinearWeights& w, runtime::ConvWindow window);
+// Stride 1, the same padding on every side.
+inline int conv2d(runtime::Graph& graph, int x, const LinearWeights& w, int64_t kernel, int64_t padding) {
+  return conv2d(graph, x, w, runtime::ConvWindow::square(kernel, 1, padding));
+}
 
 // How attention over this projection's output multiplies: in bf16 when the
 // projection is 8-bit S (its rounding already exceeds bf16's), else in f32.

@@ -236,8 +236,9 @@ constexpr int64_t kConvBlock = 256;
 double Executor::run_conv2d(const Node& node, const float* x, float* y) {
   const Value& in = graph_.values()[static_cast<size_t>(node.inputs[0])];
   const Value& out = graph_.values()[static_cast<size_t>(node.output)];
-  const kernels::ConvGeometry g{in.shape[0], in.shape[1], in.shape[2], in.shape[3], node.kernel,
-                                node.stride, node.padding, out.shape[2], out.shape[3]};
+  const kernels::ConvGeometry g{in.shape[0],        in.shape[1],         in.shape[2],
+                                in.shape[3],        node.window.kernel,  node.window.stride,
+                                node.window.padding, out.shape[2],        out.shape[3]};
   const bool quantized = node.weight != nullptr;
   const int64_t k = quantized ? node.weight->k() : node.float_weight.k;
   const int64_t n = quantized ? node.weight->n() : node.float_weight.n;
@@ -325,6 +326,27 @@ void Executor::run_node(const Node& node) {
       }
       break;
     }
+    case OpKind::ChannelAdd: {
+      const int64_t planes = in.shape[0] * in.shape[1], plane = in.shape[2] * in.shape[3];
+      const float* v = address(node.inputs[1]);
+      const int64_t v_stride = graph_.values()[static_cast<size_t>(node.inputs[1])].stride();
+#pragma omp parallel for schedule(static) if (planes * plane > 65536)
+      for (int64_t p = 0; p < planes; ++p) {
+        const float value = v[p / in.shape[1] * v_stride + p % in.shape[1]];
+        for (int64_t i = 0; i < plane; ++i) y[p * plane + i] = x[p * plane + i] + value;
+      }
+      break;
+    }
+    case OpKind::Geglu: {
+      const int64_t rows = in.rows(), half = in.cols() / 2;
+#pragma omp parallel for schedule(static) if (rows * half > 65536)
+      for (int64_t r = 0; r < rows; ++r) {
+        float* out = y + r * half;
+        elementwise_.unary(kernels::Unary::GeluErf, x + r * in.cols() + half, out, half);
+        elementwise_.binary(kernels::Binary::Mul, out, x + r * in.cols(), false, out, 1, half);
+      }
+      break;
+    }
     case OpKind::LayerNorm:
       rows_.layer_norm(x, node.gamma, node.beta, node.eps, y, in.rows(), in.cols());
       break;
@@ -391,7 +413,7 @@ void Executor::run_node(const Node& node) {
       break;
     case OpKind::Embedding: {
       const int64_t cols = graph_.values()[static_cast<size_t>(node.output)].cols();
-      for (int64_t b = 0; b < in.shape[0]; ++b) {
+      for (int64_t b = 0; b < in.numel(); ++b) {
         const float id = x[b];
         if (!(id >= 0.0f && id < static_cast<float>(node.table_rows)) || id != std::floor(id)) {
           throw Error("embedding id " + std::to_string(id) + " is not a row of a table of " +

@@ -9,7 +9,7 @@ const char* op_name(OpKind kind) {
   static const char* const names[kOpKinds] = {
       "linear",    "conv2d",  "layer_norm", "rms_norm", "group_norm", "norm_modulate", "unary",
       "binary",    "modulate", "gated_residual", "softmax", "attention", "patchify", "unpatchify",
-      "timestep_embedding", "embedding", "upsample", "concat", "view"};
+      "timestep_embedding", "embedding", "upsample", "concat", "channel_add", "geglu", "view"};
   return names[static_cast<int>(kind)];
 }
 
@@ -32,7 +32,8 @@ int Graph::root(int value) const {
 namespace {
 
 // Ops that read rows by their stride: attention (all of q, k, v) and the
-// per-batch vectors (modulate's scale and shift, the residual gate).
+// per-batch vectors (modulate's scale and shift, the residual gate, the
+// per-channel values).
 bool accepts_slice(OpKind kind, size_t input) {
   switch (kind) {
     case OpKind::View:
@@ -41,6 +42,8 @@ bool accepts_slice(OpKind kind, size_t input) {
     case OpKind::Modulate:
     case OpKind::NormModulate:
       return input > 0;
+    case OpKind::ChannelAdd:
+      return input == 1;
     case OpKind::GatedResidual:
       return input == 2;
     default:
@@ -123,35 +126,32 @@ int Graph::linear(int x, const FloatWeight& weight, const float* bias, Activatio
   return add_linear(x, std::move(node), weight.n, weight.k);
 }
 
-int Graph::add_conv2d(int x, Node node, const float* bias, int64_t kernel, int64_t stride, int64_t padding,
-                      int64_t n, int64_t k) {
+int Graph::add_conv2d(int x, Node node, const float* bias, ConvWindow window, int64_t n, int64_t k) {
   node.bias = bias;
-  node.kernel = kernel;
-  node.stride = stride;
-  node.padding = padding;
+  node.window = window;
   const std::vector<int64_t>& s = at(x).shape;
-  if (s.size() != 4 || node.kernel <= 0 || node.stride <= 0 || node.padding < 0 || k != s[1] * node.kernel * node.kernel ||
-      s[2] + 2 * node.padding < node.kernel || s[3] + 2 * node.padding < node.kernel) {
+  const int64_t padded_height = s.size() == 4 ? s[2] + window.padding + window.padding_after : 0;
+  const int64_t padded_width = s.size() == 4 ? s[3] + window.padding + window.padding_after : 0;
+  if (s.size() != 4 || window.kernel <= 0 || window.stride <= 0 || window.padding < 0 || window.padding_after < 0 ||
+      k != s[1] * window.kernel * window.kernel || padded_height < window.kernel || padded_width < window.kernel) {
     throw Error("graph: conv2d of " + shape_string(s) + " by a weight [" + std::to_string(n) + ", " +
-                std::to_string(k) + "] with kernel " + std::to_string(node.kernel));
+                std::to_string(k) + "] with kernel " + std::to_string(window.kernel));
   }
-  const int64_t height = (s[2] + 2 * node.padding - node.kernel) / node.stride + 1;
-  const int64_t width = (s[3] + 2 * node.padding - node.kernel) / node.stride + 1;
+  const int64_t height = (padded_height - window.kernel) / window.stride + 1;
+  const int64_t width = (padded_width - window.kernel) / window.stride + 1;
   return add_node(std::move(node), {s[0], n, height, width});
 }
 
-int Graph::conv2d(int x, const PackedWeight& weight, const float* bias, int64_t kernel, int64_t stride,
-                  int64_t padding) {
+int Graph::conv2d(int x, const PackedWeight& weight, const float* bias, ConvWindow window) {
   Node node{OpKind::Conv2d, {x}, -1};
   node.weight = &weight;
-  return add_conv2d(x, std::move(node), bias, kernel, stride, padding, weight.n(), weight.k());
+  return add_conv2d(x, std::move(node), bias, window, weight.n(), weight.k());
 }
 
-int Graph::conv2d(int x, const FloatWeight& weight, const float* bias, int64_t kernel, int64_t stride,
-                  int64_t padding) {
+int Graph::conv2d(int x, const FloatWeight& weight, const float* bias, ConvWindow window) {
   Node node{OpKind::Conv2d, {x}, -1};
   node.float_weight = weight;
-  return add_conv2d(x, std::move(node), bias, kernel, stride, padding, weight.n, weight.k);
+  return add_conv2d(x, std::move(node), bias, window, weight.n, weight.k);
 }
 
 int Graph::group_norm(int x, int64_t groups, const float* gamma, const float* beta, float eps, bool silu) {
@@ -184,6 +184,21 @@ int Graph::concat_channels(int a, int b) {
   }
   sa[1] += sb[1];
   return add_node({OpKind::Concat, {a, b}, -1}, std::move(sa));
+}
+
+int Graph::add_per_channel(int x, int v) {
+  const std::vector<int64_t>& s = at(x).shape;
+  if (s.size() != 4 || at(v).shape != std::vector<int64_t>{s[0], s[1]}) {
+    throw Error("graph: cannot add " + shape_string(at(v).shape) + " to the channels of " + shape_string(s));
+  }
+  return add_node({OpKind::ChannelAdd, {x, v}, -1}, s);
+}
+
+int Graph::geglu(int x) {
+  std::vector<int64_t> s = at(x).shape;
+  if (s.empty() || s.back() % 2) throw Error("graph: GEGLU needs an even number of columns, got " + shape_string(s));
+  s.back() /= 2;
+  return add_node({OpKind::Geglu, {x}, -1}, std::move(s));
 }
 
 int Graph::layer_norm(int x, const float* gamma, const float* beta, float eps) {
@@ -310,11 +325,16 @@ int Graph::timestep_embedding(int timesteps, int64_t dim, int64_t frequency_shif
 }
 
 int Graph::embedding(int ids, const float* table, int64_t rows, int64_t cols) {
-  if (at(ids).shape.size() != 1 || rows <= 0 || cols <= 0) throw Error("graph: ids must be [batch]");
+  if (at(ids).shape.empty() || !at(ids).contiguous() || rows <= 0 || cols <= 0) {
+    throw Error("graph: embedding of ids " + shape_string(at(ids).shape) + " in a table of " + std::to_string(rows) +
+                " rows");
+  }
   Node node{OpKind::Embedding, {ids}, -1};
   node.table = table;
   node.table_rows = rows;
-  return add_node(std::move(node), {at(ids).shape[0], cols});
+  std::vector<int64_t> shape = at(ids).shape;
+  shape.push_back(cols);
+  return add_node(std::move(node), std::move(shape));
 }
 
 int Graph::add_view(int x, std::vector<int64_t> shape, int64_t offset, int64_t row_stride) {

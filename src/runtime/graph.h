@@ -17,9 +17,9 @@ namespace tiledraw::runtime {
 
 enum class OpKind : uint8_t {
   Linear, Conv2d, LayerNorm, RmsNorm, GroupNorm, NormModulate, Unary, Binary, Modulate, GatedResidual, Softmax,
-  Attention, Patchify, Unpatchify, TimestepEmbedding, Embedding, Upsample, Concat, View
+  Attention, Patchify, Unpatchify, TimestepEmbedding, Embedding, Upsample, Concat, ChannelAdd, Geglu, View
 };
-inline constexpr int kOpKinds = 19;
+inline constexpr int kOpKinds = 21;
 const char* op_name(OpKind kind);
 
 struct Value {
@@ -45,6 +45,14 @@ struct FloatWeight {
   int64_t k;
 };
 
+// A convolution's window: kernel x kernel, moved by `stride`, over the input
+// padded with zeros, `padding` before (top, left) and `padding_after` after
+// (bottom, right): the VAE encoder's down-sampling pads after only.
+struct ConvWindow {
+  int64_t kernel = 1, stride = 1, padding = 0, padding_after = 0;
+  static ConvWindow square(int64_t kernel, int64_t stride, int64_t padding) { return {kernel, stride, padding, padding}; }
+};
+
 struct Node {
   OpKind kind;
   std::vector<int> inputs;
@@ -61,7 +69,7 @@ struct Node {
   kernels::AttentionMath attention_math = kernels::AttentionMath::F32;
   bool causal = false;  // Attention
   int64_t patch = 0;  // Patchify, Unpatchify
-  int64_t kernel = 0, stride = 1, padding = 0;  // Conv2d
+  ConvWindow window{};  // Conv2d
   int64_t groups = 0;                           // GroupNorm
   bool silu = false;                            // GroupNorm
   const float* table = nullptr;  // Embedding: table_rows x the output's columns
@@ -87,13 +95,18 @@ class Graph {
   int linear_residual(int x, const PackedWeight& weight, const float* bias, int residual);
   // x [batch, channels, height, width] -> [batch, out, height', width'] with an
   // 8-bit S weight [out, channels * kernel^2] through the accelerator (im2col).
-  int conv2d(int x, const PackedWeight& weight, const float* bias, int64_t kernel, int64_t stride, int64_t padding);
-  int conv2d(int x, const FloatWeight& weight, const float* bias, int64_t kernel, int64_t stride, int64_t padding);
+  int conv2d(int x, const PackedWeight& weight, const float* bias, ConvWindow window);
+  int conv2d(int x, const FloatWeight& weight, const float* bias, ConvWindow window);
   int layer_norm(int x, const float* gamma, const float* beta, float eps);
   // x [batch, channels, height, width]; then SiLU when asked, in the same pass.
   int group_norm(int x, int64_t groups, const float* gamma, const float* beta, float eps, bool silu);
   int upsample_nearest_2x(int x);  // [batch, channels, h, w] -> [batch, channels, 2h, 2w]
   int concat_channels(int a, int b);  // [batch, ca, h, w] + [batch, cb, h, w] -> [batch, ca + cb, h, w]
+  // x [batch, channels, h, w] + v [batch, channels] (a slice allowed), v's
+  // value added to its whole plane: a UNet resnet's time embedding.
+  int add_per_channel(int x, int v);
+  // GEGLU's gate: x [..., 2n] -> x[..., :n] * gelu(x[..., n:]) (erf GELU), [..., n].
+  int geglu(int x);
   int rms_norm(int x, const float* gamma, float eps);
   int unary(kernels::Unary op, int x);
   // b has a's shape, or is one row ([cols]) applied to every row of a.
@@ -125,8 +138,8 @@ class Graph {
   int unpatchify(int tokens, int64_t channels, int64_t height, int64_t width, int64_t patch);
   // timesteps [batch] -> sinusoidal embedding [batch, dim]
   int timestep_embedding(int timesteps, int64_t dim, int64_t frequency_shift = 0);
-  // ids [batch] (whole numbers held as floats) -> rows of table [rows, cols]; an id
-  // outside [0, rows) is an Error when the graph runs.
+  // ids of any shape (whole numbers held as floats) -> rows of table [rows,
+  // cols], [..., cols]; an id outside [0, rows) is an Error when the graph runs.
   int embedding(int ids, const float* table, int64_t rows, int64_t cols);
   int reshape(int x, std::vector<int64_t> shape);  // a view: no copy
   // [begin, begin + size) of the last dimension of a value of any rank (of
@@ -151,8 +164,7 @@ class Graph {
   int add_node(Node node, std::vector<int64_t> shape);
   // Shape checks and the node, for either kind of weight (n outputs, k inputs).
   int add_linear(int x, Node node, int64_t n, int64_t k);
-  int add_conv2d(int x, Node node, const float* bias, int64_t kernel, int64_t stride, int64_t padding, int64_t n,
-                 int64_t k);
+  int add_conv2d(int x, Node node, const float* bias, ConvWindow window, int64_t n, int64_t k);
   int add_view(int x, std::vector<int64_t> shape, int64_t offset, int64_t row_stride);
   void check_modulation(int x, int scale, int shift) const;
   const Value& at(int value) const;

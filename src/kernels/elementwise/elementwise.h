@@ -8,7 +8,8 @@
 // an operand of `cols` elements (a vector) is applied to every row.
 namespace tiledraw::kernels {
 
-enum class Unary : uint8_t { GeluTanh, GeluErf, Silu };
+// QuickGelu is x sigmoid(1.702 x), the activation of OpenAI's CLIP text encoder.
+enum class Unary : uint8_t { GeluTanh, GeluErf, Silu, QuickGelu };
 enum class Binary : uint8_t { Add, Mul };
 
 struct ElementwiseKernels {

@@ -16,6 +16,8 @@ __m256 unary_avx2(Unary op, __m256 x) {
                                          _mm256_set1_ps(0.5f), _mm256_set1_ps(0.5f));
       return _mm256_mul_ps(x, cdf);
     }
+    case Unary::QuickGelu:  // silu(1.702 x) / 1.702
+      return _mm256_div_ps(activate_avx2(Activation::Silu, _mm256_mul_ps(x, _mm256_set1_ps(1.702f))), _mm256_set1_ps(1.702f));
     case Unary::Silu:
       break;
   }

@@ -17,6 +17,8 @@ __m512 unary_avx512(Unary op, __m512 x) {
                                          _mm512_set1_ps(0.5f), _mm512_set1_ps(0.5f));
       return _mm512_mul_ps(x, cdf);
     }
+    case Unary::QuickGelu:  // silu(1.702 x) / 1.702
+      return _mm512_div_ps(activate_avx512(Activation::Silu, _mm512_mul_ps(x, _mm512_set1_ps(1.702f))), _mm512_set1_ps(1.702f));
     case Unary::Silu:
       break;
   }

@@ -13,6 +13,8 @@ float unary_one(Unary op, float value) {
       return static_cast<float>(0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))));
     case Unary::GeluErf:
       return static_cast<float>(0.5 * x * (1.0 + std::erf(x * 0.7071067811865476)));
+    case Unary::QuickGelu:
+      return static_cast<float>(x / (1.0 + std::exp(-1.702 * x)));
     case Unary::Silu:
       break;
   }
