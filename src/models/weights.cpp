@@ -185,7 +185,7 @@ std::vector<float> WeightStore::scales_of(const TensorInfo& values, int64_t cols
   return Weight8BitS{&values, scale, values.shape[0], cols}.load_scales(file);
 }
 
-LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
+LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes, int64_t first_rows) {
   const SafetensorsFile& file = view_.file();
   std::vector<const TensorInfo*> parts, biases;
   std::vector<std::string> stored_prefixes;
@@ -215,9 +215,16 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
       stored_prefixes.push_back(t.name.substr(0, t.name.size() - std::string(".weight").size()));
     }
   }
+  if (first_rows > rows) {
+    throw Error(path() + ": '" + parts.front()->name + "' has " + std::to_string(rows) + " rows, fewer than the " +
+                std::to_string(first_rows) + " needed");
+  }
   LinearWeights w;
   for (const std::string& prefix : stored_prefixes) w.name += (w.name.empty() ? "" : "+") + prefix;
-  const std::string key = stored_prefixes.front() + (parts.size() > 1 ? "+stacked" : "");
+  // Row-major rows: the first ones are a prefix of the stacked weight, scales and bias.
+  const std::string key = stored_prefixes.front() + (parts.size() > 1 ? "+stacked" : "") +
+                          (first_rows > 0 ? ":first" + std::to_string(first_rows) : "");
+  if (first_rows > 0) rows = first_rows;
   w.bias = stacked_floats(biases, key + ".bias");
   const bool stored_int8 = parts.front()->dtype == DType::I8;
 
@@ -229,7 +236,7 @@ LinearWeights WeightStore::linear(const std::vector<std::string>& prefixes) {
       for (const TensorInfo* t : parts) {
         const std::vector<float> scales = scales_of(*t, cols);
         const auto* q = reinterpret_cast<const int8_t*>(file.data(*t).data());
-        for (int64_t r = 0; r < t->shape[0]; ++r) {
+        for (int64_t r = 0; r < t->shape[0] && static_cast<int64_t>(dequantized.size()) < rows * cols; ++r) {
           for (int64_t k = 0; k < cols; ++k) dequantized.push_back(static_cast<float>(q[r * cols + k]) * scales[static_cast<size_t>(r)]);
         }
       }

@@ -25,6 +25,7 @@ struct LinearWeights {
   const float* bias = nullptr;
   std::string name{};  // the tensors' prefix, for messages ("blocks.3.mlp.fc2")
   int64_t in_features() const { return weight ? weight->k() : float_weight.k; }
+  int64_t out_features() const { return weight ? weight->n() : float_weight.n; }
 };
 
 // The layer as an op labelled with the layer's name.
@@ -110,10 +111,14 @@ class WeightStore {
   const float* floats(const std::string& name);
   // The layer "<prefix>.weight" with "<prefix>.bias"; several prefixes, or a
   // prefix stored as several tensors, are stacked by rows.
-  LinearWeights linear(const std::vector<std::string>& prefixes);
+  LinearWeights linear(const std::vector<std::string>& prefixes) { return load_linear(prefixes, 0); }
   LinearWeights linear(const std::string& prefix) { return linear(std::vector{prefix}); }
+  // Only the layer's first `rows` outputs (the VAE encoder's mean, the first
+  // half of its moments): the rest are never loaded or packed.
+  LinearWeights linear_first_rows(const std::string& prefix, int64_t rows) { return load_linear({prefix}, rows); }
 
  private:
+  LinearWeights load_linear(const std::vector<std::string>& prefixes, int64_t first_rows);  // 0: every row
   std::vector<float> scales_of(const TensorInfo& values, int64_t cols) const;
   const float* stored_floats(const TensorInfo& t);
   const float* stacked_floats(const std::vector<const TensorInfo*>& parts, const std::string& key);

@@ -55,12 +55,13 @@ def save(path, tensors, metadata=None):
 
 
 def dequantize_8bit_s(tensors):
-    """Float weights from a file's 8-bit S pairs (int8 rows times their scale)."""
+    """Float weights from a file's 8-bit S pairs (int8 rows times their scale,
+    named "<name>_scale": also OpenCLIP's attn.in_proj_weight)."""
     out = {}
     for name, t in tensors.items():
-        if name.endswith(".weight_scale"):
+        if name.endswith("weight_scale"):
             continue
-        scale = tensors.get(name[:-len("weight")] + "weight_scale") if name.endswith(".weight") else None
+        scale = tensors.get(name + "_scale") if name.endswith("weight") else None
         if t.dtype == torch.int8 and scale is not None:
             rows = t.shape[0]
             out[name] = (t.reshape(rows, -1).float() * scale.float().reshape(rows, 1)).reshape(t.shape)

@@ -1,8 +1,12 @@
-"""The decoder of Stable Diffusion's VAE (diffusers' AutoencoderKL: conv_in,
-a mid block of resnet-attention-resnet, up blocks of resnets with nearest 2x
-upsampling, group norm, SiLU, conv_out) in PyTorch, written from the public
-architecture description with diffusers' parameter names. Reference for
-tiledraw's VAE decoder; `decode(z)` is AutoencoderKL.decode(z).sample."""
+"""Stable Diffusion's VAE (diffusers' AutoencoderKL) in PyTorch, written from
+the public architecture description with diffusers' parameter names. The
+decoder: conv_in, a mid block of resnet-attention-resnet, up blocks of resnets
+with nearest 2x upsampling, group norm, SiLU, conv_out; VaeDecoder(z) is
+AutoencoderKL.decode(z).sample. The encoder: conv_in, down blocks of resnets
+with a stride-2 convolution after all but the last, the mid block, group norm,
+SiLU, conv_out to a mean and a log-variance per latent channel, quant_conv;
+VaeEncoder(x) is AutoencoderKL.encode(x).latent_dist.mean. Reference for
+tiledraw's VAE decoder and encoder."""
 import math
 
 import torch
@@ -109,6 +113,87 @@ class VaeDecoder(nn.Module):
 
     def forward(self, z):
         return self.decoder(self.post_quant_conv(z))
+
+
+class Downsampler(nn.Module):
+    """Padded by one row and column after (bottom, right) only, then a 3x3
+    convolution of stride 2: diffusers' Downsample2D with padding 0."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class DownBlock(nn.Module):
+    def __init__(self, cin, cout, layers, groups, downsample):
+        super().__init__()
+        self.resnets = nn.ModuleList([Resnet(cin if i == 0 else cout, cout, groups) for i in range(layers)])
+        self.downsamplers = nn.ModuleList([Downsampler(cout)]) if downsample else None
+
+    def forward(self, x):
+        for r in self.resnets:
+            x = r(x)
+        return self.downsamplers[0](x) if self.downsamplers is not None else x
+
+
+class Encoder(nn.Module):
+    def __init__(self, in_channels, latent_channels, block_out_channels, layers_per_block, groups):
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], 3, padding=1)
+        blocks, cin = [], block_out_channels[0]
+        for i, cout in enumerate(block_out_channels):
+            blocks.append(DownBlock(cin, cout, layers_per_block, groups, i < len(block_out_channels) - 1))
+            cin = cout
+        self.down_blocks = nn.ModuleList(blocks)
+        top = block_out_channels[-1]
+        self.mid_block = MidBlock(top, groups)
+        self.conv_norm_out = nn.GroupNorm(groups, top, eps=1e-6)
+        self.conv_out = nn.Conv2d(top, 2 * latent_channels, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv_in(x)
+        for block in self.down_blocks:
+            x = block(x)
+        return self.conv_out(F.silu(self.conv_norm_out(self.mid_block(x))))
+
+
+class VaeEncoder(nn.Module):
+    """AutoencoderKL's encode path: the encoder, then quant_conv; the output is
+    the posterior's mean (the first half of the moments), not scaled."""
+
+    def __init__(self, in_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                 norm_num_groups=32, scaling_factor=0.18215):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, latent_channels=latent_channels,
+                           block_out_channels=list(block_out_channels), layers_per_block=layers_per_block,
+                           norm_num_groups=norm_num_groups, scaling_factor=scaling_factor)
+        self.encoder = Encoder(in_channels, latent_channels, list(block_out_channels), layers_per_block, norm_num_groups)
+        self.quant_conv = nn.Conv2d(2 * latent_channels, 2 * latent_channels, 1)
+
+    def forward(self, x):
+        return self.quant_conv(self.encoder(x)).chunk(2, dim=1)[0]
+
+
+def encoder_to_original_layout(state_dict):
+    """An encoder's weights in the original (LDM) names: down blocks keep their
+    order, resnets are `block`, shortcuts `nin_shortcut`, the mid block's parts
+    block_1, attn_1 (q, k, v, proj_out as 1x1 convolutions) and block_2."""
+    renames = [("encoder.mid_block.resnets.0.", "encoder.mid.block_1."), ("encoder.mid_block.resnets.1.", "encoder.mid.block_2."),
+               ("encoder.mid_block.attentions.0.", "encoder.mid.attn_1."), ("encoder.down_blocks.", "encoder.down."),
+               (".resnets.", ".block."), ("conv_shortcut", "nin_shortcut"), (".downsamplers.0.", ".downsample."),
+               ("attn_1.group_norm.", "attn_1.norm."), ("attn_1.to_q.", "attn_1.q."), ("attn_1.to_k.", "attn_1.k."),
+               ("attn_1.to_v.", "attn_1.v."), ("attn_1.to_out.0.", "attn_1.proj_out."), ("encoder.conv_norm_out.", "encoder.norm_out.")]
+    out = {}
+    for name, t in state_dict.items():
+        for old, new in renames:
+            name = name.replace(old, new)
+        if ".attn_1." in name and name.endswith("weight") and t.dim() == 2:
+            t = t[:, :, None, None]
+        out[name] = t
+    return out
 
 
 def randomize(model, seed):

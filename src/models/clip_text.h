@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/elementwise/elementwise.h"
+#include "models/weights.h"
+#include "runtime/graph.h"
+
+// CLIP's text transformer, the text encoder of Stable Diffusion 1.x (OpenAI
+// CLIP ViT-L/14: width 768, 12 layers, QuickGELU) and 2.x (OpenCLIP ViT-H/14:
+// width 1024, 24 layers, GELU): token and position embeddings, pre-norm blocks
+// with causal self-attention, a final layer norm.
+namespace tiledraw::models {
+
+struct ClipTextConfig {
+  int64_t width = 0;
+  int64_t layers = 0;  // transformer layers the model has (diffusers' SD 2.x text_encoder/ stores 23 of 24)
+  int64_t heads = 0;
+  int64_t vocabulary = 0;
+  int64_t positions = 0;  // rows of the position table (77)
+  kernels::Unary activation = kernels::Unary::QuickGelu;
+  float layer_norm_eps = 1e-5f;
+  int64_t projection = 0;  // columns of the pooled output's projection; 0 without one
+};
+
+class ClipTextEncoder {
+ public:
+  // Reads Hugging Face's CLIPTextModel names (as diffusers' text_encoder/ and,
+  // under "cond_stage_model.transformer.", SD 1.x single files store them) or
+  // OpenCLIP's (SD 2.x single files, under "cond_stage_model.model."). The
+  // config is the view's (a config.json beside a diffusers text_encoder/),
+  // else inferred from the shapes: heads of 64, QuickGELU in Hugging Face's
+  // names, GELU in OpenCLIP's.
+  ClipTextEncoder(const WeightView& view, const Accelerator& accel, Precision precision = Precision::AsStored);
+  const ClipTextConfig& config() const { return config_; }
+
+  struct Graph {
+    runtime::Graph graph;
+    int ids;            // input [batch, positions]: token ids, whole numbers held as floats
+    int hidden_states;  // output [batch, positions, width]
+  };
+  // The first `layers` transformer layers, then the final layer norm: SD 1.x's
+  // last layer (or fewer, its clip-skip) and SD 2.x's penultimate one.
+  std::unique_ptr<Graph> build(int64_t batch, int64_t layers) const;
+
+  // The pooled output: for each row of `ids`, the hidden state at its EOS (the
+  // position of its largest id, as CLIP takes it), times the text projection
+  // where the file has one: [batch, projection or width]. `hidden_states` must
+  // come from a full-depth graph, build(batch, config().layers).
+  std::vector<float> pooled(const float* ids, const float* hidden_states, int64_t batch) const;
+
+ private:
+  struct Layer {
+    const float *norm1_gamma, *norm1_beta, *norm2_gamma, *norm2_beta;
+    LinearWeights qkv, out, fc1, fc2;
+  };
+
+  ClipTextConfig config_;
+  WeightStore weights_;
+  const float* token_table_ = nullptr;
+  const float* position_table_ = nullptr;
+  std::vector<Layer> layers_;
+  const float *final_gamma_ = nullptr, *final_beta_ = nullptr;
+  std::vector<float> projection_;  // [projection, width], as a linear layer's weight
+};
+
+// Whether the view holds a CLIP text transformer in either layout.
+bool holds_clip_text(const WeightView& view);
+
+}  // namespace tiledraw::models
