@@ -89,7 +89,7 @@ ClipTextConfig read_config(const WeightView& view, bool openclip) {
   const int64_t configured = integer("num_hidden_layers", c.layers);
   if (configured <= 0 || configured > c.layers) {
     throw Error(path + ": num_hidden_layers is " + std::to_string(configured) + " but " + std::to_string(c.layers) +
-                " layers are stored (no '" + view.stored_names(layer(configured - 1, "mlp.fc1.weight"))[0] + "')");
+                " layers are stored");
   }
   c.layers = configured;
   c.heads = integer("num_attention_heads", c.heads);
@@ -162,7 +162,7 @@ ClipTextEncoder::ClipTextEncoder(const WeightView& view, const Accelerator& acce
   };
   // A layer of the expected shape, or an error naming its tensor (the stored
   // rows can stand for another model's width).
-  const auto linear = [&](const std::string& prefix, int64_t rows, int64_t cols) {
+  const auto checked_linear = [&](const std::string& prefix, int64_t rows, int64_t cols) {
     LinearWeights w = weights_.linear(prefix);
     if ((rows && w.out_features() != rows) || w.in_features() != cols) {
       throw Error(weights_.path() + ": '" + w.name + ".weight' is [" + std::to_string(w.out_features()) + ", " +
@@ -176,11 +176,12 @@ ClipTextEncoder::ClipTextEncoder(const WeightView& view, const Accelerator& acce
   for (int64_t l = 0; l < config_.layers; ++l) {
     const auto [norm1_gamma, norm1_beta] = norm(layer(l, "layer_norm1"));
     const auto [norm2_gamma, norm2_beta] = norm(layer(l, "layer_norm2"));
-    LinearWeights fc1 = linear(layer(l, "mlp.fc1"), 0, width);
+    LinearWeights fc1 = checked_linear(layer(l, "mlp.fc1"), 0, width);
     const int64_t mlp = fc1.out_features();
-    layers_.push_back({norm1_gamma, norm1_beta, norm2_gamma, norm2_beta, linear(layer(l, "self_attn.qkv_proj"), 3 * width, width),
-                       linear(layer(l, "self_attn.out_proj"), width, width), std::move(fc1),
-                       linear(layer(l, "mlp.fc2"), width, mlp)});
+    layers_.push_back({norm1_gamma, norm1_beta, norm2_gamma, norm2_beta,
+                       checked_linear(layer(l, "self_attn.qkv_proj"), 3 * width, width),
+                       checked_linear(layer(l, "self_attn.out_proj"), width, width), std::move(fc1),
+                       checked_linear(layer(l, "mlp.fc2"), width, mlp)});
   }
   std::tie(final_gamma_, final_beta_) = norm(kFinalNorm);
   projection_ = read_projection(weights_.view(), width);
