@@ -1,6 +1,8 @@
 #include "models/clip_text.h"
 
 #include <algorithm>
+#include <tuple>
+#include <utility>
 
 #include "tiledraw/error.h"
 #include "tiledraw/quant8s.h"
@@ -160,8 +162,8 @@ ClipTextEncoder::ClipTextEncoder(const WeightView& view, const Accelerator& acce
     }
     return std::pair{weights_.floats(prefix + ".weight"), weights_.floats(prefix + ".bias")};
   };
-  // A layer of the expected shape, or an error naming its tensor (the stored
-  // rows can stand for another model's width).
+  // A layer of the expected shape, or an error naming its tensor (the graph
+  // would refuse it later without saying which file or tensor).
   const auto checked_linear = [&](const std::string& prefix, int64_t rows, int64_t cols) {
     LinearWeights w = weights_.linear(prefix);
     if ((rows && w.out_features() != rows) || w.in_features() != cols) {
