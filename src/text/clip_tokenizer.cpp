@@ -233,6 +233,11 @@ std::u32string lower_case(std::u32string_view text) {
 bool is_letter(char32_t c) { return U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_L_MASK; }
 bool is_number(char32_t c) { return U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_N_MASK; }
 
+// The one mark that case-folds to a letter (U+0345 to iota): the
+// case-insensitive [^\s\p{L}\p{N}] refuses it and [\p{L}] does not take it,
+// so it matches no alternative and is dropped like white space.
+bool folds_to_a_letter(char32_t c) { return c == 0x0345; }
+
 // `pattern` (lower case ASCII) at `at`, as the pattern's case-insensitive
 // match sees it: 's' also matches the long s U+017F, which folds to it.
 bool matches_at(std::u32string_view text, size_t at, std::u32string_view pattern) {
@@ -264,7 +269,10 @@ size_t piece_length(std::u32string_view text, size_t at) {
     return end - at;
   }
   if (is_number(text[at])) return 1;
-  while (end < text.size() && !is_white_space(text[end]) && !is_letter(text[end]) && !is_number(text[end])) ++end;
+  while (end < text.size() && !is_white_space(text[end]) && !is_letter(text[end]) && !is_number(text[end]) &&
+         !folds_to_a_letter(text[end])) {
+    ++end;
+  }
   return end - at;
 }
 
