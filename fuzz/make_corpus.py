@@ -293,11 +293,41 @@ def png_seeds():
         write("png_metadata_fuzz", name, data)
 
 
+# --- tokenizer_fuzz: the prompt, as bytes -----------------------------------
+
+def tokenizer_seeds():
+    long_prompt = ", ".join(["a cat"] * 40) + " BREAK " + " ".join(["dog"] * 80)
+    seeds = {
+        "plain": b"a photo of a cat",
+        "weights": b"a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
+        "unbalanced": b"((a [b) c] d:1.2) e) (f",
+        "escapes": b"\\(x\\) \\[y\\] \\\\ \\z",
+        "break": b"a BREAK b BREAK BREAK (c BREAK d) BREAKfast",
+        "long-commas": long_prompt.encode(),
+        "html": b"&amp;amp; &#65; &#x1F600; &lt &ampx &#0; &#xD800; &#99999999999;",
+        "specials": b"<|startoftext|>a<|endoftext|>b<|ENDOFTEXT|>",
+        "unicode": "Caf\u00e9 \u00c9COLE \u03a3\u039f\u03a3 \u0130 \ufb01 \uff21 \u201cq\u201d \u6771\u4eac \u0661.\u0665".encode(),
+        "contractions": b"it's I'LL we'VE they're 'd 'm 't",
+        "digits-punctuation": b"2024!!! ... ?!? 3.14159 ----",
+        "not-utf8": b"a\xff\xfe b\xe2\x9c c\xed\xa0\x80 d\xf4\x90\x80\x80",
+        "controls": b"a\x00b\x07c\x1bd\x7f\xc2\x85e",
+        "huge-weight": b"(a:99999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+                       b"9999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+                       b"9999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+                       b"99999999999999999999999999999999999999999) (b:..) (c:-1.5)",
+        "long-word": b"a" * 2000,
+        "empty": b"",
+    }
+    for name, data in seeds.items():
+        write("tokenizer_fuzz", name, data)
+
+
 def main():
     header_seeds()
     quant8s_seeds()
     model_loader_seeds()
     png_seeds()
+    tokenizer_seeds()
     total = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(os.path.join(HERE, "corpus"))
                 for f in files)
     print(f"fuzz/corpus: {total / 1024:.1f} KiB")

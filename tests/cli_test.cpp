@@ -318,6 +318,48 @@ TEST_F(Cli, InterruptedGenerateStopsWithinAStepAndLeavesNoOutput) {
   EXPECT_EQ(dir_.entries(), std::vector<std::string>{}) << "no image and no temporary file";
 }
 
+TEST_F(Cli, TokenizePrintsTheIdsPerChunkAndWhereTheVocabularyWasFound) {
+  test::ScopedEnvironment env;
+  env.set("HOME", dir_.file("home"));
+  for (const char* name : {"HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "TILEDRAW_TOKENIZER"}) env.set(name, nullptr);
+  const std::string vocabulary = TILEDRAW_SOURCE_DIR "/../shared/data/clip/bpe_simple_vocab_16e6.txt.gz";
+  const CommandResult r = run("tokenize --tokenizer " + vocabulary + " 'a (photo:1.2) of a cat BREAK [dog]'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "vocabulary  " + vocabulary + "\n"
+                   "padding     49407 (SD 1.x)\n"
+                   "chunk 1     49406 320 1125 539 320 2368 49407, then 70 x 49407\n"
+                   "  weights   2=1.2\n"
+                   "chunk 2     49406 1929 49407, then 74 x 49407\n"
+                   "  weights   1=0.909091\n");
+
+  const CommandResult j = run("tokenize --json --tokenizer " + vocabulary + " ''");
+  ASSERT_EQ(j.status, 0) << j.err;
+  const auto doc = nlohmann::json::parse(j.out);
+  EXPECT_EQ(doc["source"], vocabulary);
+  EXPECT_EQ(doc["pad_id"], 49407);
+  ASSERT_EQ(doc["chunks"].size(), 1u);
+  std::vector<int32_t> empty(77, 49407);
+  empty[0] = 49406;
+  EXPECT_EQ(doc["chunks"][0]["ids"].get<std::vector<int32_t>>(), empty);
+  EXPECT_EQ(doc["chunks"][0]["weights"].get<std::vector<float>>(), std::vector<float>(77, 1.0f));
+
+  expect_error("tokenize cat", "no CLIP tokenizer vocabulary found");
+  EXPECT_THAT(run("tokenize cat").err, HasSubstr("bpe_simple_vocab_16e6.txt.gz from github.com/openai/CLIP"));
+  EXPECT_THAT(run("tokenize cat").err, HasSubstr("or pass --tokenizer PATH"));
+  expect_error("tokenize --tokenizer " + dir_.file("none.gz") + " cat", dir_.file("none.gz") + ": cannot open");
+
+  // convert --tokenizer makes the file self-contained: its own vocabulary is found first.
+  const std::string converted = dir_.file("converted.safetensors");
+  const CommandResult c = run("convert -q --tokenizer " + vocabulary + " " + model() + " " + converted);
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_THAT(c.out, HasSubstr("embedded the CLIP tokenizer from " + vocabulary));
+  const CommandResult t = run("tokenize -m " + converted + " 'a cat'");
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_THAT(t.out, HasSubstr("vocabulary  embedded in " + converted + "\n"));
+  EXPECT_THAT(t.out, HasSubstr("chunk 1     49406 320 2368 49407, then 73 x 49407\n"));
+  EXPECT_EQ(run("inspect " + converted).status, 0);
+}
+
 TEST_F(Cli, AnUnknownIsaLevelIsAnError) {
   const std::string command = "TILEDRAW_ISA=sse9 " + std::string(TILEDRAW_BINARY) + " info >/dev/null 2>" + dir_.file("err");
   const int status = std::system(command.c_str());

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   g++ make cmake pkg-config binutils python3
-  libcli11-dev nlohmann-json3-dev libpng-dev
+  libcli11-dev nlohmann-json3-dev libpng-dev zlib1g-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgomp1 libdnnl-dev
   python3-torch python3-numpy libopenblas0-openmp dataset-fashion-mnist

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tiledraw/dtype.h"
+#include "tiledraw/safetensors.h"
 
 namespace tiledraw {
 
@@ -18,6 +19,9 @@ struct ConvertOptions {
   // Written to the metadata when not empty; otherwise the source's values are kept.
   std::string architecture;
   std::string config_json;
+  // Tensors added to the output as they are (an embedded tokenizer, say); a
+  // source tensor of the same name is left out.
+  std::vector<TensorSource> extra_tensors;
 };
 
 enum class TensorAction { Quantized, Kept, Copied };

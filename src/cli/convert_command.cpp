@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "runtime/text.h"
+#include "text/tokenizer_source.h"
 #include "tiledraw/tiledraw.h"
 
 namespace tiledraw::cli {
@@ -14,6 +15,7 @@ struct ConvertArgs {
   std::string input;
   std::string output;
   ConvertOptions options;
+  std::string tokenizer;
   bool quiet = false;
   bool verbose = false;
 };
@@ -34,9 +36,16 @@ void run_convert(const ConvertArgs& args) {
   if (!args.options.config_json.empty() && !nlohmann::json::parse(args.options.config_json, nullptr, false).is_object()) {
     throw Error("--config: not a JSON object");
   }
+  ConvertOptions options = args.options;
+  std::string tokenizer_source;
+  if (!args.tokenizer.empty()) {
+    const text::FoundTokenizer found = for_flag("--tokenizer", [&] { return text::load_clip_tokenizer(args.tokenizer); });
+    options.extra_tensors = text::embedded_tokenizer_tensors(found.tokenizer);
+    tokenizer_source = found.source;
+  }
   Progress progress("convert", "tensors", args.quiet);
   const ConvertReport report = convert_to_8bit_s(
-      args.input, args.output, args.options,
+      args.input, args.output, options,
       [&](size_t done, size_t total, const std::string& name) { progress.update(done, total, name); });
   progress.finish();
 
@@ -57,6 +66,7 @@ void run_convert(const ConvertArgs& args) {
   std::printf("converted %s -> %s\n", args.input.c_str(), args.output.c_str());
   std::printf("  quantized %zu tensors to 8-bit S, kept %zu in floating point, copied %zu unchanged\n",
               report.quantized, kept, copied);
+  if (!tokenizer_source.empty()) std::printf("  embedded the CLIP tokenizer from %s\n", tokenizer_source.c_str());
   std::printf("  size %s -> %s (%.2fx smaller)\n", human_bytes(report.bytes_in).c_str(),
               human_bytes(report.bytes_out).c_str(),
               report.bytes_out ? static_cast<double>(report.bytes_in) / static_cast<double>(report.bytes_out) : 0.0);
@@ -84,6 +94,8 @@ void add_convert_command(CLI::App& app) {
           "N"));
   cmd->add_option("--architecture", args->options.architecture, "Model architecture to record in the metadata");
   cmd->add_option("--config", args->options.config_json, "Model config (a JSON object) to record in the metadata");
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "CLIP vocabulary to embed (bpe_simple_vocab_16e6.txt.gz, vocab.json + merges.txt, or their folder)");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress bar");
   cmd->add_flag("-v,--verbose", args->verbose, "List every tensor and what was done with it");
   cmd->callback([args] { run_convert(*args); });

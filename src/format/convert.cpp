@@ -100,7 +100,10 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
   report.tensors.reserve(in.tensors().size());  // fills below keep pointers into it
   std::vector<TensorSource> out;
   std::vector<double> error_sq(in.tensors().size()), norm_sq(in.tensors().size());
+  std::set<std::string> replaced;
+  for (const TensorSource& extra : options.extra_tensors) replaced.insert(extra.name);
   for (const TensorInfo& t : in.tensors()) {
+    if (replaced.count(t.name)) continue;
     const Decision decision = decide(t, options, already_8bit_s);
     report.tensors.push_back({t.name, t.dtype, t.shape, decision.action, decision.reason, 0.0});
     if (decision.action != TensorAction::Quantized) {
@@ -135,6 +138,7 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
                    }});
   }
 
+  out.insert(out.end(), options.extra_tensors.begin(), options.extra_tensors.end());
   write_safetensors(output_path, std::move(out), metadata, progress);
 
   double error_total = 0.0;
