@@ -108,10 +108,13 @@ class WeightStore {
   const TensorInfo& require(const std::string& name) const;
   // A float tensor (F32, F16 or BF16) as F32, converted once.
   const float* floats(const std::string& name);
+  // Whether a layer's "<prefix>.bias" must be there: Stable Diffusion's
+  // attention projections store none (then LinearWeights::bias is null).
+  enum class Bias { Required, IfStored };
   // The layer "<prefix>.weight" with "<prefix>.bias"; several prefixes, or a
-  // prefix stored as several tensors, are stacked by rows.
-  LinearWeights linear(const std::vector<std::string>& prefixes);
-  LinearWeights linear(const std::string& prefix) { return linear(std::vector{prefix}); }
+  // prefix stored as several tensors, are stacked by rows (all with a bias or none).
+  LinearWeights linear(const std::vector<std::string>& prefixes, Bias bias = Bias::Required);
+  LinearWeights linear(const std::string& prefix, Bias bias = Bias::Required) { return linear(std::vector{prefix}, bias); }
 
  private:
   std::vector<float> scales_of(const TensorInfo& values, int64_t cols) const;
