@@ -9,10 +9,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <tuple>
 
 #include "models/unet.h"
 #include "runtime/executor.h"
 #include "test_util.h"
+#include "tiledraw/convert.h"
 #include "tiledraw/error.h"
 
 namespace tiledraw {
@@ -31,8 +33,9 @@ struct TinyTensor {
 // attention at the first level and in the mid block, context width 32, 1x1
 // convolution projections) that shape inference reads as 8 heads and 32
 // groups. Written out by hand in both layouts, independently of the loader's
-// rename.
-std::vector<TinyTensor> tiny_unet() {
+// rename. With `sd2_like`, channels 64/128 and linear projections.
+std::vector<TinyTensor> tiny_unet(bool sd2_like = false) {
+  const int64_t c0 = sd2_like ? 64 : 32, c1 = 2 * c0, time = 4 * c0;
   std::vector<TinyTensor> t;
   const auto add = [&](const std::string& d, const std::string& l, std::vector<int64_t> shape) { t.push_back({d, l, shape}); };
   const auto layer = [&](const std::string& d, const std::string& l, std::vector<int64_t> shape, bool bias = true) {
@@ -43,7 +46,7 @@ std::vector<TinyTensor> tiny_unet() {
   const auto resnet = [&](const std::string& d, const std::string& l, int64_t cin, int64_t cout) {
     norm(d + ".norm1", l + ".in_layers.0", cin);
     layer(d + ".conv1", l + ".in_layers.2", {cout, cin, 3, 3});
-    layer(d + ".time_emb_proj", l + ".emb_layers.1", {cout, 128});
+    layer(d + ".time_emb_proj", l + ".emb_layers.1", {cout, time});
     norm(d + ".norm2", l + ".out_layers.0", cout);
     layer(d + ".conv2", l + ".out_layers.3", {cout, cout, 3, 3});
     if (cin != cout) layer(d + ".conv_shortcut", l + ".skip_connection", {cout, cin, 1, 1});
@@ -53,7 +56,7 @@ std::vector<TinyTensor> tiny_unet() {
       layer(d + part, l + part, shape, bias);
     };
     same(".norm", {c});
-    same(".proj_in", {c, c, 1, 1});
+    same(".proj_in", sd2_like ? std::vector<int64_t>{c, c} : std::vector<int64_t>{c, c, 1, 1});
     for (const char* n : {".norm1", ".norm2", ".norm3"}) same(std::string(".transformer_blocks.0") + n, {c});
     const std::string b = ".transformer_blocks.0.";
     for (const char* a : {"attn1", "attn2"}) {
@@ -65,27 +68,27 @@ std::vector<TinyTensor> tiny_unet() {
     }
     same(b + "ff.net.0.proj", {8 * c, c});
     same(b + "ff.net.2", {c, 4 * c});
-    same(".proj_out", {c, c, 1, 1});
+    same(".proj_out", sd2_like ? std::vector<int64_t>{c, c} : std::vector<int64_t>{c, c, 1, 1});
   };
-  layer("conv_in", "input_blocks.0.0", {32, 4, 3, 3});
-  layer("time_embedding.linear_1", "time_embed.0", {128, 32});
-  layer("time_embedding.linear_2", "time_embed.2", {128, 128});
-  resnet("down_blocks.0.resnets.0", "input_blocks.1.0", 32, 32);
-  transformer("down_blocks.0.attentions.0", "input_blocks.1.1", 32);
-  layer("down_blocks.0.downsamplers.0.conv", "input_blocks.2.0.op", {32, 32, 3, 3});
-  resnet("down_blocks.1.resnets.0", "input_blocks.3.0", 32, 64);
-  resnet("mid_block.resnets.0", "middle_block.0", 64, 64);
-  transformer("mid_block.attentions.0", "middle_block.1", 64);
-  resnet("mid_block.resnets.1", "middle_block.2", 64, 64);
-  resnet("up_blocks.0.resnets.0", "output_blocks.0.0", 128, 64);
-  resnet("up_blocks.0.resnets.1", "output_blocks.1.0", 96, 64);
-  layer("up_blocks.0.upsamplers.0.conv", "output_blocks.1.1.conv", {64, 64, 3, 3});
-  resnet("up_blocks.1.resnets.0", "output_blocks.2.0", 96, 32);
-  transformer("up_blocks.1.attentions.0", "output_blocks.2.1", 32);
-  resnet("up_blocks.1.resnets.1", "output_blocks.3.0", 64, 32);
-  transformer("up_blocks.1.attentions.1", "output_blocks.3.1", 32);
-  layer("conv_norm_out", "out.0", {32});
-  layer("conv_out", "out.2", {4, 32, 3, 3});
+  layer("conv_in", "input_blocks.0.0", {c0, 4, 3, 3});
+  layer("time_embedding.linear_1", "time_embed.0", {time, c0});
+  layer("time_embedding.linear_2", "time_embed.2", {time, time});
+  resnet("down_blocks.0.resnets.0", "input_blocks.1.0", c0, c0);
+  transformer("down_blocks.0.attentions.0", "input_blocks.1.1", c0);
+  layer("down_blocks.0.downsamplers.0.conv", "input_blocks.2.0.op", {c0, c0, 3, 3});
+  resnet("down_blocks.1.resnets.0", "input_blocks.3.0", c0, c1);
+  resnet("mid_block.resnets.0", "middle_block.0", c1, c1);
+  transformer("mid_block.attentions.0", "middle_block.1", c1);
+  resnet("mid_block.resnets.1", "middle_block.2", c1, c1);
+  resnet("up_blocks.0.resnets.0", "output_blocks.0.0", c1 + c1, c1);  // the skips: down_blocks.1's resnet,
+  resnet("up_blocks.0.resnets.1", "output_blocks.1.0", c1 + c0, c1);  // the downsampler,
+  layer("up_blocks.0.upsamplers.0.conv", "output_blocks.1.1.conv", {c1, c1, 3, 3});
+  resnet("up_blocks.1.resnets.0", "output_blocks.2.0", c1 + c0, c0);  // down_blocks.0's resnet,
+  transformer("up_blocks.1.attentions.0", "output_blocks.2.1", c0);
+  resnet("up_blocks.1.resnets.1", "output_blocks.3.0", c0 + c0, c0);  // conv_in
+  transformer("up_blocks.1.attentions.1", "output_blocks.3.1", c0);
+  layer("conv_norm_out", "out.0", {c0});
+  layer("conv_out", "out.2", {4, c0, 3, 3});
   return t;
 }
 
@@ -94,8 +97,8 @@ const std::string kCheckpointPrefix = "model.diffusion_model.";
 // The tiny UNet with the same random values in either layout (the original
 // one under a checkpoint's prefix), with `edit` applied to the list first.
 std::string write_tiny_unet(const test::TempDir& dir, models::UNetLayout layout, const std::map<std::string, std::string>& metadata = {},
-                            const std::function<void(std::vector<TinyTensor>&)>& edit = {}) {
-  std::vector<TinyTensor> tensors = tiny_unet();
+                            const std::function<void(std::vector<TinyTensor>&)>& edit = {}, bool sd2_like = false) {
+  std::vector<TinyTensor> tensors = tiny_unet(sd2_like);
   if (edit) edit(tensors);
   test::TensorShapes shapes;
   for (const TinyTensor& t : tensors) {
@@ -154,6 +157,19 @@ TEST(UNetModel, InfersAnSd1ConfigFromTheShapesInEitherLayout) {
     EXPECT_FALSE(c.linear_projection);
     EXPECT_EQ(c.norm_groups, 32);
   }
+}
+
+TEST(UNetModel, InfersHeadsOf64ForLinearProjections) {
+  test::TempDir dir;
+  const SafetensorsFile file = SafetensorsFile::open(write_tiny_unet(dir, models::UNetLayout::Original, {}, {}, true));
+  const models::UNetConfig c = models::read_unet_config(view_of(file, models::UNetLayout::Original));
+  EXPECT_TRUE(c.linear_projection);
+  EXPECT_EQ(c.block_out_channels, (std::vector<int64_t>{64, 128}));
+  EXPECT_EQ(c.heads, (std::vector<int64_t>{1, 2}));
+  const auto accel = make_accelerator("auto");
+  const models::UNetModel model(view_of(file, models::UNetLayout::Original), *accel, Precision::Float, {});
+  const std::vector<float> out = forward(model, *accel, {1, 4, 4, 77});
+  EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](float v) { return std::isfinite(v); }));
 }
 
 TEST(UNetModel, BothLayoutsGiveTheSameOutputAtAnyMultipleOfTheLatentFactor) {
@@ -294,14 +310,25 @@ TEST(UNetReference, MatchesPyTorch) {
     if (t) convert_to_f32(t->dtype, file.data(*t).data(), values.data(), values.size());
     return values;
   };
+  test::TempDir converted;
+  ConvertOptions every_matrix;
+  every_matrix.min_elements = 0;
   for (const auto& c : cases["cases"]) {
-    const SafetensorsFile model_file = SafetensorsFile::open(dir + "/" + c["model"].get<std::string>());
+    const std::string model_path = dir + "/" + c["model"].get<std::string>();
+    // Stored as 8-bit S, every matrix: the loader's other 8-bit path (int8 q, k, v stacked).
+    convert_to_8bit_s(model_path, converted.file("model.safetensors"), every_matrix);
     const SafetensorsFile io = SafetensorsFile::open(dir + "/" + c["io"].get<std::string>());
-    const models::WeightView view(model_file, c["prefix"].get<std::string>(), {}, models::model_config_json(model_file));
     const std::vector<int64_t> sample_shape = io.find("sample")->shape;
     const models::GraphShape shape{sample_shape[0], sample_shape[2], sample_shape[3], io.find("encoder_hidden_states")->shape[1]};
     const std::vector<float> expected = floats(io, "out");
-    for (const Precision precision : {Precision::Float, Precision::Int8}) {
+    const std::tuple<const char*, std::string, Precision> runs[] = {
+        {"float", model_path, Precision::Float},
+        {"8-bit S at load", model_path, Precision::Int8},
+        {"8-bit S file", converted.file("model.safetensors"), Precision::AsStored},
+    };
+    for (const auto& [label, path, precision] : runs) {
+      const SafetensorsFile model_file = SafetensorsFile::open(path);
+      const models::WeightView view(model_file, c["prefix"].get<std::string>(), {}, models::model_config_json(model_file));
       const models::UNetModel model(view, *accel, precision, {});
       const std::vector<float> out = forward(model, *accel, shape, floats(io, "sample"), floats(io, "timestep"),
                                              floats(io, "encoder_hidden_states"));
@@ -315,10 +342,10 @@ TEST(UNetReference, MatchesPyTorch) {
       }
       const bool on_float = precision == Precision::Float;
       const double max_error = worst / largest, rms_error = std::sqrt(diff / norm);
-      std::printf("%-5s %-28s max %.2e  rms %.2e  (bound on %s: %.0e)\n", on_float ? "float" : "8-bit",
+      std::printf("%-15s %-28s max %.2e  rms %.2e  (bound on %s: %.0e)\n", label,
                   c["name"].get<std::string>().c_str(), max_error, rms_error, on_float ? "max" : "rms",
                   on_float ? float_bound : int8_bound);
-      EXPECT_LE(on_float ? max_error : rms_error, on_float ? float_bound : int8_bound) << c["name"];
+      EXPECT_LE(on_float ? max_error : rms_error, on_float ? float_bound : int8_bound) << c["name"] << ", " << label;
     }
   }
 }

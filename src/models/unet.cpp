@@ -295,22 +295,19 @@ UNetConfig read_unet_config(const WeightView& stored_view) {
 }
 
 UNetModel::Norm UNetModel::norm(const std::string& prefix, int64_t channels) {
-  for (const char* part : {".weight", ".bias"}) {
-    const TensorInfo& t = weights_.require(prefix + part);
-    if (t.shape != std::vector<int64_t>{channels}) {
-      throw Error(weights_.path() + ": '" + t.name + "' has shape " + shape_string(t.shape) + ", expected [" +
-                  std::to_string(channels) + "]");
-    }
-  }
+  for (const char* part : {".weight", ".bias"}) require_shape(prefix + part, {channels});
   return {weights_.floats(prefix + ".weight"), weights_.floats(prefix + ".bias")};
 }
 
-LinearWeights UNetModel::layer(const std::string& prefix, std::vector<int64_t> weight_shape, WeightStore::Bias bias) {
-  const TensorInfo& w = weights_.require(prefix + ".weight");
-  if (w.shape != weight_shape) {
-    throw Error(weights_.path() + ": '" + w.name + "' has shape " + shape_string(w.shape) + ", expected " +
-                shape_string(weight_shape));
+void UNetModel::require_shape(const std::string& name, const std::vector<int64_t>& shape) const {
+  const TensorInfo& t = weights_.require(name);
+  if (t.shape != shape) {
+    throw Error(weights_.path() + ": '" + t.name + "' has shape " + shape_string(t.shape) + ", expected " + shape_string(shape));
   }
+}
+
+LinearWeights UNetModel::layer(const std::string& prefix, const std::vector<int64_t>& weight_shape, WeightStore::Bias bias) {
+  require_shape(prefix + ".weight", weight_shape);
   return weights_.linear(prefix, bias);
 }
 
@@ -329,7 +326,7 @@ UNetModel::SpatialTransformer UNetModel::transformer(const std::string& p, int64
   const std::vector<int64_t> projection = config_.linear_projection ? std::vector<int64_t>{channels, channels}
                                                                     : std::vector<int64_t>{channels, channels, 1, 1};
   const std::vector<int64_t> square = {channels, channels}, from_context = {channels, config_.cross_attention_dim};
-  constexpr WeightStore::Bias kNoBias = WeightStore::Bias::IfStored;
+  constexpr WeightStore::Bias kOptionalBias = WeightStore::Bias::IfStored;
   SpatialTransformer t;
   t.heads = heads;
   t.norm = norm(p + ".norm", channels);
@@ -340,12 +337,12 @@ UNetModel::SpatialTransformer UNetModel::transformer(const std::string& p, int64
     block.norm1 = norm(b + "norm1", channels);
     block.norm2 = norm(b + "norm2", channels);
     block.norm3 = norm(b + "norm3", channels);
-    for (const char* part : {"attn1.to_q", "attn1.to_k", "attn1.to_v", "attn2.to_q"}) layer(b + part, square, kNoBias);
-    for (const char* part : {"attn2.to_k", "attn2.to_v"}) layer(b + part, from_context, kNoBias);
-    block.self_qkv = weights_.linear({b + "attn1.to_q", b + "attn1.to_k", b + "attn1.to_v"}, kNoBias);
+    for (const char* part : {"attn1.to_q.weight", "attn1.to_k.weight", "attn1.to_v.weight"}) require_shape(b + part, square);
+    for (const char* part : {"attn2.to_k.weight", "attn2.to_v.weight"}) require_shape(b + part, from_context);
+    block.self_qkv = weights_.linear({b + "attn1.to_q", b + "attn1.to_k", b + "attn1.to_v"}, kOptionalBias);
     block.self_out = layer(b + "attn1.to_out.0", square);
-    block.cross_q = weights_.linear(b + "attn2.to_q", kNoBias);
-    block.cross_kv = weights_.linear({b + "attn2.to_k", b + "attn2.to_v"}, kNoBias);
+    block.cross_q = layer(b + "attn2.to_q", square, kOptionalBias);
+    block.cross_kv = weights_.linear({b + "attn2.to_k", b + "attn2.to_v"}, kOptionalBias);
     block.cross_out = layer(b + "attn2.to_out.0", square);
     block.feed_forward_in = layer(b + "ff.net.0.proj", {8 * channels, channels});
     block.feed_forward_out = layer(b + "ff.net.2", {channels, 4 * channels});

@@ -111,9 +111,11 @@ class UNetModel : public DiffusionModel {
     std::optional<LinearWeights> sampler;
   };
 
+  // The tensor of a canonical name, or an error naming it, when its shape is not `shape`.
+  void require_shape(const std::string& name, const std::vector<int64_t>& shape) const;
   // Each reads its tensors after checking their shapes against the config.
   Norm norm(const std::string& prefix, int64_t channels);
-  LinearWeights layer(const std::string& prefix, std::vector<int64_t> weight_shape,
+  LinearWeights layer(const std::string& prefix, const std::vector<int64_t>& weight_shape,
                       WeightStore::Bias bias = WeightStore::Bias::Required);
   Resnet resnet(const std::string& prefix, int64_t in_channels, int64_t out_channels);
   SpatialTransformer transformer(const std::string& prefix, int64_t channels, int64_t heads, int64_t depth);

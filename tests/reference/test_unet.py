@@ -13,11 +13,12 @@ with its config and in the original layout under `model.diffusion_model.`
 (the SD 1.x one without a config, so its shape inference is tested too);
 inputs at batch 2, 48 x 32 latents, fractional timesteps, contexts of 77 and
 154 tokens; and PyTorch's outputs. Then it runs the gtest UNetReference.*
-(tests/unet_test.cpp), which loads every case on the float path and as 8-bit S
-(quantized at load), runs it and compares: the float path within 1e-4 of the
-largest output value (max |tiledraw - torch| / max |torch|), 8-bit S within the
-RMS bound below (against PyTorch's float weights, so it includes the weights'
-rounding as well as the activations')."""
+(tests/unet_test.cpp), which loads every case on the float path, as 8-bit S
+quantized at load, and as a file converted to 8-bit S (every matrix), runs it
+and compares: the float path within 1e-4 of the largest output value
+(max |tiledraw - torch| / max |torch|), 8-bit S within the RMS bound below
+(against PyTorch's float weights, so it includes the weights' rounding as well
+as the activations')."""
 import json
 import os
 import subprocess
