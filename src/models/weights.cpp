@@ -185,7 +185,7 @@ std::vector<float> WeightStore::scales_of(const TensorInfo& values, int64_t cols
   return Weight8BitS{&values, scale, values.shape[0], cols}.load_scales(file);
 }
 
-LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes, int64_t first_rows) {
+LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule) {
   const SafetensorsFile& file = view_.file();
   std::vector<const TensorInfo*> parts, biases;
   std::vector<std::string> stored_prefixes;
@@ -204,14 +204,19 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
       if (!parts.empty() && (part_cols != cols || t.dtype != parts.front()->dtype)) {
         throw Error(path() + ": '" + t.name + "' does not stack with '" + parts.front()->name + "'");
       }
-      const TensorInfo& bias = stored(bias_names[i]);
-      if (bias.numel() != part_rows) {
-        throw Error(path() + ": '" + bias.name + "' does not have " + std::to_string(part_rows) + " values");
+      if (bias_rule == Bias::Required || file.find(bias_names[i])) {
+        const TensorInfo& bias = stored(bias_names[i]);
+        if (bias.numel() != part_rows) {
+          throw Error(path() + ": '" + bias.name + "' does not have " + std::to_string(part_rows) + " values");
+        }
+        biases.push_back(&bias);
+      }
+      if (biases.size() != parts.size() + 1 && !biases.empty()) {
+        throw Error(path() + ": '" + t.name + "' does not stack with '" + parts.front()->name + "' (a bias for some, not all)");
       }
       cols = part_cols;
       rows += part_rows;
       parts.push_back(&t);
-      biases.push_back(&bias);
       stored_prefixes.push_back(t.name.substr(0, t.name.size() - std::string(".weight").size()));
     }
   }
@@ -225,7 +230,7 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
   const std::string key = stored_prefixes.front() + (parts.size() > 1 ? "+stacked" : "") +
                           (first_rows > 0 ? ":first" + std::to_string(first_rows) : "");
   if (first_rows > 0) rows = first_rows;
-  w.bias = stacked_floats(biases, key + ".bias");
+  w.bias = biases.empty() ? nullptr : stacked_floats(biases, key + ".bias");
   const bool stored_int8 = parts.front()->dtype == DType::I8;
 
   // The rows as stored: floats (dequantized when the file is 8-bit S), or int8 with scales.

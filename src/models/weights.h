@@ -109,16 +109,23 @@ class WeightStore {
   const TensorInfo& require(const std::string& name) const;
   // A float tensor (F32, F16 or BF16) as F32, converted once.
   const float* floats(const std::string& name);
+  // Whether a layer's "<prefix>.bias" must be there: Stable Diffusion's
+  // attention projections store none (then LinearWeights::bias is null).
+  enum class Bias { Required, IfStored };
   // The layer "<prefix>.weight" with "<prefix>.bias"; several prefixes, or a
-  // prefix stored as several tensors, are stacked by rows.
-  LinearWeights linear(const std::vector<std::string>& prefixes) { return load_linear(prefixes, 0); }
-  LinearWeights linear(const std::string& prefix) { return linear(std::vector{prefix}); }
+  // prefix stored as several tensors, are stacked by rows (all with a bias or none).
+  LinearWeights linear(const std::vector<std::string>& prefixes, Bias bias = Bias::Required) {
+    return load_linear(prefixes, 0, bias);
+  }
+  LinearWeights linear(const std::string& prefix, Bias bias = Bias::Required) { return linear(std::vector{prefix}, bias); }
   // Only the layer's first `rows` outputs (the VAE encoder's mean, the first
   // half of its moments): the rest are never loaded or packed.
-  LinearWeights linear_first_rows(const std::string& prefix, int64_t rows) { return load_linear({prefix}, rows); }
+  LinearWeights linear_first_rows(const std::string& prefix, int64_t rows) {
+    return load_linear({prefix}, rows, Bias::Required);
+  }
 
  private:
-  LinearWeights load_linear(const std::vector<std::string>& prefixes, int64_t first_rows);  // 0: every row
+  LinearWeights load_linear(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule);  // 0: every row
   std::vector<float> scales_of(const TensorInfo& values, int64_t cols) const;
   const float* stored_floats(const TensorInfo& t);
   const float* stacked_floats(const std::vector<const TensorInfo*>& parts, const std::string& key);
