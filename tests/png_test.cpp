@@ -80,5 +80,38 @@ TEST(Png, RefusesImpossibleImagesAndLeavesNoFile) {
   EXPECT_TRUE(dir.entries().empty());
 }
 
+TEST(ImageResize, LanczosKeepsConstantsAveragesPairsWhenHalvingAndCommutesWithMirroring) {
+  const Image flat{5, 3, 3, std::vector<uint8_t>(45, 77)};
+  for (const auto& [w, h] : {std::pair{11, 7}, std::pair{2, 1}, std::pair{5, 3}, std::pair{64, 64}}) {
+    const Image out = resize_image(flat, w, h);
+    EXPECT_EQ(out.width, w);
+    EXPECT_EQ(out.height, h);
+    EXPECT_EQ(out.pixels, std::vector<uint8_t>(static_cast<size_t>(w * h * 3), 77)) << w << " x " << h;
+  }
+  // Halving: each output pixel is centred between two inputs, whose weights
+  // lanczos3(+-0.25) are equal; the filter, twice as wide, reaches 6 pixels out.
+  EXPECT_EQ(resize_image(Image{2, 1, 1, {10, 30}}, 1, 1).pixels, (std::vector<uint8_t>{20}));
+  // Mirroring the input mirrors the output, shrinking or growing.
+  Image picture{9, 6, 3, std::vector<uint8_t>(9 * 6 * 3)};
+  for (size_t i = 0; i < picture.pixels.size(); ++i) picture.pixels[i] = static_cast<uint8_t>((i * 97 + 13) % 251);
+  const auto mirrored = [](const Image& image) {
+    Image out = image;
+    for (int64_t y = 0; y < image.height; ++y) {
+      for (int64_t x = 0; x < image.width; ++x) {
+        for (int64_t c = 0; c < 3; ++c) {
+          out.pixels[static_cast<size_t>((y * image.width + x) * 3 + c)] =
+              image.pixels[static_cast<size_t>((y * image.width + image.width - 1 - x) * 3 + c)];
+        }
+      }
+    }
+    return out;
+  };
+  for (const auto& [w, h] : {std::pair{4, 3}, std::pair{20, 13}}) {
+    EXPECT_EQ(resize_image(mirrored(picture), w, h).pixels, mirrored(resize_image(picture, w, h)).pixels);
+  }
+  const Image step{8, 1, 1, {0, 0, 0, 0, 200, 200, 200, 200}};
+  EXPECT_THROW(resize_image(step, 0, 4), Error);
+}
+
 }  // namespace
 }  // namespace tiledraw

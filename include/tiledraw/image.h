@@ -23,6 +23,11 @@ Image image_from_planes(const float* planes, int64_t channels, int64_t height, i
 // `gap` pixels of black between them.
 Image image_grid(const std::vector<Image>& images, int64_t columns, int64_t gap = 2);
 
+// The image resampled to width x height with a Lanczos-3 filter, widened by
+// the scale when shrinking so that every source pixel counts (as PIL's
+// Image.resize with LANCZOS, which the A1111 web UI's "just resize" uses).
+Image resize_image(const Image& image, int64_t width, int64_t height);
+
 // Reads a PNG as 8-bit gray (channels 1) or RGB (3), converting whatever it stores.
 Image read_png(const std::string& path, int64_t channels);
 

@@ -35,6 +35,12 @@ struct LoadOptions {
   Precision vae_precision = Precision::AsStored;
   std::string accelerator;  // a backend name; empty: $TILEDRAW_ACCEL, else auto
   std::vector<std::string> class_names;  // for class-conditional models without names of their own
+  // Text-to-image models: where the CLIP vocabulary is when the model carries
+  // none (a file or folder; empty: $TILEDRAW_TOKENIZER, files beside the
+  // checkpoint, the Hugging Face cache), and what the model predicts when
+  // neither its config nor its file says ("eps" or "v"; empty: noise).
+  std::string tokenizer;
+  std::string prediction;
 };
 
 // One generation. Unset optional fields take the model's defaults (ModelInfo).
@@ -43,7 +49,19 @@ struct GenerationRequest {
   // are steered away from (default: the model's null class, unconditional).
   std::vector<std::string> classes;
   std::vector<std::string> negative_classes;
-  int64_t batch = 1;              // images per class
+  // Text-to-image models: the prompt and what to steer away from, in A1111's
+  // syntax ("(word:1.2)", "[word]", "BREAK"); `clip_skip` N uses the text
+  // encoder's N-th layer from the end, as A1111 counts (0: the family's own
+  // choice, the last for SD 1.x, the penultimate for SD 2.x).
+  std::string prompt, negative_prompt;
+  int clip_skip = 0;
+  // img2img: the picture to start from (resized to the request's size), and
+  // how much of the schedule runs on it: 0 returns it (through the VAE), 1
+  // ignores it (txt2img from the same noise); the last floor(strength x
+  // steps) steps of the schedule run, as diffusers counts them.
+  std::optional<Image> init_image;
+  double strength = 0.75;
+  int64_t batch = 1;              // images per class, or per prompt
   int64_t width = 0, height = 0;  // pixels; 0: the model's trained size
   std::optional<int> steps;
   std::optional<Sampler> sampler;
@@ -82,6 +100,8 @@ struct ModelInfo {
   Sampler default_sampler = Sampler::Euler;
   double default_cfg_scale = 0.0;
   std::string vae;  // the VAE's file, empty for a pixel-space model
+  bool text = false;      // it reads a prompt
+  std::string tokenizer;  // where its vocabulary was found
 };
 
 // Called after each step with (done, total).

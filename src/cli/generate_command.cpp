@@ -18,6 +18,9 @@ namespace {
 struct GenerateArgs {
   std::string model, family, precision = "auto", vae, vae_precision = "auto", labels, output = "out.png";
   std::string sampler, scheduler = "default", initial_noise, output_latents;
+  std::string prompt, negative_prompt, init_image, tokenizer, prediction;
+  double strength = 0.75;
+  int clip_skip = 0;
   std::vector<std::string> classes, class_names, negative_classes;
   int64_t steps = 0, seed = 42, width = 0, height = 0, batch = 1;
   double cfg_scale = NAN;
@@ -81,6 +84,8 @@ void run_generate(GenerateArgs a) {
   options.vae_precision = precision_flag(a.vae_precision, "--vae-precision");
   options.accelerator = global_options().accelerator;
   if (!a.labels.empty()) options.class_names = read_labels(a.labels);
+  options.tokenizer = a.tokenizer;
+  options.prediction = a.prediction;
   const std::unique_ptr<Pipeline> pipeline = Pipeline::load(a.model, options);
   const ModelInfo& info = pipeline->info();
   if (info.vae.empty() && info.latent) {
@@ -88,7 +93,21 @@ void run_generate(GenerateArgs a) {
                 "-channel latents, not pixels; decoding them needs --vae VAE.safetensors");
   }
 
+  const bool prompted = !a.prompt.empty() || !a.negative_prompt.empty() || a.clip_skip;
+  if (prompted && !info.text) {
+    throw Error(std::string(a.prompt.empty() ? a.negative_prompt.empty() ? "--clip-skip" : "--negative-prompt" : "--prompt") +
+                ": " + a.model + " (" + info.description + ") reads no text" + (info.classes ? "; give --class" : ""));
+  }
+  if (info.text && (!a.classes.empty() || !a.class_names.empty() || !a.negative_classes.empty())) {
+    throw Error("--class: " + a.model + " (" + info.description + ") is a text-to-image model; give --prompt");
+  }
+
   GenerationRequest request;
+  request.prompt = a.prompt;
+  request.negative_prompt = a.negative_prompt;
+  request.clip_skip = a.clip_skip;
+  request.strength = a.strength;
+  if (!a.init_image.empty()) request.init_image = for_flag("--init-img", [&] { return read_png(a.init_image, 3); });
   // Classes are checked per flag, so that an error names the flag it came from.
   const auto check_classes = [&](const char* flag, const std::vector<std::string>& items) {
     if (!items.empty()) for_flag(flag, [&] { return pipeline->class_ids(items); });
@@ -174,6 +193,23 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--vae", args->vae, "VAE (AutoencoderKL, diffusers or original layout, or a checkpoint holding one) "
                                       "instead of the model's own");
   cmd->add_option("--vae-precision", args->vae_precision, "VAE matrices as stored (auto), float, or 8bit-s")->capture_default_str();
+  cmd->add_option("-p,--prompt", args->prompt,
+                  "Text-to-image models: the prompt, in A1111's syntax: (words), (words:1.3), [words], BREAK");
+  cmd->add_option("-n,--negative-prompt", args->negative_prompt, "What to steer away from (the same syntax)");
+  cmd->add_option("-i,--init-img", args->init_image, "img2img: start from this PNG, resized to the output size (Lanczos)");
+  cmd->add_option("--strength", args->strength,
+                  "img2img: how much of the schedule runs on the image: 0 keeps it, 1 ignores it")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--clip-skip", args->clip_skip,
+                  "Use the text encoder's N-th layer from the end (default: the model's, 1 for SD 1.x, 2 for SD 2.x)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "CLIP vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json + merges.txt, or their folder) when the model "
+                  "carries none (default: $TILEDRAW_TOKENIZER, files beside the model, the Hugging Face cache)");
+  cmd->add_option("--prediction", args->prediction,
+                  "What the model predicts, when neither its config nor its file says: eps or v (SD 2.x 768-v models)")
+      ->check(CLI::IsMember({"eps", "v"}));
   cmd->add_option("--class", args->classes, "Class ids or names, comma-separated, or 'all' (default 0)");
   cmd->add_option("--class-name", args->class_names, "Class by name (from the model's class names or --labels)");
   cmd->add_option("--negative-class", args->negative_classes,
@@ -191,7 +227,7 @@ void add_generate_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{-1}, int64_t{1} << 62));
   cmd->add_option("-W,--width", args->width, "Width in pixels (default: the model's trained size)")->check(CLI::Range(1, 1 << 14));
   cmd->add_option("-H,--height", args->height, "Height in pixels (default: the model's trained size)")->check(CLI::Range(1, 1 << 14));
-  cmd->add_option("-b,--batch", args->batch, "Images per class")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("-b,--batch", args->batch, "Images per class or per prompt")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("-o,--output", args->output, "Output PNG (numbered when there are several, unless --grid)")->capture_default_str();
   cmd->add_option("--initial-noise", args->initial_noise,
                   "Safetensors file whose tensor 'noise' [images, channels, h, w] replaces the seeded initial noise");

@@ -6,6 +6,7 @@
 
 #include "models/dit.h"
 #include "models/vae.h"
+#include "text/tokenizer_source.h"
 #include "tiledraw/error.h"
 
 namespace tiledraw::models {
@@ -132,12 +133,6 @@ struct KnownFamily {
 
 const std::vector<KnownFamily>& known_families() {
   static const std::vector<KnownFamily> families = {
-      {"sd1", "Stable Diffusion 1.x (UNet, CLIP ViT-L text encoder, VAE)", "StableDiffusionPipeline",
-       {{"model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"}},
-       {{"diffusion_model", "model.diffusion_model."}, {"text_encoder", "cond_stage_model."}, {"vae", "first_stage_model."}}},
-      {"sd2", "Stable Diffusion 2.x (UNet, OpenCLIP ViT-H text encoder, VAE)", "",
-       {{"model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.model.token_embedding.weight"}},
-       {{"diffusion_model", "model.diffusion_model."}, {"text_encoder", "cond_stage_model."}, {"vae", "first_stage_model."}}},
       {"sdxl", "Stable Diffusion XL (UNet, two text encoders, VAE)", "StableDiffusionXLPipeline",
        {{"model.diffusion_model.label_emb.0.0.weight", "conditioner.embedders.1.model.token_embedding.weight"}},
        {{"diffusion_model", "model.diffusion_model."}, {"text_encoder", "conditioner.embedders.0."},
@@ -178,12 +173,73 @@ std::optional<DetectedFamily> detect_known(const Checkpoint& c, const KnownFamil
   return found;
 }
 
+// A single-file checkpoint holds several models, so its "config" metadata,
+// when it has one, holds each one's diffusers config under its component's
+// name ({"unet": {...}, "text_encoder": {...}, "vae": {...}}).
+nlohmann::json component_config(const SafetensorsFile& file, const std::string& component) {
+  const nlohmann::json config = model_config_json(file);
+  if (config.contains(component) && config[component].is_object()) return config[component];
+  return nlohmann::json::object();
+}
+
+// Stable Diffusion 1.x or 2.x (`version`): a UNet, a CLIP text encoder and a
+// VAE, in one file under the original prefixes or in a diffusers folder. The
+// two are told apart by their text encoders: OpenAI's CLIP ViT-L (width 768)
+// in 1.x, OpenCLIP ViT-H (1024) in 2.x.
+std::optional<DetectedFamily> detect_stable_diffusion(const Checkpoint& c, int version) {
+  std::optional<WeightView> unet, text_encoder;
+  std::string where_unet, where_text;
+  if (c.folder()) {
+    unet = c.component("unet");
+    text_encoder = c.component("text_encoder");
+    if (!unet || !text_encoder || !unet->find("conv_in.weight")) return std::nullopt;
+    const TensorInfo* tokens = text_encoder->find("text_model.embeddings.token_embedding.weight");
+    if (!tokens || tokens->shape.size() != 2 || (tokens->shape[1] == 1024) != (version == 2)) return std::nullopt;
+    where_unet = "unet/ in " + c.path();
+    where_text = "text_encoder/ in " + c.path();
+  } else {
+    const SafetensorsFile& file = *c.file();
+    if (!file.find("model.diffusion_model.input_blocks.0.0.weight")) return std::nullopt;
+    const char* const prefix = version == 1 ? "cond_stage_model.transformer." : "cond_stage_model.model.";
+    const char* const probe = version == 1 ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight";
+    if (!file.find(std::string(prefix) + probe)) return std::nullopt;
+    unet = WeightView(file, "model.diffusion_model.", {}, component_config(file, "unet"));
+    text_encoder = WeightView(file, prefix, {}, component_config(file, "text_encoder"));
+    where_unet = unet->where();
+    where_text = text_encoder->where();
+  }
+  DetectedFamily found;
+  found.info.family = version == 1 ? "sd1" : "sd2";
+  found.info.description = version == 1 ? "Stable Diffusion 1.x (UNet, CLIP ViT-L text encoder, VAE)"
+                                        : "Stable Diffusion 2.x (UNet, OpenCLIP ViT-H text encoder, VAE)";
+  found.info.supported = true;
+  found.info.components.push_back({"diffusion_model", where_unet, "UNet"});
+  found.info.components.push_back({"text_encoder", where_text, version == 1 ? "CLIP ViT-L/14" : "OpenCLIP ViT-H/14"});
+  found.components.emplace("diffusion_model", *unet);
+  found.components.emplace("text_encoder", *text_encoder);
+  if (std::optional<WeightView> vae = find_vae(c)) {
+    if (!c.folder()) vae = WeightView(vae->file(), vae->prefix(), {}, component_config(*c.file(), "vae"));
+    found.info.components.push_back({"vae", c.folder() ? "vae/ in " + c.path() : vae->where(), "AutoencoderKL"});
+    found.components.emplace("vae", *vae);
+  }
+  try {
+    const text::FoundTokenizer tokenizer = text::find_clip_tokenizer(
+        {c.path(), "", version == 1 ? text::ClipKind::OpenAiVitL14 : text::ClipKind::OpenClipVitH14});
+    found.info.components.push_back({"tokenizer", tokenizer.source, "CLIP BPE"});
+  } catch (const text::TokenizerNotFound&) {
+    found.info.components.push_back({"tokenizer", "not found", "prompts need a CLIP vocabulary (README: the CLIP vocabulary)"});
+  }
+  return found;
+}
+
 using Probe = std::function<std::optional<DetectedFamily>(const Checkpoint&)>;
 
 // In the order they are tried: the known full checkpoints first, since they
 // hold a VAE under a prefix too.
 std::vector<std::pair<std::string, Probe>> probes() {
   std::vector<std::pair<std::string, Probe>> out;
+  out.emplace_back("sd1", [](const Checkpoint& c) { return detect_stable_diffusion(c, 1); });
+  out.emplace_back("sd2", [](const Checkpoint& c) { return detect_stable_diffusion(c, 2); });
   for (const KnownFamily& k : known_families()) {
     out.emplace_back(k.family, [&k](const Checkpoint& c) { return detect_known(c, k); });
   }

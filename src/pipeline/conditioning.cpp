@@ -65,7 +65,11 @@ std::string ClassConditioner::label(int64_t id) const {
   return std::to_string(id) + (i < names_.size() ? " (" + names_[i] + ")" : std::string());
 }
 
-Conditioning ClassConditioner::encode(const GenerationRequest& r) const {
+int64_t ClassConditioner::images(const GenerationRequest& r) const {
+  return static_cast<int64_t>(ids(r.classes.empty() ? std::vector<std::string>{"0"} : r.classes).size()) * r.batch;
+}
+
+Conditioning ClassConditioner::encode(const GenerationRequest& r, const EncodeContext&) const {
   const std::vector<int64_t> classes = ids(r.classes.empty() ? std::vector<std::string>{"0"} : r.classes);
   const std::vector<int64_t> negative = ids(r.negative_classes);
   if (negative.size() > 1 && negative.size() != classes.size()) {

@@ -1,10 +1,12 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "models/diffusion_model.h"
+#include "tiledraw/accel.h"
 #include "tiledraw/pipeline.h"
 
 // Conditioning as its own step: a conditioner turns a request (class ids
@@ -26,13 +28,24 @@ struct Conditioning {
   // of the whole batch's ("class 0 (t-shirt), 1 (trouser)").
   std::vector<std::string> subjects;
   std::string batch_subject;
+  // Settings of the conditioning for the parameters text (", Clip skip: 2").
+  std::string settings;
   int64_t context_tokens() const;  // of the text context, 0 without one
+};
+
+// What a conditioner that runs a model (a text encoder) runs it with.
+struct EncodeContext {
+  const Accelerator& accel;
+  ProgramCache& cache;
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 class Conditioner {
  public:
   virtual ~Conditioner() = default;
-  virtual Conditioning encode(const GenerationRequest& request) const = 0;
+  virtual Conditioning encode(const GenerationRequest& request, const EncodeContext& context) const = 0;
+  // How many images the request makes, without encoding anything.
+  virtual int64_t images(const GenerationRequest& request) const = 0;
 };
 
 // Class-conditional models: `batch` images of each class, the unconditional
@@ -45,7 +58,8 @@ class ClassConditioner : public Conditioner {
   // case, spaces, hyphens and underscores) or "all".
   std::vector<int64_t> ids(const std::vector<std::string>& items) const;
   const std::vector<std::string>& names() const { return names_; }
-  Conditioning encode(const GenerationRequest& request) const override;
+  Conditioning encode(const GenerationRequest& request, const EncodeContext& context) const override;
+  int64_t images(const GenerationRequest& request) const override;
 
  private:
   std::string label(int64_t id) const;  // "7 (sneaker)"

@@ -1,5 +1,6 @@
 #include "pipeline/generation.h"
 
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 
@@ -40,6 +41,46 @@ std::string profile_text(const runtime::Executor& model, const runtime::Executor
   return text;
 }
 
+// The model works on (VAE latents - shift) x scaling: the VAE config's
+// values when it states them, else the model's latent format's.
+std::pair<double, double> latent_scaling(const LoadedModel& m) {
+  const models::VaeConfig& vae = m.vae->config();
+  const models::LatentFormat format = m.model->latent_format();
+  return vae.scaling_factor > 0 ? std::pair<double, double>{vae.scaling_factor, vae.shift_factor}
+                                : std::pair<double, double>{format.scaling_factor, format.shift_factor};
+}
+
+// The init picture at the request's size as the model's latents (one image's).
+std::vector<float> init_latents(const LoadedModel& m, const Accelerator& accel, ProgramCache& cache,
+                                const GenerationRequest& r, int64_t height, int64_t width,
+                                const std::atomic<bool>* cancel) {
+  if (!m.vae) throw Error(m.model_info.path + ": starting from an image needs a VAE, and the model has none");
+  const models::VaeEncoder& encoder = m.vae_encoder(accel);
+  const int64_t channels = encoder.config().in_channels;
+  if (r.init_image->channels != 1 && r.init_image->channels != 3) {
+    throw Error("the init image has " + std::to_string(r.init_image->channels) + " channels, expected 1 or 3");
+  }
+  const Image picture = resize_image(*r.init_image, width, height);
+  std::vector<float> planes(static_cast<size_t>(channels * height * width));
+  for (int64_t c = 0; c < channels; ++c) {
+    const int64_t from = picture.channels == 1 ? 0 : std::min(c, picture.channels - 1);
+    for (int64_t i = 0; i < height * width; ++i) {
+      planes[static_cast<size_t>(c * height * width + i)] =
+          picture.pixels[static_cast<size_t>(i * picture.channels + from)] / 127.5f - 1.0f;
+    }
+  }
+  const auto built = encoder.build(1, height, width);
+  runtime::Executor exec(built->graph, accel, cache);
+  exec.set_cancel_flag(cancel);
+  exec.run({planes.data()});
+  const runtime::Value& mean = built->graph.values()[static_cast<size_t>(built->mean)];
+  const float* z = exec.data(built->mean);
+  const auto [scaling, shift] = latent_scaling(m);
+  std::vector<float> latents(static_cast<size_t>(mean.numel()));
+  for (size_t i = 0; i < latents.size(); ++i) latents[i] = static_cast<float>((z[i] - shift) * scaling);
+  return latents;
+}
+
 }  // namespace
 
 std::pair<int64_t, int64_t> image_size(const LoadedModel& m, const GenerationRequest& r) {
@@ -68,7 +109,8 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   const auto [height, width] = image_size(m, r);
   const int64_t factor = m.vae_factor();
   const int64_t latent_h = height / factor, latent_w = width / factor;
-  const Conditioning conditioning = m.conditioner->encode(r);
+  if (!(r.strength >= 0.0 && r.strength <= 1.0)) throw Error("strength " + number(r.strength) + " is outside 0..1");
+  const Conditioning conditioning = m.conditioner->encode(r, {accel, cache, cancel});
   const int64_t images = conditioning.images, channels = format.channels;
   const int64_t per_image = channels * latent_h * latent_w;
   const bool guided = cfg_scale != 1.0;
@@ -82,7 +124,13 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
                                              static_cast<uint64_t>(images * height * width * (m.vae ? m.vae->config().out_channels : channels)),
                                          "the latents and pictures of " + what);
   const sampling::ModelSampling sampling(model.noise_schedule());
-  const std::vector<double> sigmas = sampling::sigmas_for(sampling, r.scheduler, sampler, steps);
+  // img2img runs the schedule's last floor(strength x steps) steps from the
+  // picture noised to where they start; all of them start from noise alone.
+  const std::vector<double> schedule = sampling::sigmas_for(sampling, r.scheduler, sampler, steps);
+  const int run_steps = r.init_image ? static_cast<int>(std::floor(steps * r.strength)) : steps;
+  const std::vector<double> sigmas(schedule.end() - run_steps - 1, schedule.end());
+  const std::vector<float> start = r.init_image && run_steps < steps ? init_latents(m, accel, cache, r, height, width, cancel)
+                                                                     : std::vector<float>();
   ModelDenoiser denoiser(model, sampling, conditioning, cfg_scale, latent_h, latent_w, !m.vae, accel, cache, cancel);
   std::unique_ptr<models::VaeDecoder::Graph> decoder;
   std::unique_ptr<runtime::Executor> vae_exec;
@@ -104,23 +152,28 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
     }
     x = r.initial_noise->data;
   }
-  for (float& v : x) v = static_cast<float>(sampling.add_noise(0.0, v, sigmas.front()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double clean = start.empty() ? 0.0 : start[i % start.size()];
+    x[i] = static_cast<float>(sampling.add_noise(clean, x[i], sigmas.front()));
+  }
 
   const auto sampling_start = std::chrono::steady_clock::now();
   int done_steps = 0;
-  denoiser.set_step(0, steps);
+  denoiser.set_step(0, run_steps);
   try {
-    sampling::sample(sampler, sigmas, sampling, x, std::ref(denoiser), noise, [&](int done, int total) {
-      done_steps = done;
-      denoiser.set_step(done, total);
-      if (!runtime::all_finite(x.data(), static_cast<int64_t>(x.size()))) {
-        throw Error("step " + std::to_string(done) + "/" + std::to_string(total) + ": the " + sampler_name(sampler) +
-                    " update made the latents NaN or Inf (is the guidance scale too large?)");
-      }
-      if (progress) progress(done, total);
-    });
+    if (run_steps > 0) {
+      sampling::sample(sampler, sigmas, sampling, x, std::ref(denoiser), noise, [&](int done, int total) {
+        done_steps = done;
+        denoiser.set_step(done, total);
+        if (!runtime::all_finite(x.data(), static_cast<int64_t>(x.size()))) {
+          throw Error("step " + std::to_string(done) + "/" + std::to_string(total) + ": the " + sampler_name(sampler) +
+                      " update made the latents NaN or Inf (is the guidance scale too large?)");
+        }
+        if (progress) progress(done, total);
+      });
+    }
   } catch (const Cancelled&) {
-    throw Cancelled("cancelled at step " + std::to_string(done_steps + 1) + "/" + std::to_string(steps));
+    throw Cancelled("cancelled at step " + std::to_string(done_steps + 1) + "/" + std::to_string(run_steps));
   }
   GenerationResult result;
   result.sampling_seconds = seconds_since(sampling_start);
@@ -130,8 +183,7 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   // activations at full resolution are the largest of the whole run).
   const auto decode_start = std::chrono::steady_clock::now();
   if (m.vae) {
-    const double scaling = m.vae->config().scaling_factor > 0 ? m.vae->config().scaling_factor : format.scaling_factor;
-    const double shift = m.vae->config().scaling_factor > 0 ? m.vae->config().shift_factor : format.shift_factor;
+    const auto [scaling, shift] = latent_scaling(m);
     std::vector<float> z(static_cast<size_t>(per_image));
     const int64_t pixels = m.vae->config().out_channels * height * width;
     for (int64_t i = 0; i < images; ++i) {
@@ -154,10 +206,11 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   const std::string settings_head = "\nSteps: " + std::to_string(steps) + ", Sampler: " + sampler_name(sampler) +
                                     (r.scheduler == Scheduler::Default ? "" : std::string(", Schedule type: ") + scheduler_name(r.scheduler)) +
                                     ", CFG scale: " + number(cfg_scale) + ", Seed: ";
+  const std::string img2img = r.init_image ? ", Denoising strength: " + number(r.strength) : std::string();
   const std::string settings_tail = ", Size: " + std::to_string(width) + "x" + std::to_string(height) +
                                     ", Model: " + base_name(m.model_info.path) +
                                     (m.vae && m.vae_path != m.model_info.path ? ", VAE: " + base_name(m.vae_path) : std::string()) +
-                                    ", Accelerator: " + accel.kernel();
+                                    img2img + conditioning.settings + ", Accelerator: " + accel.kernel();
   // File names need not be UTF-8; the PNG's text must be.
   for (int64_t i = 0; i < images; ++i) {
     result.parameters.push_back(to_utf8(conditioning.subjects[static_cast<size_t>(i)] + settings_head +

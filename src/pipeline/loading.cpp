@@ -4,6 +4,9 @@
 #include <map>
 
 #include "models/dit.h"
+#include "models/unet.h"
+#include "pipeline/text_conditioning.h"
+#include "text/tokenizer_source.h"
 #include "tiledraw/error.h"
 
 namespace tiledraw::pipeline {
@@ -40,6 +43,72 @@ void load_dit(LoadedModel& m, const models::DetectedFamily& found, const LoadOpt
   m.model = std::move(dit);
 }
 
+// What a Stable Diffusion UNet predicts: the caller's word, else a diffusers
+// scheduler config's prediction_type, else the file's (a "v_pred" tensor, as
+// some trainers mark v models, or "prediction_type" in its config), else noise.
+// A single-file SD 2.x 768-v model cannot be told from its tensors.
+models::Prediction sd_prediction(const models::Checkpoint& c, const models::WeightView& unet, const LoadOptions& o) {
+  const auto parse = [](const std::string& name, const std::string& where) {
+    if (name == "eps" || name == "epsilon") return models::Prediction::Epsilon;
+    if (name == "v" || name == "v_prediction") return models::Prediction::V;
+    throw Error(where + ": prediction '" + name + "' is not eps or v");
+  };
+  if (!o.prediction.empty()) return parse(o.prediction, "the load options");
+  const nlohmann::json& scheduler = c.scheduler_config();
+  if (scheduler.is_object() && scheduler.contains("prediction_type") && scheduler["prediction_type"].is_string()) {
+    return parse(scheduler["prediction_type"].get<std::string>(), c.path() + "/scheduler/scheduler_config.json");
+  }
+  if (!c.folder() && c.file()->find("v_pred")) return models::Prediction::V;
+  const nlohmann::json& config = unet.config();
+  if (config.contains("prediction_type") && config["prediction_type"].is_string()) {
+    return parse(config["prediction_type"].get<std::string>(), unet.where());
+  }
+  return models::Prediction::Epsilon;
+}
+
+void load_stable_diffusion(LoadedModel& m, const models::DetectedFamily& found, const LoadOptions& o,
+                           const Accelerator& accel) {
+  const bool sd2 = found.info.family == "sd2";
+  const models::WeightView& unet_view = found.components.at("diffusion_model");
+  sampling::NoiseSchedule schedule = sampling::NoiseSchedule::stable_diffusion();
+  if (!m.checkpoint.scheduler_config().is_null()) {
+    schedule = sampling::NoiseSchedule::from_diffusers(m.checkpoint.scheduler_config(), schedule,
+                                                       m.checkpoint.path() + "/scheduler/scheduler_config.json");
+  }
+  models::UNetOptions unet;
+  unet.prediction = sd_prediction(m.checkpoint, unet_view, o);
+  unet.schedule = schedule;
+  unet.latent = {4, 8, 0.18215, 0.0};
+  unet.trained_latent_size = sd2 && unet.prediction == models::Prediction::V ? 96 : 64;
+  unet.description = found.info.description;
+  auto model = std::make_unique<models::UNetModel>(unet_view, accel, o.precision, unet);
+  if (model->config().in_channels != unet.latent.channels) {
+    throw Error(unet_view.where() + ": a UNet of " + std::to_string(model->config().in_channels) +
+                " input channels (" + (model->config().in_channels == 9 ? "inpainting" : "not text-to-image") +
+                "); tiledraw runs the 4-channel text-to-image UNet only");
+  }
+  m.text_encoder = std::make_unique<models::ClipTextEncoder>(found.components.at("text_encoder"), accel, o.precision);
+  const text::ClipKind clip = sd2 ? text::ClipKind::OpenClipVitH14 : text::ClipKind::OpenAiVitL14;
+  std::optional<text::ClipTokenizer> tokenizer;
+  std::string missing;
+  try {
+    text::FoundTokenizer found_tokenizer = text::find_clip_tokenizer({m.checkpoint.path(), o.tokenizer, clip});
+    tokenizer = std::move(found_tokenizer.tokenizer);
+    m.model_info.tokenizer = found_tokenizer.source;
+  } catch (const text::TokenizerNotFound& e) {
+    missing = e.what();
+    m.model_info.tokenizer = "not found";
+  }
+  m.model_info.text = true;
+  const int64_t stored = m.text_encoder->config().layers;
+  TextEncoding encoding;
+  encoding.pad_id = text::padding_id(clip);
+  encoding.counted_layers = sd2 && stored == 23 ? 24 : stored;
+  encoding.default_clip_skip = sd2 ? 2 : 1;
+  m.conditioner = std::make_unique<TextConditioner>(std::move(tokenizer), std::move(missing), *m.text_encoder, encoding);
+  m.model = std::move(model);
+}
+
 using FamilyLoader = std::function<void(LoadedModel&, const models::DetectedFamily&, const LoadOptions&, const Accelerator&)>;
 
 // Every family tiledraw runs, by the name detection gives it. A VAE alone
@@ -47,6 +116,8 @@ using FamilyLoader = std::function<void(LoadedModel&, const models::DetectedFami
 const std::map<std::string, FamilyLoader>& loaders() {
   static const std::map<std::string, FamilyLoader> table = {
       {"dit", load_dit},
+      {"sd1", load_stable_diffusion},
+      {"sd2", load_stable_diffusion},
       {"vae", [](LoadedModel&, const models::DetectedFamily&, const LoadOptions&, const Accelerator&) {}},
   };
   return table;
@@ -54,8 +125,19 @@ const std::map<std::string, FamilyLoader>& loaders() {
 
 }  // namespace
 
+const models::VaeEncoder& LoadedModel::vae_encoder(const Accelerator& accel) const {
+  std::call_once(vae_encoder_loaded_, [&] {
+    if (!vae_view) throw Error(model_info.path + ": no VAE to encode an image with");
+    if (!models::holds_vae_encoder(*vae_view)) {
+      throw Error(vae_path + ": the VAE has a decoder only; starting from an image needs its encoder");
+    }
+    vae_encoder_ = std::make_unique<models::VaeEncoder>(*vae_view, accel, vae_precision);
+  });
+  return *vae_encoder_;
+}
+
 std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptions& o, const Accelerator& accel) {
-  auto m = std::make_unique<LoadedModel>(LoadedModel{models::Checkpoint::open(path), {}, {}, {}, {}, {}, {}, {}});
+  auto m = std::make_unique<LoadedModel>(models::Checkpoint::open(path));
   const models::DetectedFamily found = models::detect_family(m->checkpoint, o.family);
   m->info = found.info;
   const auto loader = loaders().find(found.info.family);
@@ -74,7 +156,11 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptio
     vae = it->second;
     m->vae_path = path;
   }
-  if (vae) m->vae = std::make_unique<models::VaeDecoder>(*vae, accel, o.vae_precision);
+  if (vae) {
+    m->vae = std::make_unique<models::VaeDecoder>(*vae, accel, o.vae_precision);
+    m->vae_view = vae;
+    m->vae_precision = o.vae_precision;
+  }
 
   ModelInfo& info = m->model_info;
   info.path = path;

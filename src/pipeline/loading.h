@@ -1,10 +1,12 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
 #include "models/checkpoint.h"
+#include "models/clip_text.h"
 #include "models/diffusion_model.h"
 #include "models/vae.h"
 #include "pipeline/conditioning.h"
@@ -15,17 +17,31 @@
 namespace tiledraw::pipeline {
 
 struct LoadedModel {
+  explicit LoadedModel(models::Checkpoint opened) : checkpoint(std::move(opened)) {}
+
   models::Checkpoint checkpoint;
   std::optional<models::Checkpoint> vae_checkpoint;  // a separate VAE's file
   CheckpointInfo info;
   std::unique_ptr<models::DiffusionModel> model;  // null for a VAE alone
   std::unique_ptr<models::VaeDecoder> vae;        // null for a pixel-space model
+  std::unique_ptr<models::ClipTextEncoder> text_encoder;  // text-to-image families
   std::unique_ptr<Conditioner> conditioner;
   std::string vae_path;
   ModelInfo model_info;
 
+  // The VAE's encoder (img2img), loaded when first asked for: most runs never
+  // need it. An Error when the VAE has none.
+  const models::VaeEncoder& vae_encoder(const Accelerator& accel) const;
+
   // Image pixels per latent: the VAE's, else what the model's latent format says.
   int64_t vae_factor() const { return vae ? vae->config().factor() : model ? model->latent_format().vae_factor : 1; }
+
+  std::optional<models::WeightView> vae_view;
+  Precision vae_precision = Precision::AsStored;
+
+ private:
+  mutable std::once_flag vae_encoder_loaded_;
+  mutable std::unique_ptr<models::VaeEncoder> vae_encoder_;
 };
 
 std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptions& options, const Accelerator& accel);

@@ -5,6 +5,7 @@
 
 #include "pipeline/generation.h"
 #include "pipeline/loading.h"
+#include "pipeline/text_conditioning.h"
 #include "runtime/executor.h"
 #include "runtime/stopwatch.h"
 #include "tiledraw/error.h"
@@ -40,7 +41,7 @@ std::pair<int64_t, int64_t> Pipeline::image_size(const GenerationRequest& reques
 std::vector<int64_t> Pipeline::latent_shape(const GenerationRequest& request) const {
   const auto [height, width] = image_size(request);
   const int64_t factor = impl_->loaded->vae_factor();
-  return {impl_->loaded->conditioner->encode(request).images, info().latent_channels, height / factor, width / factor};
+  return {impl_->loaded->conditioner->images(request), info().latent_channels, height / factor, width / factor};
 }
 
 std::vector<int64_t> Pipeline::class_ids(const std::vector<std::string>& items) const {
@@ -114,8 +115,36 @@ std::map<std::string, FloatTensor> Pipeline::forward(const std::string& componen
     run_timed(exec, {z.data.data()}, runs, timing);
     return {{"image", output_of(built->graph, exec, built->image)}};
   }
-  if (!component.empty() && component != "diffusion_model") {
-    throw Error("unknown component '" + component + "' (diffusion_model or vae_decoder)");
+  if (component == "vae_encoder") {
+    const models::VaeEncoder& encoder = m.vae_encoder(*impl_->accel);
+    const FloatTensor& image = named_input(inputs, {"image", "sample"}, "the VAE encoder reads image [batch, 3, H, W] in [-1, 1]");
+    if (image.shape.size() != 4 || image.shape[1] != encoder.config().in_channels) {
+      throw Error("'image' has shape " + shape_string(image.shape) + ", the VAE encodes [batch, " +
+                  std::to_string(encoder.config().in_channels) + ", H, W]");
+    }
+    const auto built = encoder.build(image.shape[0], image.shape[2], image.shape[3]);
+    runtime::Executor exec(built->graph, *impl_->accel, impl_->cache);
+    run_timed(exec, {image.data.data()}, runs, timing);
+    return {{"mean", output_of(built->graph, exec, built->mean)}};
+  }
+  if (component == "text_encoder") {
+    const auto* text = dynamic_cast<const pipeline::TextConditioner*>(m.conditioner.get());
+    if (!text) throw Error(info().path + ": " + info().description + " has no text encoder");
+    const FloatTensor& ids = named_input(inputs, {"input_ids", "ids"}, "the text encoder reads input_ids [batch, 77 k]");
+    const int64_t chunk = static_cast<int64_t>(text::kChunkLength);
+    if (ids.shape.size() != 2 || ids.shape[1] % chunk || ids.shape[0] < 1 || ids.shape[1] < 1) {
+      throw Error("'input_ids' has shape " + shape_string(ids.shape) + ", the text encoder reads [batch, 77 k]");
+    }
+    const auto built = m.text_encoder->build(ids.shape[0] * ids.shape[1] / chunk, text->layers_for(0));
+    runtime::Executor exec(built->graph, *impl_->accel, impl_->cache);
+    run_timed(exec, {ids.data.data()}, runs, timing);
+    FloatTensor hidden = output_of(built->graph, exec, built->hidden_states);
+    hidden.shape = {ids.shape[0], ids.shape[1], hidden.shape.back()};
+    return {{"hidden_states", std::move(hidden)}};
+  }
+  if (!component.empty() && component != "diffusion_model" && component != "unet") {
+    throw Error("unknown component '" + component +
+                "' (diffusion_model or unet, text_encoder, vae_decoder, vae_encoder)");
   }
   if (!m.model) throw Error(info().path + ": " + m.info.description + ", has no diffusion model");
   const models::DiffusionModel& model = *m.model;

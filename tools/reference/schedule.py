@@ -12,13 +12,26 @@ KARRAS_RHO = 7.0
 SCHEDULERS = ("default", "normal", "karras", "exponential", "sgm_uniform", "simple")
 
 
-def alphas_cumprod(timesteps=1000, beta_start=1e-4, beta_end=0.02):
-    """The running product of 1 - beta_t over linear betas (DiT's schedule)."""
+def alphas_cumprod(timesteps=1000, beta_start=1e-4, beta_end=0.02, scaled=False):
+    """The running product of 1 - beta_t over linear betas (DiT's schedule), or
+    betas linear in their square root (`scaled`: Stable Diffusion's
+    "scaled_linear", 0.00085..0.012)."""
     out, product = [], 1.0
     for t in range(timesteps):
-        product *= 1.0 - (beta_start + (beta_end - beta_start) * t / (timesteps - 1))
+        if scaled:
+            root = math.sqrt(beta_start) + (math.sqrt(beta_end) - math.sqrt(beta_start)) * t / (timesteps - 1)
+            beta = root * root
+        else:
+            beta = beta_start + (beta_end - beta_start) * t / (timesteps - 1)
+        product *= 1.0 - beta
         out.append(product)
     return out
+
+
+def leading_timesteps(steps, total=1000, offset=1):
+    """diffusers' "leading" spacing: 0, r, 2r, ... with r = total // steps, plus
+    steps_offset, ascending (Stable Diffusion's DDIM config)."""
+    return [min(total - 1, i * (total // steps) + offset) for i in range(steps)]
 
 
 def spaced_timesteps(steps, total=1000):
@@ -37,8 +50,12 @@ class DiscreteSchedule:
     """sigma_t = sqrt((1 - ab_t) / ab_t) for t = 0..T-1 (ascending), and the
     maps between fractional timesteps and sigmas, interpolated in log sigma."""
 
-    def __init__(self, timesteps=1000):
-        ab = np.array(alphas_cumprod(timesteps), dtype=np.float64)
+    def __init__(self, timesteps=1000, beta_start=1e-4, beta_end=0.02, scaled=False, leading=False):
+        """`leading`: ddim and ddpm walk diffusers' leading timesteps (offset 1)
+        and ddim ends at timestep 0, not at sigma 0 (set_alpha_to_one false),
+        as Stable Diffusion's scheduler config says; else DiT's respacing."""
+        self.leading = leading
+        ab = np.array(alphas_cumprod(timesteps, beta_start, beta_end, scaled), dtype=np.float64)
         self.sigmas = np.sqrt((1.0 - ab) / ab)
         self.log_sigmas = np.log(self.sigmas)
         self.sigma_min, self.sigma_max = float(self.sigmas[0]), float(self.sigmas[-1])
@@ -69,7 +86,10 @@ def sigmas(schedule, scheduler, sampler, steps):
     """The descending sigmas of `steps` steps and the final 0."""
     T = len(schedule.sigmas)
     if scheduler == "default" and sampler in ("ddim", "ddpm"):
-        out = [float(schedule.sigmas[t]) for t in reversed(spaced_timesteps(steps, T))]
+        spaced = leading_timesteps(steps, T) if schedule.leading else spaced_timesteps(steps, T)
+        out = [float(schedule.sigmas[t]) for t in reversed(spaced)]
+        if schedule.leading and sampler == "ddim":
+            return out + [schedule.sigma_min]
     elif scheduler in ("default", "normal"):
         out = [schedule.t_to_sigma(t) for t in linspace(T - 1, 0, steps)]
     elif scheduler == "karras":

@@ -196,6 +196,30 @@ def encoder_to_original_layout(state_dict):
     return out
 
 
+def decoder_to_original_layout(state_dict, levels):
+    """A decoder's weights in the original (LDM) names: up blocks numbered from
+    the latent side the other way round (up.{levels - 1 - i}), resnets `block`,
+    shortcuts `nin_shortcut`, the upsampler `upsample.conv`, the mid block's
+    parts block_1, attn_1 (q, k, v, proj_out as 1x1 convolutions) and block_2."""
+    renames = [("decoder.mid_block.resnets.0.", "decoder.mid.block_1."), ("decoder.mid_block.resnets.1.", "decoder.mid.block_2."),
+               ("decoder.mid_block.attentions.0.", "decoder.mid.attn_1."), (".resnets.", ".block."),
+               ("conv_shortcut", "nin_shortcut"), (".upsamplers.0.", ".upsample."), ("attn_1.group_norm.", "attn_1.norm."),
+               ("attn_1.to_q.", "attn_1.q."), ("attn_1.to_k.", "attn_1.k."), ("attn_1.to_v.", "attn_1.v."),
+               ("attn_1.to_out.0.", "attn_1.proj_out."), ("decoder.conv_norm_out.", "decoder.norm_out.")]
+    out = {}
+    for name, t in state_dict.items():
+        if name.startswith("decoder.up_blocks."):
+            rest = name[len("decoder.up_blocks."):]
+            index, tail = rest.split(".", 1)
+            name = f"decoder.up.{levels - 1 - int(index)}.{tail}"
+        for old, new in renames:
+            name = name.replace(old, new)
+        if ".attn_1." in name and name.endswith("weight") and t.dim() == 2:
+            t = t[:, :, None, None]
+        out[name] = t
+    return out
+
+
 def randomize(model, seed):
     """Random weights with 1/sqrt(fan-in) scale; norms near 1, biases small."""
     g = torch.Generator().manual_seed(seed)

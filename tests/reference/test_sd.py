@@ -1,0 +1,351 @@
+#!/usr/bin/python3
+"""Reference tier: Stable Diffusion 1.x and 2.x text-to-image end to end,
+against PyTorch models written here from the architecture.
+
+  /usr/bin/python3 tests/reference/test_sd.py TILEDRAW_BINARY [CLIP_DATA_DIR]
+
+Tiny random SD 1.x-like (CLIP with QuickGELU, conv projections, noise
+prediction) and SD 2.x-like (OpenCLIP names, GELU, linear projections, v
+prediction) checkpoints, every parameter non-zero, written as the single files
+people download (model.diffusion_model.*, cond_stage_model.*,
+first_stage_model.*) and, for SD 1.x, as a diffusers folder. Checked:
+
+- `tiledraw forward` of text_encoder, unet, vae_encoder and vae_decoder
+  against the PyTorch forward of the same weights: float within 1e-4 of the
+  largest output; the UNet as 8-bit S within 8% RMS;
+- a 4-step guided txt2img from fixed initial noise (`generate
+  --initial-noise`) against the same loop in PyTorch: ddim (SD's leading
+  timesteps), euler, dpm++2m with karras, for both checkpoints and the
+  folder, with a weighted prompt and a negative prompt, and a prompt of two
+  77-token chunks;
+- img2img: strength 0 returns the picture's latents, strength 1 is txt2img
+  from the same noise, strength 0.5 runs the last 2 of 4 steps from the
+  picture noised to their first sigma.
+
+The token ids come from `tiledraw tokenize --json` (the tokenizer has its own
+tests against hand-checked ids); the prompt weighting (each token's hidden
+state times its weight, the chunk rescaled to its former mean) is done here."""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "reference"))
+import clip_text  # noqa: E402
+import noise as noise_streams  # noqa: E402
+import samplers  # noqa: E402
+import schedule  # noqa: E402
+import st_io  # noqa: E402
+import unet  # noqa: E402
+import vae  # noqa: E402
+
+FLOAT_BOUND = 1e-4
+# Rounding weights and activations to 8 bits through the UNet's 40-60 narrow
+# layers in a row: measured 4.5-4.8% RMS (tests/reference/test_unet.py).
+INT8_BOUND = 8e-2
+# The loops compute in float32 with float64 updates on both sides; what is left
+# is the forward passes' float32 rounding, amplified by the guidance scale.
+# Measured (2026-12-02): 1.9e-6 to 5.2e-6. A wrong convention costs far more:
+# no emphasis rescale 3e-3 to 1.4e-2, no final variance-preserving scaling after
+# DDIM 4.3e-4.
+LOOP_BOUND = 2e-5
+STEPS, CFG, SEED = 4, 5.0, 7
+WIDTH, HEIGHT = 32, 24  # pixels: latents 16 x 12 with the tiny VAE's factor 2
+VOCABULARY = 49408
+PROMPT = "a (red:1.3) cube on a [wooden] table, ((studio light))"
+NEGATIVE = "blurry, low quality"
+LONG_PROMPT = " ".join(["a photo of a small red cube"] * 14)  # 98 tokens: two chunks
+
+TILEDRAW = sys.argv[1]
+CLIP_DATA = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "..", "..", "..", "shared", "data", "clip")
+failures = []
+
+
+class Model:
+    """One tiny checkpoint's weights, configs and PyTorch forward passes."""
+
+    def __init__(self, variant, seed):
+        self.variant = variant
+        sd2 = variant == "sd2"
+        self.text_width, self.text_heads = (128, 2) if sd2 else (64, 1)
+        self.activation = "gelu" if sd2 else "quick_gelu"
+        self.text = clip_text.random_state_dict(width=self.text_width, layers=3, mlp=4 * self.text_width,
+                                                vocabulary=VOCABULARY, seed=seed)
+        # SD 2.x reads the penultimate layer (clip skip 2), SD 1.x the last.
+        self.text_layers = 2 if sd2 else 3
+        self.unet_config = dict(unet.tiny_config(variant), cross_attention_dim=self.text_width)
+        self.unet = unet.random_state_dict(self.unet_config, seed + 1)
+        self.prediction = "v" if sd2 else "eps"
+        self.vae_config = dict(block_out_channels=[16, 32], layers_per_block=1, norm_num_groups=8, scaling_factor=0.18215)
+        self.decoder = vae.randomize(vae.VaeDecoder(latent_channels=4, out_channels=3, block_out_channels=(16, 32),
+                                                    layers_per_block=1, norm_num_groups=8), seed + 2).eval()
+        self.encoder = vae.randomize(vae.VaeEncoder(in_channels=3, latent_channels=4, block_out_channels=(16, 32),
+                                                    layers_per_block=1, norm_num_groups=8), seed + 3).eval()
+
+    def vae_state_dict(self):
+        return {**self.decoder.state_dict(), **self.encoder.state_dict()}
+
+    def write_single_file(self, path):
+        tensors = {f"model.diffusion_model.{k}": v for k, v in unet.to_ldm(self.unet, self.unet_config).items()}
+        if self.variant == "sd2":
+            tensors.update({f"cond_stage_model.model.{k}": v for k, v in clip_text.to_openclip(self.text).items()})
+        else:
+            tensors.update({f"cond_stage_model.transformer.{k}": v for k, v in self.text.items()})
+        decoder = vae.decoder_to_original_layout(self.decoder.state_dict(), 2)
+        encoder = vae.encoder_to_original_layout(self.encoder.state_dict())
+        tensors.update({f"first_stage_model.{k}": v for k, v in {**decoder, **encoder}.items()})
+        unet_config = dict(self.unet_config, prediction_type="v_prediction" if self.prediction == "v" else "epsilon")
+        st_io.save(path, tensors, {"config": json.dumps({"unet": unet_config, "vae": self.vae_config})})
+
+    def write_folder(self, path):
+        os.makedirs(path)
+        index = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+                 "text_encoder": ["transformers", "CLIPTextModel"], "vae": ["diffusers", "AutoencoderKL"],
+                 "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"]}
+        text_config = {"hidden_size": self.text_width, "num_hidden_layers": 3, "num_attention_heads": self.text_heads,
+                       "hidden_act": self.activation, "layer_norm_eps": 1e-5, "max_position_embeddings": 77,
+                       "vocab_size": VOCABULARY}
+        scheduler = {"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+                     "beta_end": 0.012, "num_train_timesteps": 1000, "steps_offset": 1, "set_alpha_to_one": False,
+                     "prediction_type": "v_prediction" if self.prediction == "v" else "epsilon"}
+        parts = {"unet": (self.unet, self.unet_config, "diffusion_pytorch_model"),
+                 "text_encoder": (self.text, text_config, "model"),
+                 "vae": (self.vae_state_dict(), self.vae_config, "diffusion_pytorch_model")}
+        for name, (tensors, config, stem) in parts.items():
+            os.makedirs(f"{path}/{name}")
+            st_io.save(f"{path}/{name}/{stem}.safetensors", tensors)
+            with open(f"{path}/{name}/config.json", "w") as f:
+                json.dump(config, f)
+        os.makedirs(f"{path}/scheduler")
+        with open(f"{path}/scheduler/scheduler_config.json", "w") as f:
+            json.dump(scheduler, f)
+        shutil.copytree(os.path.join(CLIP_DATA, "hf"), f"{path}/tokenizer")
+        with open(f"{path}/model_index.json", "w") as f:
+            json.dump(index, f)
+
+    def encode_text(self, ids):
+        with torch.no_grad():
+            return clip_text.forward(self.text, ids, self.text_heads, self.activation, self.text_layers)
+
+    def unet_forward(self, sample, t, context):
+        with torch.no_grad():
+            return unet.forward(self.unet, self.unet_config, sample, t, context)
+
+
+def write_png(path, rgb):
+    """An 8-bit RGB PNG [height, width, 3] with no filtering, from the format's definition."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    height, width = rgb.shape[:2]
+    raw = b"".join(b"\0" + rgb[y].tobytes() for y in range(height))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def run(*args):
+    result = subprocess.run([TILEDRAW, *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"tiledraw {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def compare(label, got, expected, bound, metric="max"):
+    got, expected = torch.as_tensor(np.asarray(got, dtype=np.float64)), torch.as_tensor(np.asarray(expected, dtype=np.float64))
+    if got.shape != expected.shape:
+        failures.append(f"{label}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
+        print(f"FAIL {label}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
+        return
+    largest = expected.abs().max().item()
+    error = ((got - expected).abs().max() / largest).item() if largest > 0 else (got - expected).abs().max().item()
+    rms = ((got - expected).norm() / expected.norm()).item() if expected.norm() > 0 else 0.0
+    measured = error if metric == "max" else rms
+    verdict = "ok" if measured <= bound else "FAIL"
+    print(f"{verdict:4} {label}: max {error:.2e}, rms {rms:.2e} (bound on {metric}: {bound:.0e})", flush=True)
+    if measured > bound:
+        failures.append(label)
+
+
+def forward(tmp, model_path, component, inputs, output, precision="float"):
+    st_io.save(f"{tmp}/in.safetensors", inputs)
+    run("forward", "-m", model_path, "--component", component, "--inputs", f"{tmp}/in.safetensors",
+        "-o", f"{tmp}/out.safetensors", "--precision", precision)
+    return st_io.load(f"{tmp}/out.safetensors")[0][output]
+
+
+def tokenize(model_path, prompt):
+    """Per chunk: 77 ids and 77 weights."""
+    out = json.loads(run("tokenize", "-m", model_path, "--tokenizer", os.path.join(CLIP_DATA, "hf"), "--json", prompt))
+    return [(c["ids"], c.get("weights", [1.0] * len(c["ids"]))) for c in out["chunks"]]
+
+
+def prompts(path, prompt):
+    return tokenize(path, prompt), tokenize(path, NEGATIVE), tokenize(path, "")
+
+
+def context(model, chunks):
+    """The UNet's context [1, 77 k, width] of one prompt's chunks, A1111's
+    emphasis applied chunk by chunk."""
+    parts = []
+    for ids, weights in chunks:
+        z = model.encode_text(torch.tensor([ids]))
+        w = torch.tensor(weights, dtype=torch.float32)
+        if bool((w != 1.0).any()):
+            before = z.double().mean()
+            z = z * w[None, :, None]
+            z = z * (before / z.double().mean()).float()
+        parts.append(z)
+    return torch.cat(parts, dim=1)
+
+
+class SdDenoiser:
+    """D(x, sigma) for a variance-preserving discrete model in sigma space: the
+    UNet reads x / sqrt(1 + sigma^2) at the fractional timestep of sigma, the
+    conditional and unconditional rows in one batch, guided on every channel;
+    noise prediction gives x - sigma eps, v prediction (x - sigma v) / (1 + sigma^2)
+    ... written out below as k-diffusion's c_skip and c_out."""
+
+    def __init__(self, model, discrete, cond, uncond, cfg):
+        self.model, self.schedule, self.cfg = model, discrete, cfg
+        self.cond, self.uncond = cond, uncond
+
+    def __call__(self, x, sigma):
+        images = x.shape[0]
+        x_in = samplers.f32(samplers.f64(x) * (1.0 / np.sqrt(1.0 + sigma * sigma)))
+        batch = torch.from_numpy(np.concatenate([x_in, x_in]))
+        t = torch.full((2 * images,), float(np.float32(self.schedule.sigma_to_t(sigma))), dtype=torch.float32)
+        ctx = torch.cat([self.cond.expand(images, -1, -1), self.uncond.expand(images, -1, -1)])
+        out = self.model.unet_forward(batch, t, ctx).numpy()
+        cond, uncond = samplers.f64(out[:images]), samplers.f64(out[images:])
+        guided = samplers.f32(uncond + self.cfg * (cond - uncond))
+        if self.model.prediction == "v":
+            c_skip, c_out = 1.0 / (sigma * sigma + 1.0), -sigma / np.sqrt(sigma * sigma + 1.0)
+            denoised = samplers.f64(x) * c_skip + samplers.f64(guided) * c_out
+        else:
+            denoised = samplers.f64(x) - sigma * samplers.f64(guided)
+        return samplers.f32(denoised), np.full_like(guided, -1.0)
+
+
+def reference_loop(model, sampler, scheduler, prompts, initial, start=None, run_steps=STEPS):
+    """The sampled latents; `prompts` holds the chunks of the prompt, of the
+    negative prompt and of the empty prompt (what the shorter is padded with)."""
+    prompt_chunks, negative_chunks, empty = prompts
+    discrete = schedule.DiscreteSchedule(1000, 0.00085, 0.012, scaled=True, leading=True)
+    sigmas = schedule.sigmas(discrete, scheduler, sampler, STEPS)[STEPS - run_steps:]
+    streams = noise_streams.BatchNoise(SEED, 1, initial.shape[1:])
+    streams.draw()  # the initial fill, drawn even when the noise is given
+    clean = 0.0 if start is None else samplers.f64(start)
+    x = samplers.f32(clean + samplers.f64(initial) * sigmas[0])
+    chunks = max(len(prompt_chunks), len(negative_chunks))
+    cond = context(model, prompt_chunks + empty * (chunks - len(prompt_chunks)))
+    uncond = context(model, negative_chunks + empty * (chunks - len(negative_chunks)))
+    x = samplers.sample(sampler, SdDenoiser(model, discrete, cond, uncond, CFG), sigmas, x, streams)
+    if sigmas[-1] > 0:  # DDIM to timestep 0 (set_alpha_to_one false): diffusers' variance-preserving sample
+        x = samplers.f32(samplers.f64(x) / np.sqrt(1.0 + sigmas[-1] ** 2))
+    return x
+
+
+def generate(tmp, model_path, sampler, scheduler, prompt, noise_path, extra=()):
+    out = f"{tmp}/latents.safetensors"
+    run("generate", "-q", "-m", model_path, "-p", prompt, "-n", NEGATIVE, "--steps", str(STEPS), "--sampler", sampler,
+        "--scheduler", scheduler, "--cfg-scale", str(CFG), "--seed", str(SEED), "-W", str(WIDTH), "-H", str(HEIGHT),
+        "--precision", "float", "--vae-precision", "float", "--tokenizer", os.path.join(CLIP_DATA, "hf"),
+        "--initial-noise", noise_path, "--output-latents", out, "-o", f"{tmp}/image.png", *extra)
+    return st_io.load(out)[0]["latents"].numpy()
+
+
+def check_components(tmp, label, model, path):
+    ids = torch.tensor([c[0] for c in tokenize(path, LONG_PROMPT)]).reshape(1, -1)
+    hidden = forward(tmp, path, "text_encoder", {"input_ids": ids.to(torch.int64)}, "hidden_states")
+    expected = torch.cat([model.encode_text(ids[:, i:i + 77]) for i in range(0, ids.shape[1], 77)], dim=1)
+    compare(f"{label} text_encoder (2 chunks)", hidden, expected, FLOAT_BOUND)
+
+    g = torch.Generator().manual_seed(31)
+    sample = torch.randn((2, 4, 12, 8), generator=g)
+    t = torch.tensor([999.0, 37.5])
+    ctx = torch.randn((2, 154, model.text_width), generator=g)
+    inputs = {"sample": sample, "timestep": t, "encoder_hidden_states": ctx}
+    expected = model.unet_forward(sample, t, ctx)
+    compare(f"{label} unet", forward(tmp, path, "unet", inputs, "out"), expected, FLOAT_BOUND)
+    compare(f"{label} unet 8-bit S", forward(tmp, path, "unet", inputs, "out", "8bit-s"), expected, INT8_BOUND, "rms")
+
+    image = torch.rand((1, 3, 16, 24), generator=g) * 2 - 1
+    with torch.no_grad():
+        compare(f"{label} vae_encoder", forward(tmp, path, "vae_encoder", {"image": image}, "mean"), model.encoder(image),
+                FLOAT_BOUND)
+        z = torch.randn((1, 4, 8, 12), generator=g)
+        compare(f"{label} vae_decoder", forward(tmp, path, "vae_decoder", {"latents": z}, "image"), model.decoder(z),
+                FLOAT_BOUND)
+
+
+def check_generation(tmp, label, model, path, cases):
+    shape = (1, 4, HEIGHT // 2, WIDTH // 2)
+    g = torch.Generator().manual_seed(41)
+    initial = torch.randn(shape, generator=g)
+    noise_path = f"{tmp}/noise.safetensors"
+    st_io.save(noise_path, {"noise": initial})
+    for sampler, scheduler, prompt in cases:
+        got = generate(tmp, path, sampler, scheduler, prompt, noise_path)
+        expected = reference_loop(model, sampler, scheduler, prompts(path, prompt), initial.numpy())
+        chunks = len(tokenize(path, prompt))
+        compare(f"{label} txt2img {sampler} {scheduler}, {chunks} chunk{'s' if chunks > 1 else ''}", got, expected,
+                LOOP_BOUND)
+
+
+def check_img2img(tmp, label, model, path):
+    shape = (1, 4, HEIGHT // 2, WIDTH // 2)
+    g = torch.Generator().manual_seed(51)
+    initial = torch.randn(shape, generator=g)
+    noise_path = f"{tmp}/noise.safetensors"
+    st_io.save(noise_path, {"noise": initial})
+    # A picture already at the output size (the resize has its own tests).
+    pixels = (torch.rand((HEIGHT, WIDTH, 3), generator=g) * 255).round().to(torch.uint8)
+    picture = f"{tmp}/init.png"
+    write_png(picture, pixels.numpy())
+    image = pixels.permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    with torch.no_grad():
+        start = (model.encoder(image) * model.vae_config["scaling_factor"]).numpy()
+    compare(f"{label} img2img strength 0 = the picture's latents",
+            generate(tmp, path, "euler", "normal", PROMPT, noise_path, ("-i", picture, "--strength", "0")), start,
+            FLOAT_BOUND)
+    txt2img = generate(tmp, path, "euler", "normal", PROMPT, noise_path)
+    compare(f"{label} img2img strength 1 = txt2img",
+            generate(tmp, path, "euler", "normal", PROMPT, noise_path, ("-i", picture, "--strength", "1")), txt2img, 0.0)
+    expected = reference_loop(model, "euler", "normal", prompts(path, PROMPT), initial.numpy(), start=start,
+                              run_steps=STEPS // 2)
+    compare(f"{label} img2img strength 0.5 (2 of 4 steps)",
+            generate(tmp, path, "euler", "normal", PROMPT, noise_path, ("-i", picture, "--strength", "0.5")), expected,
+            LOOP_BOUND)
+
+
+def main():
+    torch.set_num_threads(1)
+    cases = [("ddim", "default", PROMPT), ("euler", "normal", PROMPT), ("dpm++2m", "karras", PROMPT),
+             ("euler", "normal", LONG_PROMPT)]
+    with tempfile.TemporaryDirectory() as tmp:
+        sd1 = Model("sd1", 100)
+        sd1.write_single_file(f"{tmp}/sd1.safetensors")
+        sd1.write_folder(f"{tmp}/sd1-diffusers")
+        sd2 = Model("sd2", 200)
+        sd2.write_single_file(f"{tmp}/sd2.safetensors")
+        for label, model, path in (("sd1 file", sd1, f"{tmp}/sd1.safetensors"),
+                                   ("sd1 folder", sd1, f"{tmp}/sd1-diffusers"),
+                                   ("sd2 file", sd2, f"{tmp}/sd2.safetensors")):
+            check_components(tmp, label, model, path)
+            check_generation(tmp, label, model, path, cases if label != "sd1 folder" else cases[:1])
+        check_img2img(tmp, "sd1 file", sd1, f"{tmp}/sd1.safetensors")
+    if failures:
+        print("failed:", *failures, sep="\n  ")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
