@@ -4,9 +4,13 @@
 parameters) in the original layout, Stable Diffusion's VAE decoder and encoder
 (diffusers layout) and SD 1.5's text encoder (CLIP ViT-L/14, Hugging Face
 names, 123M parameters), all F16, with weights scaled like trained ones so that
-sampling stays finite.
+sampling stays finite; and `sd15`, a whole Stable Diffusion 1.5 checkpoint as
+people download it (one file, the original names: model.diffusion_model.* the
+860M-parameter UNet, cond_stage_model.transformer.* the text encoder,
+first_stage_model.* the VAE's encoder and decoder; no config, as theirs have
+none), written tensor by tensor from seeded generators.
 
-  /usr/bin/python3 tools/make_bench_models.py OUT_DIR [dit vae-decoder vae-encoder clip-l]
+  /usr/bin/python3 tools/make_bench_models.py OUT_DIR [dit vae-decoder vae-encoder clip-l sd15]
 
 Without names it writes the DiT and the VAE decoder, the pair bench/ uses."""
 import json
@@ -19,7 +23,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref
 import clip_text  # noqa: E402
 import dit  # noqa: E402
 import st_io  # noqa: E402
+import unet  # noqa: E402
 import vae  # noqa: E402
+
+# diffusers' unet/config.json of Stable Diffusion 1.5 (the keys that shape it).
+SD15_UNET = {"in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
+             "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+             "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+             "attention_head_dim": 8, "cross_attention_dim": 768, "use_linear_projection": False,
+             "norm_num_groups": 32, "norm_eps": 1e-5, "flip_sin_to_cos": True, "freq_shift": 0}
 
 
 def main(out, names):
@@ -35,6 +47,8 @@ def main(out, names):
                    {"config": json.dumps(encoder.config), **note})
     if "dit" in names:
         write_dit(out)
+    if "sd15" in names:
+        write_sd15(out, note)
     if "vae-decoder" in names:
         decoder = vae.randomize(vae.VaeDecoder(), seed=1)
         st_io.save(f"{out}/sd-vae-decoder-random-f16.safetensors", {k: v.half() for k, v in decoder.state_dict().items()},
@@ -48,6 +62,18 @@ def write_dit(out):
     model = dit.randomize(dit.DiT(**config), seed=0, scale=0.5)
     st_io.save(f"{out}/dit-xl-2-256-random-f16.safetensors", {k: v.half() for k, v in dit.state_dict(model).items()},
                {"config": json.dumps(config), "note": "random weights, for timing only"})
+
+
+def write_sd15(out, note):
+    tensors = {f"model.diffusion_model.{k}": v.half()
+               for k, v in unet.to_ldm(unet.random_state_dict(SD15_UNET, seed=4), SD15_UNET).items()}
+    text = clip_text.random_state_dict(width=768, layers=12, mlp=3072, vocabulary=49408, positions=77, seed=5)
+    tensors.update({f"cond_stage_model.transformer.{k}": v.half() for k, v in text.items()})
+    decoder = vae.randomize(vae.VaeDecoder(), seed=6).state_dict()
+    encoder = vae.randomize(vae.VaeEncoder(), seed=7).state_dict()
+    halves = {**vae.decoder_to_original_layout(decoder, 4), **vae.encoder_to_original_layout(encoder)}
+    tensors.update({f"first_stage_model.{k}": v.half() for k, v in halves.items()})
+    st_io.save(f"{out}/sd15-random-f16.safetensors", tensors, note)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,12 @@ class SafetensorsFile {
   const TensorInfo* find(std::string_view name) const;
   const TensorInfo& at(std::string_view name) const;  // throws Error naming file and tensor
   std::span<const std::byte> data(const TensorInfo& tensor) const;
+  // Maps the tensor's pages in one call before it is read through (faulting
+  // them in one by one costs far more under a hypervisor).
+  void prefetch(const TensorInfo& tensor) const;
+  // The tensor was copied (converted, packed): its pages may leave memory.
+  // data() stays valid; a later read brings them back from the file.
+  void release(const TensorInfo& tensor) const;
 
  private:
   SafetensorsFile() = default;

@@ -234,4 +234,31 @@ std::span<const std::byte> SafetensorsFile::data(const TensorInfo& tensor) const
   return {base_ + tensor.file_offset, tensor.nbytes};
 }
 
+namespace {
+
+// The whole pages within [begin, begin + bytes), for madvise: advice on a page
+// shared with a neighbouring tensor would also touch it.
+std::pair<uintptr_t, size_t> inner_pages(const std::byte* begin, uint64_t bytes) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(begin) + bytes) / page * page;
+  return {first, end > first ? end - first : 0};
+}
+
+}  // namespace
+
+void SafetensorsFile::prefetch(const TensorInfo& tensor) const {
+  // Whole pages around the tensor: reading ahead a neighbour's edge is harmless.
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = reinterpret_cast<uintptr_t>(base_ + tensor.file_offset) / page * page;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(base_ + tensor.file_offset + tensor.nbytes);
+  if (end > first) madvise(reinterpret_cast<void*>(first), end - first, MADV_POPULATE_READ);  // advice: failure is harmless
+}
+
+void SafetensorsFile::release(const TensorInfo& tensor) const {
+  const auto [first, bytes] = inner_pages(base_ + tensor.file_offset, tensor.nbytes);
+  // A private read-only mapping of the file: dropped pages read back unchanged.
+  if (bytes) madvise(reinterpret_cast<void*>(first), bytes, MADV_DONTNEED);
+}
+
 }  // namespace tiledraw

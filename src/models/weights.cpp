@@ -159,7 +159,9 @@ const float* WeightStore::stored_floats(const TensorInfo& t) {
   reserve(static_cast<uint64_t>(t.numel()) * sizeof(float), "'" + t.name + "' as F32");
   std::vector<float>& out = floats_[t.name];
   out.resize(static_cast<size_t>(t.numel()));
+  view_.file().prefetch(t);
   convert_to_f32(t.dtype, view_.file().data(t).data(), out.data(), out.size());
+  view_.file().release(t);
   return out.data();
 }
 
@@ -232,6 +234,9 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
   if (first_rows > 0) rows = first_rows;
   w.bias = biases.empty() ? nullptr : stacked_floats(biases, key + ".bias");
   const bool stored_int8 = parts.front()->dtype == DType::I8;
+  if (stored_int8) {
+    for (const TensorInfo* t : parts) file.prefetch(*t);
+  }
 
   // The rows as stored: floats (dequantized when the file is 8-bit S), or int8 with scales.
   if (!stored_int8 || precision_ == Precision::Float) {
@@ -263,6 +268,9 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
     require_finite_scales(scales.data(), static_cast<size_t>(rows), 0, path() + ": '" + w.name + ".weight'");
     values = q.data();
     w.float_weight = {};
+    // Only the 8-bit S rows are used from here on.
+    floats_.erase(key + ".weight");
+    for (const TensorInfo* t : parts) floats_.erase(t->name);
   } else {
     for (const TensorInfo* t : parts) {
       const std::vector<float> part = scales_of(*t, cols);
@@ -281,6 +289,7 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
     throw Error(path() + ": '" + w.name + ".weight': " + e.what());
   }
   w.weight = packed_.back().get();
+  for (const TensorInfo* t : parts) file.release(*t);
   return w;
 }
 

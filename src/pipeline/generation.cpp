@@ -3,8 +3,10 @@
 #include <cmath>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "pipeline/denoiser.h"
+#include "runtime/planner.h"
 #include "runtime/stopwatch.h"
 #include "runtime/text.h"
 #include "sampling/sampler.h"
@@ -26,15 +28,13 @@ std::string number(double value) {
   return text;
 }
 
-// What --profile prints, as text: the model's table, then the VAE's.
-std::string profile_text(const runtime::Executor& model, const runtime::Executor* vae, const Accelerator& accel,
-                         const ProgramCache& cache) {
+// One executor's profile as text (--profile prints the VAE's, then the model's).
+std::string profile_text(const runtime::Executor& exec, const Accelerator& accel, const ProgramCache& cache) {
   char* buffer = nullptr;
   size_t size = 0;
   std::FILE* out = open_memstream(&buffer, &size);
   if (!out) return {};
-  if (vae) vae->profile().print(out, accel, cache.stats(), vae->plan().arena_bytes);
-  model.profile().print(out, accel, cache.stats(), model.plan().arena_bytes);
+  exec.profile().print(out, accel, cache.stats(), exec.plan().arena_bytes);
   std::fclose(out);
   std::string text(buffer, size);
   std::free(buffer);
@@ -131,13 +131,16 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   const std::vector<double> sigmas(schedule.end() - run_steps - 1, schedule.end());
   const std::vector<float> start = r.init_image && run_steps < steps ? init_latents(m, accel, cache, r, height, width, cancel)
                                                                      : std::vector<float>();
-  ModelDenoiser denoiser(model, sampling, conditioning, cfg_scale, latent_h, latent_w, !m.vae, accel, cache, cancel);
+  auto denoiser = std::make_unique<ModelDenoiser>(model, sampling, conditioning, cfg_scale, latent_h, latent_w, !m.vae,
+                                                  accel, cache, cancel);
+  // The VAE runs after the model's activations are freed: up front, only what
+  // its arena needs beyond theirs is reserved.
   std::unique_ptr<models::VaeDecoder::Graph> decoder;
-  std::unique_ptr<runtime::Executor> vae_exec;
+  std::optional<MemoryReservation> vae_beyond_model;
   if (m.vae) {
     decoder = m.vae->build(1, latent_h, latent_w);
-    vae_exec = std::make_unique<runtime::Executor>(decoder->graph, accel, cache);
-    vae_exec->set_cancel_flag(cancel);
+    const int64_t beyond = runtime::plan_memory(decoder->graph).arena_bytes - denoiser->executor().plan().arena_bytes;
+    vae_beyond_model.emplace(static_cast<uint64_t>(std::max<int64_t>(beyond, 0)), "the VAE decoder's activations");
   }
 
   // Each image's noise from its own seed; given noise still advances the streams.
@@ -159,12 +162,12 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
 
   const auto sampling_start = std::chrono::steady_clock::now();
   int done_steps = 0;
-  denoiser.set_step(0, run_steps);
+  denoiser->set_step(0, run_steps);
   try {
     if (run_steps > 0) {
-      sampling::sample(sampler, sigmas, sampling, x, std::ref(denoiser), noise, [&](int done, int total) {
+      sampling::sample(sampler, sigmas, sampling, x, std::ref(*denoiser), noise, [&](int done, int total) {
         done_steps = done;
-        denoiser.set_step(done, total);
+        denoiser->set_step(done, total);
         if (!runtime::all_finite(x.data(), static_cast<int64_t>(x.size()))) {
           throw Error("step " + std::to_string(done) + "/" + std::to_string(total) + ": the " + sampler_name(sampler) +
                       " update made the latents NaN or Inf (is the guidance scale too large?)");
@@ -178,6 +181,14 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   GenerationResult result;
   result.sampling_seconds = seconds_since(sampling_start);
   result.latents = {{images, channels, latent_h, latent_w}, x};
+  if (r.profile) result.profile = profile_text(denoiser->executor(), accel, cache);
+  denoiser.reset();
+  vae_beyond_model.reset();
+  std::unique_ptr<runtime::Executor> vae_exec;
+  if (decoder) {
+    vae_exec = std::make_unique<runtime::Executor>(decoder->graph, accel, cache);
+    vae_exec->set_cancel_flag(cancel);
+  }
 
   // Pixels: the samples themselves, or decoded one image at a time (the VAE's
   // activations at full resolution are the largest of the whole run).
@@ -217,7 +228,7 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
                                         std::to_string(r.seed + static_cast<uint64_t>(i)) + settings_tail));
   }
   result.batch_parameters = to_utf8(conditioning.batch_subject + settings_head + std::to_string(r.seed) + settings_tail);
-  if (r.profile) result.profile = profile_text(denoiser.executor(), vae_exec.get(), accel, cache);
+  if (r.profile && vae_exec) result.profile = profile_text(*vae_exec, accel, cache) + result.profile;
   return result;
 }
 
