@@ -20,7 +20,8 @@ first_stage_model.*) and, for SD 1.x, as a diffusers folder. Checked:
   77-token chunks;
 - img2img: strength 0 returns the picture's latents, strength 1 is txt2img
   from the same noise, strength 0.5 runs the last 2 of 4 steps from the
-  picture noised to their first sigma.
+  picture noised to their first sigma;
+- the 9-channel inpainting UNet is refused with a message saying so.
 
 The token ids come from `tiledraw tokenize --json` (the tokenizer has its own
 tests against hand-checked ids); the prompt weighting (each token's hidden
@@ -326,6 +327,23 @@ def check_img2img(tmp, label, model, path):
             LOOP_BOUND)
 
 
+def check_inpainting_refused(tmp):
+    """The 9-channel inpainting UNet is recognised and refused, naming why."""
+    model = Model("sd1", 300)
+    model.unet_config["in_channels"] = 9
+    model.unet = unet.random_state_dict(model.unet_config, 301)
+    path = f"{tmp}/inpainting.safetensors"
+    model.write_single_file(path)
+    result = subprocess.run([TILEDRAW, "generate", "-m", path, "-p", "x", "-o", f"{tmp}/never.png"], capture_output=True,
+                            text=True)
+    message = result.stderr.strip()
+    expected = "a UNet of 9 input channels (inpainting); tiledraw runs the 4-channel text-to-image UNet only"
+    ok = result.returncode == 2 and expected in message and not os.path.exists(f"{tmp}/never.png")
+    print(f"{'ok' if ok else 'FAIL':4} inpainting UNet refused: {message}")
+    if not ok:
+        failures.append("inpainting UNet refused")
+
+
 def main():
     torch.set_num_threads(1)
     cases = [("ddim", "default", PROMPT), ("euler", "normal", PROMPT), ("dpm++2m", "karras", PROMPT),
@@ -342,6 +360,7 @@ def main():
             check_components(tmp, label, model, path)
             check_generation(tmp, label, model, path, cases if label != "sd1 folder" else cases[:1])
         check_img2img(tmp, "sd1 file", sd1, f"{tmp}/sd1.safetensors")
+        check_inpainting_refused(tmp)
     if failures:
         print("failed:", *failures, sep="\n  ")
         sys.exit(1)
