@@ -48,42 +48,21 @@ TEST(WeightView, RulesRenameWholePartsAndCarryTheirNumbers) {
 // A VAE decoder (4 latent channels, blocks of 8 and 16 channels, groups of 4)
 // in diffusers' names, each with its name in the original (LDM) layout, whose
 // up blocks count the other way.
-std::vector<std::tuple<std::string, std::string, std::vector<int64_t>>> vae_tensors() {
-  std::vector<std::tuple<std::string, std::string, std::vector<int64_t>>> t;
-  const auto conv = [&](const std::string& d, const std::string& l, int64_t out, int64_t in, int64_t k) {
-    t.emplace_back(d + ".weight", l + ".weight", std::vector<int64_t>{out, in, k, k});
-    t.emplace_back(d + ".bias", l + ".bias", std::vector<int64_t>{out});
-  };
-  const auto norm = [&](const std::string& d, const std::string& l, int64_t c) {
-    t.emplace_back(d + ".weight", l + ".weight", std::vector<int64_t>{c});
-    t.emplace_back(d + ".bias", l + ".bias", std::vector<int64_t>{c});
-  };
-  const auto resnet = [&](const std::string& d, const std::string& l, int64_t in, int64_t out) {
-    norm(d + ".norm1", l + ".norm1", in);
-    conv(d + ".conv1", l + ".conv1", out, in, 3);
-    norm(d + ".norm2", l + ".norm2", out);
-    conv(d + ".conv2", l + ".conv2", out, out, 3);
-    if (in != out) conv(d + ".conv_shortcut", l + ".nin_shortcut", out, in, 1);
-  };
-  conv("post_quant_conv", "post_quant_conv", 4, 4, 1);
-  conv("decoder.conv_in", "decoder.conv_in", 16, 4, 3);
-  resnet("decoder.mid_block.resnets.0", "decoder.mid.block_1", 16, 16);
-  norm("decoder.mid_block.attentions.0.group_norm", "decoder.mid.attn_1.norm", 16);
-  for (const auto& [d, l] : std::vector<std::pair<std::string, std::string>>{
-           {"to_q", "q"}, {"to_k", "k"}, {"to_v", "v"}, {"to_out.0", "proj_out"}}) {
-    t.emplace_back("decoder.mid_block.attentions.0." + d + ".weight", "decoder.mid.attn_1." + l + ".weight",
-                   std::vector<int64_t>{16, 16});
-    t.emplace_back("decoder.mid_block.attentions.0." + d + ".bias", "decoder.mid.attn_1." + l + ".bias", std::vector<int64_t>{16});
-  }
-  resnet("decoder.mid_block.resnets.1", "decoder.mid.block_2", 16, 16);
-  resnet("decoder.up_blocks.0.resnets.0", "decoder.up.1.block.0", 16, 16);
-  resnet("decoder.up_blocks.0.resnets.1", "decoder.up.1.block.1", 16, 16);
-  conv("decoder.up_blocks.0.upsamplers.0.conv", "decoder.up.1.upsample.conv", 16, 16, 3);
-  resnet("decoder.up_blocks.1.resnets.0", "decoder.up.0.block.0", 16, 8);
-  resnet("decoder.up_blocks.1.resnets.1", "decoder.up.0.block.1", 8, 8);
-  norm("decoder.conv_norm_out", "decoder.norm_out", 8);
-  conv("decoder.conv_out", "decoder.conv_out", 3, 8, 3);
-  return t;
+std::vector<test::VaeTensorShapes::Entry> vae_tensors() {
+  test::VaeTensorShapes t;
+  t.conv("post_quant_conv", "post_quant_conv", 4, 4, 1);
+  t.conv("decoder.conv_in", "decoder.conv_in", 16, 4, 3);
+  t.resnet("decoder.mid_block.resnets.0", "decoder.mid.block_1", 16, 16);
+  t.mid_attention("decoder", 16, true);
+  t.resnet("decoder.mid_block.resnets.1", "decoder.mid.block_2", 16, 16);
+  t.resnet("decoder.up_blocks.0.resnets.0", "decoder.up.1.block.0", 16, 16);
+  t.resnet("decoder.up_blocks.0.resnets.1", "decoder.up.1.block.1", 16, 16);
+  t.conv("decoder.up_blocks.0.upsamplers.0.conv", "decoder.up.1.upsample.conv", 16, 16, 3);
+  t.resnet("decoder.up_blocks.1.resnets.0", "decoder.up.0.block.0", 16, 8);
+  t.resnet("decoder.up_blocks.1.resnets.1", "decoder.up.0.block.1", 8, 8);
+  t.norm("decoder.conv_norm_out", "decoder.norm_out", 8);
+  t.conv("decoder.conv_out", "decoder.conv_out", 3, 8, 3);
+  return t.entries();
 }
 
 std::vector<float> decode(const models::VaeDecoder& vae, const std::vector<float>& z) {

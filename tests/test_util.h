@@ -161,6 +161,45 @@ inline TensorShapes pixel_dit_shapes() {
           {"final_layer.adaLN_modulation.1.weight", {2 * h, h}}, {"final_layer.adaLN_modulation.1.bias", {2 * h}}};
 }
 
+// A VAE's tensor shapes under diffusers' names and the original (LDM) ones,
+// for tests that write one in either layout.
+class VaeTensorShapes {
+ public:
+  struct Entry {
+    std::string diffusers, original;
+    std::vector<int64_t> shape;
+  };
+  void conv(const std::string& d, const std::string& l, int64_t out, int64_t in, int64_t k) {
+    entries_.push_back({d + ".weight", l + ".weight", {out, in, k, k}});
+    entries_.push_back({d + ".bias", l + ".bias", {out}});
+  }
+  void norm(const std::string& d, const std::string& l, int64_t c) {
+    entries_.push_back({d + ".weight", l + ".weight", {c}});
+    entries_.push_back({d + ".bias", l + ".bias", {c}});
+  }
+  void resnet(const std::string& d, const std::string& l, int64_t in, int64_t out) {
+    norm(d + ".norm1", l + ".norm1", in);
+    conv(d + ".conv1", l + ".conv1", out, in, 3);
+    norm(d + ".norm2", l + ".norm2", out);
+    conv(d + ".conv2", l + ".conv2", out, out, 3);
+    if (in != out) conv(d + ".conv_shortcut", l + ".nin_shortcut", out, in, 1);
+  }
+  // The mid block's attention of `half` ("decoder" or "encoder"): diffusers'
+  // linear q/k/v/out as 1x1 convolutions or as matrices ([c, c]).
+  void mid_attention(const std::string& half, int64_t c, bool as_matrices) {
+    norm(half + ".mid_block.attentions.0.group_norm", half + ".mid.attn_1.norm", c);
+    for (const auto& [d, l] : std::vector<std::pair<std::string, std::string>>{
+             {"to_q", "q"}, {"to_k", "k"}, {"to_v", "v"}, {"to_out.0", "proj_out"}}) {
+      conv(half + ".mid_block.attentions.0." + d, half + ".mid.attn_1." + l, c, c, 1);
+      if (as_matrices) entries_[entries_.size() - 2].shape = {c, c};
+    }
+  }
+  const std::vector<Entry>& entries() const { return entries_; }
+
+ private:
+  std::vector<Entry> entries_;
+};
+
 // That DiT with random weights, written as pixel-dit.safetensors in `dir`.
 inline std::string write_pixel_dit(const TempDir& dir, const std::string& poisoned = "") {
   write_random_safetensors(dir.file("pixel-dit.safetensors"), pixel_dit_shapes(),

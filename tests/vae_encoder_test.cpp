@@ -14,43 +14,22 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::ThrowsMessage;
 
-using NamedShapes = std::vector<std::tuple<std::string, std::string, std::vector<int64_t>>>;
-
 // An encoder (3 image channels, blocks of 8 and 16 channels, one resnet each,
 // groups of 4, 4 latent channels) in diffusers' names, each with its name in
 // the original (LDM) layout, whose down blocks count the same way.
-NamedShapes encoder_tensors() {
-  NamedShapes t;
-  const auto conv = [&](const std::string& d, const std::string& l, int64_t out, int64_t in, int64_t k) {
-    t.emplace_back(d + ".weight", l + ".weight", std::vector<int64_t>{out, in, k, k});
-    t.emplace_back(d + ".bias", l + ".bias", std::vector<int64_t>{out});
-  };
-  const auto norm = [&](const std::string& d, const std::string& l, int64_t c) {
-    t.emplace_back(d + ".weight", l + ".weight", std::vector<int64_t>{c});
-    t.emplace_back(d + ".bias", l + ".bias", std::vector<int64_t>{c});
-  };
-  const auto resnet = [&](const std::string& d, const std::string& l, int64_t in, int64_t out) {
-    norm(d + ".norm1", l + ".norm1", in);
-    conv(d + ".conv1", l + ".conv1", out, in, 3);
-    norm(d + ".norm2", l + ".norm2", out);
-    conv(d + ".conv2", l + ".conv2", out, out, 3);
-    if (in != out) conv(d + ".conv_shortcut", l + ".nin_shortcut", out, in, 1);
-  };
-  conv("encoder.conv_in", "encoder.conv_in", 8, 3, 3);
-  resnet("encoder.down_blocks.0.resnets.0", "encoder.down.0.block.0", 8, 8);
-  conv("encoder.down_blocks.0.downsamplers.0.conv", "encoder.down.0.downsample.conv", 8, 8, 3);
-  resnet("encoder.down_blocks.1.resnets.0", "encoder.down.1.block.0", 8, 16);
-  resnet("encoder.mid_block.resnets.0", "encoder.mid.block_1", 16, 16);
-  norm("encoder.mid_block.attentions.0.group_norm", "encoder.mid.attn_1.norm", 16);
-  for (const auto& [d, l] : std::vector<std::pair<std::string, std::string>>{
-           {"to_q", "q"}, {"to_k", "k"}, {"to_v", "v"}, {"to_out.0", "proj_out"}}) {
-    conv("encoder.mid_block.attentions.0." + d, "encoder.mid.attn_1." + l, 16, 16, 1);
-  }
-  resnet("encoder.mid_block.resnets.1", "encoder.mid.block_2", 16, 16);
-  norm("encoder.conv_norm_out", "encoder.norm_out", 16);
-  conv("encoder.conv_out", "encoder.conv_out", 8, 16, 3);
-  conv("quant_conv", "quant_conv", 8, 8, 1);
-  return t;
+std::vector<test::VaeTensorShapes::Entry> encoder_tensors() {
+  test::VaeTensorShapes t;
+  t.conv("encoder.conv_in", "encoder.conv_in", 8, 3, 3);
+  t.resnet("encoder.down_blocks.0.resnets.0", "encoder.down.0.block.0", 8, 8);
+  t.conv("encoder.down_blocks.0.downsamplers.0.conv", "encoder.down.0.downsample.conv", 8, 8, 3);
+  t.resnet("encoder.down_blocks.1.resnets.0", "encoder.down.1.block.0", 8, 16);
+  t.resnet("encoder.mid_block.resnets.0", "encoder.mid.block_1", 16, 16);
+  t.mid_attention("encoder", 16, false);
+  t.resnet("encoder.mid_block.resnets.1", "encoder.mid.block_2", 16, 16);
+  t.norm("encoder.conv_norm_out", "encoder.norm_out", 16);
+  t.conv("encoder.conv_out", "encoder.conv_out", 8, 16, 3);
+  t.conv("quant_conv", "quant_conv", 8, 8, 1);
+  return t.entries();
 }
 
 // The encoder's tensors in one layout, with a replacement shape for one of them.
