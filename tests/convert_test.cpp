@@ -24,7 +24,7 @@ class ConvertMixedFile : public ::testing::Test {
     add_f32("blocks.0.attn.qkv.weight", {96, 64});          // linear: quantized
     add_f32("blocks.0.attn.qkv.bias", {96});                // bias: kept
     add_f32("blocks.0.norm1.weight", {64});                 // norm: kept
-    add_f16("x_embedder.proj.weight", {64, 4, 4, 4});       // conv, F16 source: quantized
+    add_f16("x_embedder.proj.weight", {64, 16, 2, 2});      // conv, F16 source: quantized
     add_bf16("t_embedder.mlp.0.weight", {64, 128});         // linear, BF16 source: quantized
     add_f32("y_embedder.embedding_table.weight", {11, 64}); // embedding: kept
     add_f32("final_layer.linear.weight", {8, 64});          // below the size threshold: kept
@@ -173,7 +173,7 @@ TEST_F(ConvertMixedFile, ConvertingTwiceChangesNothing) {
 
 // The rule reads the same in both Stable Diffusion layouts (the original single
 // file and diffusers'): it goes by the tensor's shape and its layer's own name.
-TEST(Convert, KeepsOutputLayersAndLookupTablesInFloatInEveryLayout) {
+TEST(Convert, KeepsInputAndOutputLayersAndLookupTablesInFloatInEveryLayout) {
   const std::map<std::string, std::vector<int64_t>> shapes = {
       // output layers: 8 or more times fewer rows than input channels
       {"model.diffusion_model.out.2.weight", {4, 128, 3, 3}},
@@ -185,12 +185,15 @@ TEST(Convert, KeepsOutputLayersAndLookupTablesInFloatInEveryLayout) {
       {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", {1000, 64}},
       {"text_model.embeddings.position_embedding.weight", {77, 64}},
       {"cond_stage_model.model.token_embedding.weight", {1000, 64}},
-      // matrices: the time embedding in both layouts, the first convolutions, hidden layers
-      {"model.diffusion_model.time_embed.0.weight", {256, 64}},
-      {"time_embedding.linear_1.weight", {256, 64}},
+      // input layers: more than 8 times more rows than input channels
       {"model.diffusion_model.input_blocks.0.0.weight", {128, 4, 3, 3}},
       {"conv_in.weight", {128, 4, 3, 3}},
       {"first_stage_model.decoder.conv_in.weight", {256, 4, 3, 3}},
+      {"x_embedder.proj.weight", {1152, 4, 2, 2}},
+      // matrices: the time embedding in both layouts, hidden layers (GEGLU widens 8-fold)
+      {"model.diffusion_model.time_embed.0.weight", {256, 64}},
+      {"time_embedding.linear_1.weight", {256, 64}},
+      {"down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj.weight", {512, 64}},
       {"up_blocks.1.resnets.0.conv1.weight", {64, 128, 3, 3}},
       {"down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.weight", {64, 256}},
       {"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight", {192, 64}},
@@ -217,6 +220,11 @@ TEST(Convert, KeepsOutputLayersAndLookupTablesInFloatInEveryLayout) {
     EXPECT_EQ(by_name.at(name).action, TensorAction::Kept) << name;
     EXPECT_THAT(by_name.at(name).reason, HasSubstr("output layer")) << name;
   }
+  for (const char* name : {"model.diffusion_model.input_blocks.0.0.weight", "conv_in.weight"}) {
+    EXPECT_EQ(by_name.at(name).reason, "input layer: 128 rows from 4 input channels") << name;
+  }
+  EXPECT_THAT(by_name.at("first_stage_model.decoder.conv_in.weight").reason, HasSubstr("input layer"));
+  EXPECT_THAT(by_name.at("x_embedder.proj.weight").reason, HasSubstr("input layer"));
   for (const char* name : {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
                            "text_model.embeddings.position_embedding.weight", "cond_stage_model.model.token_embedding.weight"}) {
     EXPECT_EQ(by_name.at(name).reason, "embedding table") << name;
@@ -225,7 +233,7 @@ TEST(Convert, KeepsOutputLayersAndLookupTablesInFloatInEveryLayout) {
   for (const auto& [name, shape] : shapes) {
     if (by_name.at(name).action == TensorAction::Quantized) ++matrices;
   }
-  EXPECT_EQ(matrices, 8u);  // the eight listed last, among them both time embeddings
+  EXPECT_EQ(matrices, 6u);  // the six listed last, among them both time embeddings
   EXPECT_EQ(by_name.at("time_embedding.linear_1.weight").action, TensorAction::Quantized);
   EXPECT_EQ(by_name.at("model.diffusion_model.time_embed.0.weight").action, TensorAction::Quantized);
 }

@@ -37,18 +37,17 @@ UNET = {"in_channels": 4, "out_channels": 4, "block_out_channels": [64, 128, 256
 
 # Groups of matrices in the single-file (LDM) layout that the rule quantizes.
 SD_GROUPS = {
-    "unet conv_in": ["model.diffusion_model.input_blocks.0.0.*"],
     "unet time embedding": ["model.diffusion_model.time_embed.*"],
     "unet proj_in + proj_out": ["model.diffusion_model.*.proj_in.*", "model.diffusion_model.*.proj_out.*"],
     "unet cross-attention k, v": ["model.diffusion_model.*.attn2.to_k.*", "model.diffusion_model.*.attn2.to_v.*"],
-    "vae conv_in (decoder, encoder)": ["first_stage_model.*.conv_in.*", "first_stage_model.post_quant_conv.*"],
     "vae mid attention": ["first_stage_model.*.attn_1.*"],
 }
-SD_OUTPUT_LAYERS = ["model.diffusion_model.out.2.*", "first_stage_model.*.conv_out.*"]
+# What the rule keeps: the first and last layers.
+SD_EDGE_LAYERS = ["model.diffusion_model.input_blocks.0.0.*", "model.diffusion_model.out.2.*",
+                  "first_stage_model.*.conv_in.*", "first_stage_model.*.conv_out.*"]
 DIT = dict(input_size=16, patch_size=2, in_channels=4, hidden_size=256, depth=4, num_heads=4, mlp_ratio=4.0,
            num_classes=1000, learn_sigma=True)
-DIT_GROUPS = {"patch embedding": ["x_embedder.*"]}
-DIT_OUTPUT_LAYERS = ["final_layer.linear.*"]
+DIT_EDGE_LAYERS = ["x_embedder.*", "final_layer.linear.*"]
 
 
 def run(tiledraw, *args):
@@ -79,13 +78,13 @@ def extra_bytes(shapes, patterns):
     return total
 
 
-def measure(tiledraw, tmp, source, inputs, groups, output_layers, shapes):
+def measure(tiledraw, tmp, source, inputs, groups, edge_layers, shapes):
     """Prints the relative RMS error per component against the float path of:
     every matrix in 8-bit S (quantized when loaded), convert's rule, and the
     rule with each group kept in float too; with what each costs in F16."""
     floats = {c: forward(tiledraw, source, c, i, o, tmp, "float") for c, (i, o) in inputs.items()}
     print(f"{'matrices in float':42} " + " ".join(f"{c:>12}" for c in inputs) + f" {'F16 cost':>10}")
-    rows = [("none (every matrix 8-bit S)", None, []), ("convert's rule: output layers", [], output_layers)] + \
+    rows = [("none (every matrix 8-bit S)", None, []), ("convert's rule: first and last layers", [], edge_layers)] + \
            [(f"the rule's + {name}", patterns, patterns) for name, patterns in groups.items()]
     for label, keep, costed in rows:
         model, precision = source, "8bit-s"
@@ -119,17 +118,15 @@ def main():
         model.write_single_file(source)
         print("Stable Diffusion 1.x, scaled down" + (f"; bytes on the shapes of {sys.argv[2]}" if len(sys.argv) > 2 else ""))
         shapes = header(sys.argv[2]) if len(sys.argv) > 2 else header(source)
-        measure(tiledraw, tmp, source, inputs, SD_GROUPS, SD_OUTPUT_LAYERS, shapes)
+        measure(tiledraw, tmp, source, inputs, SD_GROUPS, SD_EDGE_LAYERS, shapes)
 
-        # DiT's patch embedding reads the latents as SD's conv_in does; its final
-        # linear layer writes the output as conv_out does.
         source = f"{tmp}/dit.safetensors"
         model = dit.randomize(dit.DiT(**DIT), seed=5, scale=0.5)
         st_io.save(source, dit.state_dict(model), {"config": json.dumps(DIT)})
         inputs = {"diffusion_model": ({"x": torch.randn((2, 4, 16, 16), generator=g), "t": torch.tensor([500, 500]),
                                        "y": torch.tensor([3, 1000])}, "out")}
         print("\nDiT (width 256, depth 4, patch 2, 16 x 16 latents)")
-        measure(tiledraw, tmp, source, inputs, DIT_GROUPS, DIT_OUTPUT_LAYERS, header(source))
+        measure(tiledraw, tmp, source, inputs, {}, DIT_EDGE_LAYERS, header(source))
 
 
 if __name__ == "__main__":
