@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -23,7 +24,7 @@ class ConvertMixedFile : public ::testing::Test {
     add_f32("blocks.0.attn.qkv.weight", {96, 64});          // linear: quantized
     add_f32("blocks.0.attn.qkv.bias", {96});                // bias: kept
     add_f32("blocks.0.norm1.weight", {64});                 // norm: kept
-    add_f16("x_embedder.proj.weight", {64, 4, 4, 4});       // conv, F16 source: quantized
+    add_f16("x_embedder.proj.weight", {64, 16, 2, 2});      // conv, F16 source: quantized
     add_bf16("t_embedder.mlp.0.weight", {64, 128});         // linear, BF16 source: quantized
     add_f32("y_embedder.embedding_table.weight", {11, 64}); // embedding: kept
     add_f32("final_layer.linear.weight", {8, 64});          // below the size threshold: kept
@@ -168,6 +169,73 @@ TEST_F(ConvertMixedFile, ConvertingTwiceChangesNothing) {
     ASSERT_EQ(t.nbytes, u.nbytes);
     EXPECT_EQ(std::memcmp(once.data(t).data(), twice.data(u).data(), t.nbytes), 0) << t.name;
   }
+}
+
+// The rule reads the same in both Stable Diffusion layouts (the original single
+// file and diffusers'): it goes by the tensor's shape and its layer's own name.
+TEST(Convert, KeepsInputAndOutputLayersAndLookupTablesInFloatInEveryLayout) {
+  const std::map<std::string, std::vector<int64_t>> shapes = {
+      // output layers: 8 or more times fewer rows than input channels
+      {"model.diffusion_model.out.2.weight", {4, 128, 3, 3}},
+      {"conv_out.weight", {4, 128, 3, 3}},
+      {"first_stage_model.decoder.conv_out.weight", {3, 256, 3, 3}},
+      {"first_stage_model.encoder.conv_out.weight", {8, 256, 3, 3}},
+      {"final_layer.linear.weight", {32, 1152}},
+      // lookup tables
+      {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", {1000, 64}},
+      {"text_model.embeddings.position_embedding.weight", {77, 64}},
+      {"cond_stage_model.model.token_embedding.weight", {1000, 64}},
+      // input layers: more than 8 times more rows than input channels
+      {"model.diffusion_model.input_blocks.0.0.weight", {128, 4, 3, 3}},
+      {"conv_in.weight", {128, 4, 3, 3}},
+      {"first_stage_model.decoder.conv_in.weight", {256, 4, 3, 3}},
+      {"x_embedder.proj.weight", {1152, 4, 2, 2}},
+      // matrices: the time embedding in both layouts, hidden layers (GEGLU widens 8-fold)
+      {"model.diffusion_model.time_embed.0.weight", {256, 64}},
+      {"time_embedding.linear_1.weight", {256, 64}},
+      {"down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj.weight", {512, 64}},
+      {"up_blocks.1.resnets.0.conv1.weight", {64, 128, 3, 3}},
+      {"down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.weight", {64, 256}},
+      {"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight", {192, 64}},
+  };
+  test::TempDir dir;
+  std::vector<std::vector<float>> values;
+  std::vector<TensorSource> sources;
+  for (const auto& [name, shape] : shapes) {
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    values.push_back(test::random_floats(static_cast<size_t>(numel), static_cast<uint32_t>(values.size() + 1)));
+    sources.push_back(TensorSource::from_bytes(name, DType::F32, shape, test::bytes_of(values.back())));
+  }
+  write_safetensors(dir.file("in.safetensors"), std::move(sources), {});
+  const ConvertReport report = convert_to_8bit_s(dir.file("in.safetensors"), dir.file("out.safetensors"), {});
+  std::map<std::string, ConvertedTensor> by_name;
+  for (const ConvertedTensor& t : report.tensors) by_name.emplace(t.name, t);
+
+  for (const char* name : {"model.diffusion_model.out.2.weight", "conv_out.weight"}) {
+    EXPECT_EQ(by_name.at(name).reason, "output layer: 4 rows from 128 input channels") << name;
+  }
+  for (const char* name : {"first_stage_model.decoder.conv_out.weight", "first_stage_model.encoder.conv_out.weight",
+                           "final_layer.linear.weight"}) {
+    EXPECT_EQ(by_name.at(name).action, TensorAction::Kept) << name;
+    EXPECT_THAT(by_name.at(name).reason, HasSubstr("output layer")) << name;
+  }
+  for (const char* name : {"model.diffusion_model.input_blocks.0.0.weight", "conv_in.weight"}) {
+    EXPECT_EQ(by_name.at(name).reason, "input layer: 128 rows from 4 input channels") << name;
+  }
+  EXPECT_THAT(by_name.at("first_stage_model.decoder.conv_in.weight").reason, HasSubstr("input layer"));
+  EXPECT_THAT(by_name.at("x_embedder.proj.weight").reason, HasSubstr("input layer"));
+  for (const char* name : {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+                           "text_model.embeddings.position_embedding.weight", "cond_stage_model.model.token_embedding.weight"}) {
+    EXPECT_EQ(by_name.at(name).reason, "embedding table") << name;
+  }
+  size_t matrices = 0;
+  for (const auto& [name, shape] : shapes) {
+    if (by_name.at(name).action == TensorAction::Quantized) ++matrices;
+  }
+  EXPECT_EQ(matrices, 6u);  // the six listed last, among them both time embeddings
+  EXPECT_EQ(by_name.at("time_embedding.linear_1.weight").action, TensorAction::Quantized);
+  EXPECT_EQ(by_name.at("model.diffusion_model.time_embed.0.weight").action, TensorAction::Quantized);
 }
 
 TEST(Convert, RefusesNonFiniteWeightsAndWritesNothing) {

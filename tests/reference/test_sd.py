@@ -28,7 +28,6 @@ tests against hand-checked ids); the prompt weighting (each token's hidden
 state times its weight, the chunk rescaled to its former mean) is done here."""
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -40,13 +39,11 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "reference"))
-import clip_text  # noqa: E402
 import noise as noise_streams  # noqa: E402
 import samplers  # noqa: E402
 import schedule  # noqa: E402
 import st_io  # noqa: E402
-import unet  # noqa: E402
-import vae  # noqa: E402
+from sd_model import RandomSd  # noqa: E402
 
 FLOAT_BOUND = 1e-4
 # Rounding weights and activations to 8 bits through the UNet's 40-60 narrow
@@ -60,7 +57,6 @@ INT8_BOUND = 8e-2
 LOOP_BOUND = 2e-5
 STEPS, CFG, SEED = 4, 5.0, 7
 WIDTH, HEIGHT = 32, 24  # pixels: latents 16 x 12 with the tiny VAE's factor 2
-VOCABULARY = 49408
 PROMPT = "a (red:1.3) cube on a [wooden] table, ((studio light))"
 NEGATIVE = "blurry, low quality"
 LONG_PROMPT = " ".join(["a photo of a small red cube"] * 14)  # 98 tokens: two chunks
@@ -68,77 +64,6 @@ LONG_PROMPT = " ".join(["a photo of a small red cube"] * 14)  # 98 tokens: two c
 TILEDRAW = sys.argv[1]
 CLIP_DATA = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "..", "..", "..", "shared", "data", "clip")
 failures = []
-
-
-class Model:
-    """One tiny checkpoint's weights, configs and PyTorch forward passes."""
-
-    def __init__(self, variant, seed):
-        self.variant = variant
-        sd2 = variant == "sd2"
-        self.text_width, self.text_heads = (128, 2) if sd2 else (64, 1)
-        self.activation = "gelu" if sd2 else "quick_gelu"
-        self.text = clip_text.random_state_dict(width=self.text_width, layers=3, mlp=4 * self.text_width,
-                                                vocabulary=VOCABULARY, seed=seed)
-        # SD 2.x reads the penultimate layer (clip skip 2), SD 1.x the last.
-        self.text_layers = 2 if sd2 else 3
-        self.unet_config = dict(unet.tiny_config(variant), cross_attention_dim=self.text_width)
-        self.unet = unet.random_state_dict(self.unet_config, seed + 1)
-        self.prediction = "v" if sd2 else "eps"
-        self.vae_config = dict(block_out_channels=[16, 32], layers_per_block=1, norm_num_groups=8, scaling_factor=0.18215)
-        self.decoder = vae.randomize(vae.VaeDecoder(latent_channels=4, out_channels=3, block_out_channels=(16, 32),
-                                                    layers_per_block=1, norm_num_groups=8), seed + 2).eval()
-        self.encoder = vae.randomize(vae.VaeEncoder(in_channels=3, latent_channels=4, block_out_channels=(16, 32),
-                                                    layers_per_block=1, norm_num_groups=8), seed + 3).eval()
-
-    def vae_state_dict(self):
-        return {**self.decoder.state_dict(), **self.encoder.state_dict()}
-
-    def write_single_file(self, path):
-        tensors = {f"model.diffusion_model.{k}": v for k, v in unet.to_ldm(self.unet, self.unet_config).items()}
-        if self.variant == "sd2":
-            tensors.update({f"cond_stage_model.model.{k}": v for k, v in clip_text.to_openclip(self.text).items()})
-        else:
-            tensors.update({f"cond_stage_model.transformer.{k}": v for k, v in self.text.items()})
-        decoder = vae.decoder_to_original_layout(self.decoder.state_dict(), 2)
-        encoder = vae.encoder_to_original_layout(self.encoder.state_dict())
-        tensors.update({f"first_stage_model.{k}": v for k, v in {**decoder, **encoder}.items()})
-        unet_config = dict(self.unet_config, prediction_type="v_prediction" if self.prediction == "v" else "epsilon")
-        st_io.save(path, tensors, {"config": json.dumps({"unet": unet_config, "vae": self.vae_config})})
-
-    def write_folder(self, path):
-        os.makedirs(path)
-        index = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-                 "text_encoder": ["transformers", "CLIPTextModel"], "vae": ["diffusers", "AutoencoderKL"],
-                 "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"]}
-        text_config = {"hidden_size": self.text_width, "num_hidden_layers": 3, "num_attention_heads": self.text_heads,
-                       "hidden_act": self.activation, "layer_norm_eps": 1e-5, "max_position_embeddings": 77,
-                       "vocab_size": VOCABULARY}
-        scheduler = {"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
-                     "beta_end": 0.012, "num_train_timesteps": 1000, "steps_offset": 1, "set_alpha_to_one": False,
-                     "prediction_type": "v_prediction" if self.prediction == "v" else "epsilon"}
-        parts = {"unet": (self.unet, self.unet_config, "diffusion_pytorch_model"),
-                 "text_encoder": (self.text, text_config, "model"),
-                 "vae": (self.vae_state_dict(), self.vae_config, "diffusion_pytorch_model")}
-        for name, (tensors, config, stem) in parts.items():
-            os.makedirs(f"{path}/{name}")
-            st_io.save(f"{path}/{name}/{stem}.safetensors", tensors)
-            with open(f"{path}/{name}/config.json", "w") as f:
-                json.dump(config, f)
-        os.makedirs(f"{path}/scheduler")
-        with open(f"{path}/scheduler/scheduler_config.json", "w") as f:
-            json.dump(scheduler, f)
-        shutil.copytree(os.path.join(CLIP_DATA, "hf"), f"{path}/tokenizer")
-        with open(f"{path}/model_index.json", "w") as f:
-            json.dump(index, f)
-
-    def encode_text(self, ids):
-        with torch.no_grad():
-            return clip_text.forward(self.text, ids, self.text_heads, self.activation, self.text_layers)
-
-    def unet_forward(self, sample, t, context):
-        with torch.no_grad():
-            return unet.forward(self.unet, self.unet_config, sample, t, context)
 
 
 def write_png(path, rgb):
@@ -349,10 +274,10 @@ def main():
     cases = [("ddim", "default", PROMPT), ("euler", "normal", PROMPT), ("dpm++2m", "karras", PROMPT),
              ("euler", "normal", LONG_PROMPT)]
     with tempfile.TemporaryDirectory() as tmp:
-        sd1 = Model("sd1", 100)
+        sd1 = RandomSd("sd1", 100)
         sd1.write_single_file(f"{tmp}/sd1.safetensors")
-        sd1.write_folder(f"{tmp}/sd1-diffusers")
-        sd2 = Model("sd2", 200)
+        sd1.write_folder(f"{tmp}/sd1-diffusers", os.path.join(CLIP_DATA, "hf"))
+        sd2 = RandomSd("sd2", 200)
         sd2.write_single_file(f"{tmp}/sd2.safetensors")
         for label, model, path in (("sd1 file", sd1, f"{tmp}/sd1.safetensors"),
                                    ("sd1 folder", sd1, f"{tmp}/sd1-diffusers"),

@@ -32,6 +32,16 @@ def load(path):
     return tensors, metadata
 
 
+def load_header(path):
+    """Returns ({name: {"dtype", "shape", "data_offsets"}}, metadata) without
+    reading the tensors (a full-size checkpoint is gigabytes)."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+    metadata = header.pop("__metadata__", {})
+    return header, metadata
+
+
 def save(path, tensors, metadata=None):
     header, blobs, offset = {}, [], 0
     for name, tensor in tensors.items():

@@ -7,7 +7,8 @@ reference that tiledraw's UNet is tested against.
               names, random and non-zero (norm scales near 1)
   to_ldm(state_dict, config)        the same tensors under the original
               (LDM) single-file names: input_blocks.N.M, middle_block.M,
-              output_blocks.N.M, time_embed.0/2, out.0/2
+              output_blocks.N.M, time_embed.0/2, out.0/2; from_ldm the inverse
+  SD15_CONFIG  Stable Diffusion 1.5's config
   forward(state_dict, config, sample, timestep, context)   the raw model
               output (noise or v) for sample [b, in, h, w], timestep [b]
               (possibly fractional) and context [b, tokens, cross_attention_dim];
@@ -28,6 +29,15 @@ import torch.nn.functional as F
 
 RESNET_LDM_PARTS = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                     "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+
+
+# diffusers' unet/config.json of Stable Diffusion 1.5 (the keys that shape it):
+# single files carry no config.
+SD15_CONFIG = {"in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
+               "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+               "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+               "attention_head_dim": 8, "cross_attention_dim": 768, "use_linear_projection": False,
+               "norm_num_groups": 32, "norm_eps": 1e-5, "flip_sin_to_cos": True, "freq_shift": 0}
 
 
 def tiny_config(variant):
@@ -201,6 +211,12 @@ def ldm_name(name, config):
 
 def to_ldm(sd, config, prefix=""):
     return {prefix + ldm_name(name, config): t for name, t in sd.items()}
+
+
+def from_ldm(tensors, config, prefix=""):
+    """The UNet's weights in diffusers' names from a file's original (LDM) ones
+    under `prefix` (a single file's "model.diffusion_model.")."""
+    return {name: tensors[prefix + ldm_name(name, config)] for name, _ in parameter_shapes(config)}
 
 
 def timestep_embedding(t, dim, shift=0):
