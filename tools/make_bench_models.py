@@ -26,12 +26,6 @@ import st_io  # noqa: E402
 import unet  # noqa: E402
 import vae  # noqa: E402
 
-# diffusers' unet/config.json of Stable Diffusion 1.5 (the keys that shape it).
-SD15_UNET = {"in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
-             "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-             "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-             "attention_head_dim": 8, "cross_attention_dim": 768, "use_linear_projection": False,
-             "norm_num_groups": 32, "norm_eps": 1e-5, "flip_sin_to_cos": True, "freq_shift": 0}
 
 
 def main(out, names):
@@ -66,7 +60,7 @@ def write_dit(out):
 
 def write_sd15(out, note):
     tensors = {f"model.diffusion_model.{k}": v.half()
-               for k, v in unet.to_ldm(unet.random_state_dict(SD15_UNET, seed=4), SD15_UNET).items()}
+               for k, v in unet.to_ldm(unet.random_state_dict(unet.SD15_CONFIG, seed=4), unet.SD15_CONFIG).items()}
     text = clip_text.random_state_dict(width=768, layers=12, mlp=3072, vocabulary=49408, positions=77, seed=5)
     tensors.update({f"cond_stage_model.transformer.{k}": v.half() for k, v in text.items()})
     decoder = vae.randomize(vae.VaeDecoder(), seed=6).state_dict()
