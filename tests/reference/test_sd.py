@@ -44,6 +44,7 @@ import samplers  # noqa: E402
 import schedule  # noqa: E402
 import st_io  # noqa: E402
 from sd_model import RandomSd  # noqa: E402
+import unet  # noqa: E402
 
 FLOAT_BOUND = 1e-4
 # Rounding weights and activations to 8 bits through the UNet's 40-60 narrow
@@ -254,9 +255,7 @@ def check_img2img(tmp, label, model, path):
 
 def check_inpainting_refused(tmp):
     """The 9-channel inpainting UNet is recognised and refused, naming why."""
-    model = Model("sd1", 300)
-    model.unet_config["in_channels"] = 9
-    model.unet = unet.random_state_dict(model.unet_config, 301)
+    model = RandomSd("sd1", 300, unet_config=dict(unet.tiny_config("sd1"), in_channels=9))
     path = f"{tmp}/inpainting.safetensors"
     model.write_single_file(path)
     result = subprocess.run([TILEDRAW, "generate", "-m", path, "-p", "x", "-o", f"{tmp}/never.png"], capture_output=True,
