@@ -96,7 +96,7 @@ def main():
     weight = [0.1 * math.sin(0.37 * i) + 0.01 * math.cos(1.3 * i) for i in range(rows * cols)]
     tensors = {
         "layer.weight": ("F16", [rows, cols], weight),
-        "conv.weight": ("BF16", [64, 4, 4, 4], [math.sin(0.11 * i) for i in range(4096)]),
+        "conv.weight": ("BF16", [16, 16, 4, 4], [math.sin(0.11 * i) for i in range(4096)]),
         "layer.bias": ("F32", [rows], [float(i) / 3 for i in range(rows)]),
         "counter": ("I64", [2], [7, -(2**40)]),
     }
