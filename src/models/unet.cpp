@@ -162,7 +162,9 @@ void refuse_other_unets(const nlohmann::json& json, const std::string& where) {
       {"mid_block_type", "UNetMidBlock2DCrossAttn"}, {"flip_sin_to_cos", true},
       {"only_cross_attention", false},       {"dual_cross_attention", false},
   };
-  for (const auto& [key, accepted] : kAccepted) {
+  for (const auto& entry : kAccepted) {
+    const char* key = entry.first;
+    const nlohmann::json& accepted = entry.second;  // a named reference: lambdas cannot capture bindings in clang 14
     if (!json.contains(key) || json[key].is_null() || json[key] == accepted) continue;
     const bool same_for_every_block = json[key].is_array() &&
         std::all_of(json[key].begin(), json[key].end(), [&](const nlohmann::json& v) { return v == accepted; });

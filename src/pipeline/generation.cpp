@@ -43,11 +43,14 @@ std::string profile_text(const runtime::Executor& exec, const Accelerator& accel
 
 // The model works on (VAE latents - shift) x scaling: the VAE config's
 // values when it states them, else the model's latent format's.
-std::pair<double, double> latent_scaling(const LoadedModel& m) {
+struct LatentScaling {
+  double scaling, shift;
+};
+LatentScaling latent_scaling(const LoadedModel& m) {
   const models::VaeConfig& vae = m.vae->config();
   const models::LatentFormat format = m.model->latent_format();
-  return vae.scaling_factor > 0 ? std::pair<double, double>{vae.scaling_factor, vae.shift_factor}
-                                : std::pair<double, double>{format.scaling_factor, format.shift_factor};
+  return vae.scaling_factor > 0 ? LatentScaling{vae.scaling_factor, vae.shift_factor}
+                                : LatentScaling{format.scaling_factor, format.shift_factor};
 }
 
 // The init picture at the request's size as the model's latents (one image's).
@@ -75,9 +78,9 @@ std::vector<float> init_latents(const LoadedModel& m, const Accelerator& accel, 
   exec.run({planes.data()});
   const runtime::Value& mean = built->graph.values()[static_cast<size_t>(built->mean)];
   const float* z = exec.data(built->mean);
-  const auto [scaling, shift] = latent_scaling(m);
+  const LatentScaling latent = latent_scaling(m);
   std::vector<float> latents(static_cast<size_t>(mean.numel()));
-  for (size_t i = 0; i < latents.size(); ++i) latents[i] = static_cast<float>((z[i] - shift) * scaling);
+  for (size_t i = 0; i < latents.size(); ++i) latents[i] = static_cast<float>((z[i] - latent.shift) * latent.scaling);
   return latents;
 }
 
@@ -194,12 +197,12 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   // activations at full resolution are the largest of the whole run).
   const auto decode_start = std::chrono::steady_clock::now();
   if (m.vae) {
-    const auto [scaling, shift] = latent_scaling(m);
+    const LatentScaling latent = latent_scaling(m);
     std::vector<float> z(static_cast<size_t>(per_image));
     const int64_t pixels = m.vae->config().out_channels * height * width;
     for (int64_t i = 0; i < images; ++i) {
       std::transform(x.begin() + i * per_image, x.begin() + (i + 1) * per_image, z.begin(),
-                     [&](float v) { return static_cast<float>(v / scaling + shift); });
+                     [&](float v) { return static_cast<float>(v / latent.scaling + latent.shift); });
       vae_exec->run({z.data()});
       if (!runtime::all_finite(vae_exec->data(decoder->image), pixels)) {
         const std::string op = vae_exec->locate_non_finite({z.data()});
