@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "reference"))
 import clip_text  # noqa: E402
+from judge import judge  # noqa: E402
 import st_io  # noqa: E402
 import vae  # noqa: E402
 
@@ -45,17 +46,7 @@ def run(*args):
 
 
 def check(name, out, reference, bound, metric):
-    if out.shape != reference.shape:
-        failures.append(f"{name}: shape {tuple(out.shape)}, expected {tuple(reference.shape)}")
-        print("FAIL", failures[-1])
-        return
-    error = ((out - reference).abs().max() / reference.abs().max()).item()
-    rms = ((out - reference).norm() / reference.norm()).item()
-    measured = error if metric == "max" else rms
-    verdict = "ok" if measured <= bound else "FAIL"
-    print(f"{verdict:4} {name}: max {error:.2e}, rms {rms:.2e} (bound on {metric}: {bound:.0e})")
-    if measured > bound:
-        failures.append(name)
+    judge(failures, name, out, reference, bound, metric)
 
 
 def encode(component, model, prefix, precision, inputs, *flags):

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "reference"))
 import dit  # noqa: E402
+from judge import judge  # noqa: E402
 import noise  # noqa: E402
 import samplers  # noqa: E402
 import schedule  # noqa: E402
@@ -49,10 +50,6 @@ def run(*args):
         raise RuntimeError(f"tiledraw {' '.join(args)} failed: {result.stderr.strip()}")
 
 
-def relative_error(out, ref):
-    return ((out - ref).abs().max() / ref.abs().max()).item()
-
-
 def check(name, model_path, inputs, reference, bound, precision="auto", metric="max", output="out"):
     """`output`: the tensor forward writes, 'out' for a diffusion model, 'image' for a VAE decoder."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,16 +57,7 @@ def check(name, model_path, inputs, reference, bound, precision="auto", metric="
         run("forward", "-m", model_path, "--inputs", f"{tmp}/in.safetensors", "-o", f"{tmp}/out.safetensors",
             "--precision", precision)
         out = st_io.load(f"{tmp}/out.safetensors")[0][output]
-    if out.shape != reference.shape:
-        failures.append(f"{name}: shape {tuple(out.shape)}, expected {tuple(reference.shape)}")
-        return
-    error = relative_error(out, reference)
-    rms = ((out - reference).norm() / reference.norm()).item()
-    measured = error if metric == "max" else rms
-    verdict = "ok" if measured <= bound else "FAIL"
-    print(f"{verdict:4} {name}: max {error:.2e}, rms {rms:.2e} (bound on {metric}: {bound:.0e})")
-    if measured > bound:
-        failures.append(name)
+    judge(failures, name, out, reference, bound, metric)
 
 
 def diffusers_dit_forward(sd, config, x, t, y, norm_eps=1e-5):

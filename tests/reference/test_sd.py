@@ -44,6 +44,7 @@ import samplers  # noqa: E402
 import schedule  # noqa: E402
 import st_io  # noqa: E402
 from sd_model import RandomSd  # noqa: E402
+from judge import judge  # noqa: E402
 import unet  # noqa: E402
 
 FLOAT_BOUND = 1e-4
@@ -86,19 +87,7 @@ def run(*args):
 
 
 def compare(label, got, expected, bound, metric="max"):
-    got, expected = torch.as_tensor(np.asarray(got, dtype=np.float64)), torch.as_tensor(np.asarray(expected, dtype=np.float64))
-    if got.shape != expected.shape:
-        failures.append(f"{label}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
-        print(f"FAIL {label}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
-        return
-    largest = expected.abs().max().item()
-    error = ((got - expected).abs().max() / largest).item() if largest > 0 else (got - expected).abs().max().item()
-    rms = ((got - expected).norm() / expected.norm()).item() if expected.norm() > 0 else 0.0
-    measured = error if metric == "max" else rms
-    verdict = "ok" if measured <= bound else "FAIL"
-    print(f"{verdict:4} {label}: max {error:.2e}, rms {rms:.2e} (bound on {metric}: {bound:.0e})", flush=True)
-    if measured > bound:
-        failures.append(label)
+    judge(failures, label, got, expected, bound, metric)
 
 
 def forward(tmp, model_path, component, inputs, output, precision="float"):
