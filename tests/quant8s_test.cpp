@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/quantize/im2col_quantize.h"
 #include "kernels/quantize/quantize_rows.h"
 #include "test_util.h"
 #include "tiledraw/cpu.h"
@@ -122,6 +123,90 @@ TEST_P(QuantizeKernel, ARowWithNanOrInfBecomesZerosWithANanScale) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Quant8s, QuantizeKernel, ::testing::Values(IsaLevel::Scalar, IsaLevel::Avx2, IsaLevel::Avx512),
+                         [](const ::testing::TestParamInfo<IsaLevel>& info) { return isa_level_name(info.param); });
+
+// A convolution's quantized im2col rows against the window gathered plainly
+// here, then the oracle above: every geometry the models use and the awkward
+// ones (windows past every border, strides, rows narrower than a vector,
+// blocks starting mid-row and spanning images), and NaN in one input pixel.
+class Im2colQuantizeKernel : public ::testing::TestWithParam<IsaLevel> {};
+
+TEST_P(Im2colQuantizeKernel, MatchesTheGatheredWindowsQuantizedByTheOracle) {
+  if (GetParam() > isa_level()) GTEST_SKIP() << "this CPU lacks " << isa_level_name(GetParam());
+  const kernels::Im2colQuantizeFn kernel = kernels::im2col_quantize_kernel(GetParam());
+  struct Case {
+    int64_t batch, channels, height, width, kernel, stride, padding, first, count;
+    bool with_nan;
+  };
+  const Case cases[] = {
+      {1, 3, 20, 37, 3, 1, 1, 0, 740, false},  // rows wider than 16 pixels, blocks across rows
+      {2, 5, 7, 9, 3, 1, 1, 5, 100, false},    // narrower than a vector, across images
+      {1, 4, 9, 10, 3, 2, 1, 0, 25, false},    // stride 2 (downsampling)
+      {1, 17, 6, 40, 1, 1, 0, 3, 200, false},  // 1 x 1 (shortcut convolutions)
+      {1, 2, 12, 18, 3, 1, 0, 0, 160, false},  // no padding
+      {2, 6, 16, 16, 3, 1, 1, 0, 512, true},   // NaN in one pixel
+  };
+  for (const Case& c : cases) {
+    const kernels::ConvGeometry g{c.batch, c.channels, c.height, c.width, c.kernel, c.stride, c.padding,
+                                  (c.height + 2 * c.padding - c.kernel) / c.stride + 1,
+                                  (c.width + 2 * c.padding - c.kernel) / c.stride + 1};
+    std::vector<float> x = test::random_floats(static_cast<size_t>(c.batch * c.channels * c.height * c.width),
+                                               static_cast<uint32_t>(c.channels * 31 + c.width), 2.0f);
+    const int64_t nan_at = 3 * c.width + 4;  // image 0, channel 0, row 3, column 4
+    if (c.with_nan) x[static_cast<size_t>(nan_at)] = std::numeric_limits<float>::quiet_NaN();
+    const int64_t k = c.channels * c.kernel * c.kernel, stride = (k + 63) / 64 * 64;
+    std::vector<float> windows(static_cast<size_t>(c.count * k), 0.0f);
+    std::vector<bool> holds_nan(static_cast<size_t>(c.count), false);
+    for (int64_t i = 0; i < c.count; ++i) {
+      const int64_t pixel = c.first + i, plane = g.out_height * g.out_width;
+      const int64_t b = pixel / plane, oy = pixel % plane / g.out_width, ox = pixel % g.out_width;
+      for (int64_t ch = 0; ch < c.channels; ++ch) {
+        for (int64_t ky = 0; ky < c.kernel; ++ky) {
+          for (int64_t kx = 0; kx < c.kernel; ++kx) {
+            const int64_t iy = oy * c.stride - c.padding + ky, ix = ox * c.stride - c.padding + kx;
+            if (iy < 0 || iy >= c.height || ix < 0 || ix >= c.width) continue;
+            const int64_t at = ((b * c.channels + ch) * c.height + iy) * c.width + ix;
+            if (at == nan_at && c.with_nan) {
+              holds_nan[static_cast<size_t>(i)] = true;
+              continue;
+            }
+            windows[static_cast<size_t>(i * k + (ch * c.kernel + ky) * c.kernel + kx)] = x[static_cast<size_t>(at)];
+          }
+        }
+      }
+    }
+    std::vector<int8_t> expected_q;
+    std::vector<float> expected_scales;
+    oracle_quantize(windows, static_cast<size_t>(c.count), static_cast<size_t>(k), expected_q, expected_scales);
+    std::vector<int8_t> q(static_cast<size_t>(c.count * stride), 99);
+    std::vector<float> scales(static_cast<size_t>(c.count));
+    std::vector<int32_t> sums(static_cast<size_t>(c.count));
+    std::vector<float> pixel_absmax(static_cast<size_t>(c.batch * c.height * c.width));
+    kernels::conv_pixel_absmax(x.data(), g, pixel_absmax.data());
+    kernel(x.data(), g, c.first, c.count, pixel_absmax.data(), {q.data(), stride, scales.data(), sums.data()});
+    int64_t nan_rows = 0;
+    for (int64_t i = 0; i < c.count; ++i) {
+      const auto row = static_cast<std::ptrdiff_t>(i * stride);
+      std::vector<int8_t> expected_row(static_cast<size_t>(stride), 0);
+      int32_t expected_sum = 0;
+      if (holds_nan[static_cast<size_t>(i)]) {
+        ++nan_rows;
+        ASSERT_TRUE(std::isnan(scales[static_cast<size_t>(i)])) << "pixel " << i;
+      } else {
+        std::copy_n(expected_q.begin() + static_cast<std::ptrdiff_t>(i * k), k, expected_row.begin());
+        for (int64_t j = 0; j < k; ++j) expected_sum += expected_row[static_cast<size_t>(j)];
+        ASSERT_EQ(scales[static_cast<size_t>(i)], expected_scales[static_cast<size_t>(i)]) << "pixel " << i;
+      }
+      ASSERT_EQ(std::vector<int8_t>(q.begin() + row, q.begin() + row + stride), expected_row)
+          << c.channels << " channels, " << c.height << " x " << c.width << ", pixel " << i;
+      ASSERT_EQ(sums[static_cast<size_t>(i)], expected_sum) << "pixel " << i;
+    }
+    EXPECT_EQ(nan_rows, c.with_nan ? 9 : 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Quant8s, Im2colQuantizeKernel,
+                         ::testing::Values(IsaLevel::Scalar, IsaLevel::Avx2, IsaLevel::Avx512),
                          [](const ::testing::TestParamInfo<IsaLevel>& info) { return isa_level_name(info.param); });
 
 class Find8BitS : public ::testing::Test {

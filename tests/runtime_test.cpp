@@ -6,6 +6,7 @@
 #include <functional>
 #include <random>
 
+#include "kernels/layout/layout.h"
 #include "runtime/executor.h"
 #include "test_util.h"
 #include "tiledraw/error.h"
@@ -408,6 +409,29 @@ TEST(Executor, ProfilePrintsATableByOp) {
 
 namespace tiledraw::runtime {
 namespace {
+
+// Every ISA's transpose against its definition, at sizes that leave partial
+// 16 x 16 blocks on both edges, between padded leading dimensions.
+TEST(LayoutOps, TransposeMovesEveryElementAtEveryIsa) {
+  for (const IsaLevel level : {IsaLevel::Scalar, IsaLevel::Avx2, IsaLevel::Avx512}) {
+    if (level > isa_level()) continue;
+    const kernels::TransposeFn transpose = kernels::transpose_kernel(level);
+    for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {16, 16}, {37, 21}, {5, 70}, {64, 3}}) {
+      const int64_t ld_in = cols + 3, ld_out = rows + 5;
+      std::vector<float> in(static_cast<size_t>(rows * ld_in));
+      for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i);
+      std::vector<float> out(static_cast<size_t>(cols * ld_out), -1.0f);
+      transpose(in.data(), ld_in, rows, cols, out.data(), ld_out);
+      for (int64_t c = 0; c < cols; ++c) {
+        for (int64_t r = 0; r < ld_out; ++r) {
+          const float expected = r < rows ? in[static_cast<size_t>(r * ld_in + c)] : -1.0f;  // padding untouched
+          ASSERT_EQ(out[static_cast<size_t>(c * ld_out + r)], expected)
+              << isa_level_name(level) << " " << rows << " x " << cols << " at " << c << ", " << r;
+        }
+      }
+    }
+  }
+}
 
 TEST(LayoutOps, PatchifyAndUnpatchifyFollowDitsOrder) {
   const auto accel = make_accelerator("ref");

@@ -64,6 +64,11 @@ class QuantizedActivation {
   // sum_k q[m, k], for kernels that multiply unsigned bytes: with weights
   // stored as w + 128, sum_k (w + 128) * q = sum_k w * q + 128 * row_sum.
   const int32_t* row_sums() const { return row_sums_.data(); }
+  // For producers that write quantized rows themselves (a convolution's
+  // im2col): reset(), then every row's bytes (zero past cols), scale and sum.
+  int8_t* mutable_data() { return q_.get(); }
+  float* mutable_scales() { return scales_.data(); }
+  int32_t* mutable_row_sums() { return row_sums_.data(); }
 
  private:
   struct FreeAligned {

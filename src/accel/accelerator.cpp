@@ -42,6 +42,7 @@ void QuantizedActivation::quantize_row(int64_t r, const float* x) {
 
 void QuantizedActivation::quantize(const float* x, int64_t rows, int64_t cols, int64_t ldx) {
   reset(rows, cols);
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
   for (int64_t r = 0; r < rows; ++r) quantize_row(r, x + r * ldx);
 }
 

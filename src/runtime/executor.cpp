@@ -1,11 +1,14 @@
 #include "runtime/executor.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 
 #include "kernels/gemm/f32_gemm.h"
 #include "kernels/layout/layout.h"
+#include "kernels/quantize/im2col_quantize.h"
 #include "runtime/stopwatch.h"
 #include "runtime/text.h"
 #include "tiledraw/cpu.h"
@@ -80,6 +83,8 @@ Executor::Executor(const Graph& graph, const Accelerator& accel, ProgramCache& c
       arena_(static_cast<size_t>(plan_.arena_bytes)),
       quantized_(graph.values().size()),
       quantized_in_run_(graph.values().size(), -1),
+      im2col_quantize_(kernels::im2col_quantize_kernel(isa_level())),
+      transpose_(kernels::transpose_kernel(isa_level())),
       elementwise_(kernels::elementwise_kernels(isa_level())),
       rows_(kernels::row_kernels(isa_level())) {
   for (const Node& node : graph.nodes()) {
@@ -229,10 +234,6 @@ bool Executor::output_finite(size_t node_index) const {
   return true;
 }
 
-// Output pixels per block: rows of one matmul, bounding the im2col scratch to
-// 256 x channels x kernel^2 floats however large the image.
-constexpr int64_t kConvBlock = 256;
-
 double Executor::run_conv2d(const Node& node, const float* x, float* y) {
   const Value& in = graph_.values()[static_cast<size_t>(node.inputs[0])];
   const Value& out = graph_.values()[static_cast<size_t>(node.output)];
@@ -243,29 +244,49 @@ double Executor::run_conv2d(const Node& node, const float* x, float* y) {
   const int64_t k = quantized ? node.weight->k() : node.float_weight.k;
   const int64_t n = quantized ? node.weight->n() : node.float_weight.n;
   const int64_t plane = g.out_height * g.out_width, pixels = g.batch * plane;
-  conv_rows_.resize(static_cast<size_t>(std::min(pixels, kConvBlock) * k));
-  conv_out_.resize(static_cast<size_t>(std::min(pixels, kConvBlock) * n));
-  const MatmulShape shape{std::min(pixels, kConvBlock), n, k, {node.bias != nullptr}};
+  // Output pixels per chunk, the rows of one matmul: as many as keep the
+  // chunk's im2col rows near 4 MiB, so that the matmul runs on a long M and
+  // the scratch stays bounded however large the image.
+  const int64_t row_bytes = k * (quantized ? 1 : static_cast<int64_t>(sizeof(float)));
+  const int64_t chunk = std::min(pixels, std::clamp<int64_t>((int64_t{4} << 20) / row_bytes / 16 * 16, 256, 4096));
+  if (!quantized) conv_rows_.resize(static_cast<size_t>(chunk * k));
+  conv_out_.resize(static_cast<size_t>(chunk * n));
+  const MatmulShape shape{chunk, n, k, {node.bias != nullptr}};
   const auto [accel, weight] = quantized ? backend_for(shape, *node.weight) : std::make_pair(&accel_, node.weight);
   const Program* program = quantized ? &cache_.get(*accel, shape) : nullptr;
-  for (int64_t first = 0; first < pixels; first += kConvBlock) {
-    const int64_t count = std::min(kConvBlock, pixels - first);
-    kernels::im2col_rows(x, g, first, count, conv_rows_.data());
+  if (quantized) {
+    conv_absmax_.resize(static_cast<size_t>(g.batch * g.height * g.width));
+    kernels::conv_pixel_absmax(x, g, conv_absmax_.data());
+  }
+  for (int64_t first = 0; first < pixels; first += chunk) {
+    const int64_t count = std::min(chunk, pixels - first);
     if (quantized) {
-      conv_x_.quantize(conv_rows_.data(), count, k, k);
+      // Quantized as gathered, in runs of 16 pixels (the kernel's vector) per thread.
+      conv_x_.reset(count, k);
+      const int64_t runs = (count + 15) / 16;
+      const int parts = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), runs));
+#pragma omp parallel for schedule(static) num_threads(parts)
+      for (int part = 0; part < parts; ++part) {
+        const int64_t begin = runs * part / parts * 16, end = std::min(count, runs * (part + 1) / parts * 16);
+        im2col_quantize_(x, g, first + begin, end - begin, conv_absmax_.data(),
+                         {conv_x_.mutable_data() + begin * conv_x_.stride(), conv_x_.stride(),
+                          conv_x_.mutable_scales() + begin, conv_x_.mutable_row_sums() + begin});
+      }
       accel->run(*program, {&conv_x_, weight, node.bias, conv_out_.data(), n});
     } else {
+      kernels::im2col_rows(x, g, first, count, conv_rows_.data());
       kernels::f32_gemm_onednn(conv_rows_.data(), count, k, node.float_weight.data, n, node.bias, conv_out_.data(), n);
     }
     // [pixels, n] back to NCHW, channel by channel, so that each channel's
-    // pixels are written as one run (a block spans at most a few images).
+    // pixels are written as one run (a chunk spans at most a few images).
     for (int64_t i = 0; i < count;) {
       const int64_t b = (first + i) / plane, at = (first + i) % plane, run = std::min(count - i, plane - at);
-      const float* block = conv_out_.data() + i * n;
+      const float* chunk_out = conv_out_.data() + i * n;
+      const int64_t channel_blocks = (n + 15) / 16;
 #pragma omp parallel for schedule(static) if (run * n > 65536)
-      for (int64_t c = 0; c < n; ++c) {
-        float* channel = y + (b * n + c) * plane + at;
-        for (int64_t j = 0; j < run; ++j) channel[j] = block[j * n + c];
+      for (int64_t block = 0; block < channel_blocks; ++block) {
+        const int64_t c0 = block * 16;
+        transpose_(chunk_out + c0, n, run, std::min<int64_t>(16, n - c0), y + (b * n + c0) * plane + at, plane);
       }
       i += run;
     }

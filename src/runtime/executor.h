@@ -11,7 +11,9 @@
 #include "accel/aligned.h"
 #include "kernels/attention/attention.h"
 #include "kernels/elementwise/elementwise.h"
+#include "kernels/layout/layout.h"
 #include "kernels/norm/norm.h"
+#include "kernels/quantize/im2col_quantize.h"
 #include "runtime/graph.h"
 #include "runtime/planner.h"
 #include "tiledraw/accel.h"
@@ -96,8 +98,12 @@ class Executor {
   std::map<std::pair<const Accelerator*, const PackedWeight*>, std::unique_ptr<PackedWeight>> repacked_;
   int64_t run_count_ = 0;
   const std::atomic<bool>* cancel_ = nullptr;
-  // Convolution scratch: a block of im2col rows, quantized, and its outputs.
-  std::vector<float> conv_rows_, conv_out_;
+  kernels::Im2colQuantizeFn im2col_quantize_;
+  kernels::TransposeFn transpose_;
+  // Convolution scratch: each input pixel's absolute maximum over channels,
+  // a chunk of im2col rows (float path) or their quantized bytes, and the
+  // chunk's outputs.
+  std::vector<float> conv_absmax_, conv_rows_, conv_out_;
   QuantizedActivation conv_x_;
   const kernels::ElementwiseKernels& elementwise_;
   const kernels::RowKernels& rows_;

@@ -114,4 +114,14 @@ void im2col_rows(const float* x, const ConvGeometry& g, int64_t first, int64_t c
   }
 }
 
+void f32_transpose__scalar(const float* in, int64_t ld_in, int64_t rows, int64_t cols, float* out, int64_t ld_out) {
+  for (int64_t c = 0; c < cols; ++c) {
+    for (int64_t r = 0; r < rows; ++r) out[c * ld_out + r] = in[r * ld_in + c];
+  }
+}
+
+TransposeFn transpose_kernel(IsaLevel level) {
+  return for_isa(level, f32_transpose__scalar, f32_transpose__scalar, f32_transpose__avx512);
+}
+
 }  // namespace tiledraw::kernels

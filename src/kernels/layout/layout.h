@@ -2,9 +2,11 @@
 
 #include <cstdint>
 
-// Ops that only move or generate data, one implementation each (there is no
-// arithmetic for a vector unit to speed up): DiT's patch (un)folding, the
-// sinusoidal timestep embedding and the class-embedding lookup.
+#include "tiledraw/cpu.h"
+
+// Ops that only move or generate data, one implementation each where there is
+// no arithmetic for a vector unit to speed up (DiT's patch (un)folding, the
+// sinusoidal timestep embedding, im2col); the transpose has an AVX-512 variant.
 namespace tiledraw::kernels {
 
 // image [batch, channels, height, width] -> patches [batch, (height/p)*(width/p), channels*p*p],
@@ -34,5 +36,13 @@ struct ConvGeometry {
   int64_t batch, channels, height, width, kernel, stride, padding, out_height, out_width;
 };
 void im2col_rows(const float* x, const ConvGeometry& g, int64_t first, int64_t count, float* rows);
+
+// out[c * ld_out + r] = in[r * ld_in + c] for r < rows, c < cols: a
+// convolution's [pixels, channels] matmul output back to channel planes.
+using TransposeFn = void (*)(const float* in, int64_t ld_in, int64_t rows, int64_t cols, float* out, int64_t ld_out);
+void f32_transpose__scalar(const float* in, int64_t ld_in, int64_t rows, int64_t cols, float* out, int64_t ld_out);
+// Blocks of 16 x 16, transposed in registers (masked at the edges).
+void f32_transpose__avx512(const float* in, int64_t ld_in, int64_t rows, int64_t cols, float* out, int64_t ld_out);
+TransposeFn transpose_kernel(IsaLevel level);
 
 }  // namespace tiledraw::kernels
