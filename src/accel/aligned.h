@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <utility>
 
 // g++ says __SANITIZE_ADDRESS__, clang __has_feature (which g++ 12 lacks).
 #if defined(__SANITIZE_ADDRESS__)
@@ -19,13 +20,62 @@
 
 namespace tiledraw::accel {
 
+// Large blocks (packed weights, activation arenas, weights converted at load)
+// are mapped directly with every page populated in the one mmap call: the
+// kernel hands them over zeroed, so packing a model writes each byte once
+// instead of after a memset, and without a page fault per 4 KiB, which costs
+// microseconds under the hypervisors we run on (a third of a model's load when
+// faulted page by page). (Transparent huge pages were tried for them: on the
+// KVM guests we measure on, faulting fresh 2 MiB pages made load times
+// bimodal, 0.28-0.83 s against 0.34-0.45 s.)
+#ifdef TILEDRAW_ADDRESS_SANITIZER
+inline constexpr size_t kMappedBytes = SIZE_MAX;  // AddressSanitizer watches heap blocks, not mappings
+#else
+inline constexpr size_t kMappedBytes = size_t{64} << 10;
+#endif
+
+inline void* map_populated(size_t bytes) {
+  void* mapped = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (mapped == MAP_FAILED) throw std::bad_alloc();
+  return mapped;  // page-aligned
+}
+
+// A std::vector allocator for buffers filled right after they are sized: large
+// ones mapped as above, and elements left as allocated (zeros from the kernel,
+// or whatever the heap held) instead of value-initialised one by one.
+template <typename T>
+struct PopulatedAllocator {
+  using value_type = T;
+  PopulatedAllocator() = default;
+  template <typename U>
+  PopulatedAllocator(const PopulatedAllocator<U>&) {}  // NOLINT(google-explicit-constructor)
+
+  T* allocate(size_t count) {
+    const size_t bytes = count * sizeof(T);
+    if (bytes >= kMappedBytes) return static_cast<T*>(map_populated(bytes));
+    if (T* p = static_cast<T*>(std::malloc(bytes > 0 ? bytes : 1))) return p;
+    throw std::bad_alloc();
+  }
+  void deallocate(T* p, size_t count) {
+    if (count * sizeof(T) >= kMappedBytes) {
+      munmap(p, count * sizeof(T));
+    } else {
+      std::free(p);
+    }
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0) {
+      ::new (static_cast<void*>(p)) U;
+    } else {
+      ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+  }
+  template <typename U>
+  bool operator==(const PopulatedAllocator<U>&) const { return true; }
+};
+
 // A zero-filled array aligned to a cache line (and to a ZMM register / AMX tile row).
-//
-// Arrays of 4 MiB and more (packed weights, activation arenas) are mapped
-// directly: the kernel hands their pages over zeroed on first touch, so packing
-// a model writes each byte once instead of after a memset. (Transparent huge
-// pages were tried for them: on the KVM guests we measure on, faulting fresh
-// 2 MiB pages made load times bimodal, 0.28-0.83 s against 0.34-0.45 s.)
 template <typename T>
 class AlignedArray {
  public:
@@ -33,7 +83,7 @@ class AlignedArray {
   explicit AlignedArray(size_t count) : count_(count) {
     const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
     if (bytes >= kMappedBytes) {
-      data_ = {static_cast<T*>(map_zeroed(bytes)), Free{bytes}};
+      data_ = {static_cast<T*>(map_populated(bytes)), Free{bytes}};
       return;
     }
     data_ = {static_cast<T*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64)), Free{0}};
@@ -47,12 +97,6 @@ class AlignedArray {
   size_t size() const { return count_; }
 
  private:
-#ifdef TILEDRAW_ADDRESS_SANITIZER
-  static constexpr size_t kMappedBytes = SIZE_MAX;  // AddressSanitizer watches heap blocks, not mappings
-#else
-  static constexpr size_t kMappedBytes = size_t{4} << 20;
-#endif
-
   struct Free {
     size_t mapped_bytes;  // 0 when from aligned_alloc
     void operator()(T* p) const {
@@ -63,12 +107,6 @@ class AlignedArray {
       }
     }
   };
-
-  static void* map_zeroed(size_t bytes) {
-    void* mapped = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mapped == MAP_FAILED) throw std::bad_alloc();
-    return mapped;  // page-aligned
-  }
 
   std::unique_ptr<T, Free> data_{nullptr, Free{0}};
   size_t count_ = 0;

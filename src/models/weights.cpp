@@ -157,7 +157,7 @@ const float* WeightStore::stored_floats(const TensorInfo& t) {
     throw Error(path() + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) + ", expected floats");
   }
   reserve(static_cast<uint64_t>(t.numel()) * sizeof(float), "'" + t.name + "' as F32");
-  std::vector<float>& out = floats_[t.name];
+  auto& out = floats_[t.name];
   out.resize(static_cast<size_t>(t.numel()));
   view_.file().prefetch(t);
   convert_to_f32(t.dtype, view_.file().data(t).data(), out.data(), out.size());
@@ -167,7 +167,7 @@ const float* WeightStore::stored_floats(const TensorInfo& t) {
 
 const float* WeightStore::stacked_floats(const std::vector<const TensorInfo*>& parts, const std::string& key) {
   if (parts.size() == 1) return stored_floats(*parts[0]);
-  std::vector<float>& out = floats_[key];
+  auto& out = floats_[key];
   if (out.empty()) {
     uint64_t count = 0;
     for (const TensorInfo* t : parts) count += static_cast<uint64_t>(t->numel());
@@ -242,7 +242,7 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
   if (!stored_int8 || precision_ == Precision::Float) {
     if (stored_int8) {
       reserve(static_cast<uint64_t>(rows * cols) * sizeof(float), "'" + key + ".weight' dequantized to F32");
-      std::vector<float>& dequantized = floats_[key + ".weight"];
+      auto& dequantized = floats_[key + ".weight"];
       for (const TensorInfo* t : parts) {
         const std::vector<float> scales = scales_of(*t, cols);
         const auto* q = reinterpret_cast<const int8_t*>(file.data(*t).data());
@@ -257,11 +257,11 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
     if (precision_ != Precision::Int8) return w;
   }
 
-  std::vector<float>& scales = floats_[key + ".weight_scale"];
+  auto& scales = floats_[key + ".weight_scale"];
   const int8_t* values = nullptr;
   if (!stored_int8) {  // quantized at load
     reserve(static_cast<uint64_t>(rows * cols), "'" + key + ".weight' quantized to 8-bit S");
-    std::vector<int8_t>& q = int8_[key];
+    auto& q = int8_[key];
     q.resize(static_cast<size_t>(rows * cols));
     scales.resize(static_cast<size_t>(rows));
     quantize_rows_8bit_s(w.float_weight.data, static_cast<size_t>(rows), static_cast<size_t>(cols), q.data(), scales.data());

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "accel/aligned.h"
 #include "runtime/graph.h"
 #include "tiledraw/memory.h"
 #include "tiledraw/quant8s.h"
@@ -138,8 +139,8 @@ class WeightStore {
   const Accelerator& accel_;
   Precision precision_;
   std::string kind_, expected_;
-  std::map<std::string, std::vector<float>> floats_;  // biases, tables, float weights and 8-bit S scales
-  std::map<std::string, std::vector<int8_t>> int8_;   // stacked or quantized-at-load 8-bit S rows
+  std::map<std::string, std::vector<float, accel::PopulatedAllocator<float>>> floats_;  // biases, tables, float weights and 8-bit S scales
+  std::map<std::string, std::vector<int8_t, accel::PopulatedAllocator<int8_t>>> int8_;  // stacked or quantized-at-load 8-bit S rows
   std::vector<std::unique_ptr<PackedWeight>> packed_;
   MemoryReservation reserved_;
 };
