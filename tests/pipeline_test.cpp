@@ -81,6 +81,19 @@ TEST(Generator, TwoGenerationsAtOnceMakeTheImagesEachMakesAlone) {
   }
 }
 
+// Freeing each part as the run passes it changes nothing in the pictures, and
+// the pipeline refuses to run again rather than run on freed weights.
+TEST(Generator, GenerateAndReleaseMakesTheSamePicturesThenRefusesToRunAgain) {
+  test::TempDir dir;
+  const std::string path = test::write_pixel_dit(dir);
+  const GenerationResult kept = Pipeline::load(path, with(Precision::Int8, "ref"))->generate(wide_request());
+  const auto once = Pipeline::load(path, with(Precision::Int8, "ref"));
+  expect_same_pictures(once->generate_and_release(wide_request()).images, kept.images, "released");
+  EXPECT_THAT([&] { once->generate(wide_request()); }, ::testing::ThrowsMessage<Error>(HasSubstr("load it again")));
+  EXPECT_THROW(once->generate_and_release(wide_request()), Error);
+  EXPECT_THROW(once->latent_shape(wide_request()), Error);
+}
+
 // A1111's seeds: image i of a batch is the image seed + i makes alone, and its
 // parameters say so.
 TEST(Generator, ImageIOfABatchIsTheImageItsSeedMakesAlone) {

@@ -130,6 +130,14 @@ class Pipeline {
   // `cancel` stops the run within one model evaluation (Cancelled).
   GenerationResult generate(const GenerationRequest& request, const ProgressCallback& progress = {},
                             const std::atomic<bool>* cancel = nullptr) const;
+  // The same for a caller that generates once (a command-line run): each
+  // part's weights are freed as soon as the run is past it (the text encoder
+  // once the prompt is encoded, the diffusion model before the VAE decodes),
+  // so that the peak is the largest part's, not all of them together. Nothing
+  // can run on the pipeline afterwards (an Error says so), whether or not the
+  // generation succeeded.
+  GenerationResult generate_and_release(const GenerationRequest& request, const ProgressCallback& progress = {},
+                                        const std::atomic<bool>* cancel = nullptr);
 
   // One forward pass of a component ("diffusion_model", "vae_decoder"; empty:
   // the diffusion model) on named tensors: how to check a model against another
@@ -145,6 +153,7 @@ class Pipeline {
  private:
   struct Impl;
   explicit Pipeline(std::unique_ptr<Impl> impl);
+  void require_weights() const;  // an Error once generate_and_release has run
   std::unique_ptr<Impl> impl_;
 };
 

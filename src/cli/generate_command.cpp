@@ -139,7 +139,8 @@ void run_generate(GenerateArgs a) {
 
   const double load_seconds = seconds_since(start);
   Progress progress("sampling", "it", a.quiet);
-  const GenerationResult result = pipeline->generate(
+  // One generation per run: each part's weights go once it is done with.
+  const GenerationResult result = pipeline->generate_and_release(
       request, [&](int done, int total) { progress.update(static_cast<size_t>(done), static_cast<size_t>(total)); },
       &interrupted);
   progress.finish();

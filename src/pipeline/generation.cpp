@@ -98,7 +98,7 @@ std::pair<int64_t, int64_t> image_size(const LoadedModel& m, const GenerationReq
 }
 
 GenerationResult generate(const LoadedModel& m, const Accelerator& accel, ProgramCache& cache, const GenerationRequest& r,
-                          const ProgressCallback& progress, const std::atomic<bool>* cancel) {
+                          const ProgressCallback& progress, const std::atomic<bool>* cancel, const ReleaseHooks& release) {
   if (!m.model) throw Error(m.model_info.path + ": " + m.info.description + ", not a model that generates");
   const models::DiffusionModel& model = *m.model;
   const models::LatentFormat format = model.latent_format();
@@ -114,6 +114,7 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   const int64_t latent_h = height / factor, latent_w = width / factor;
   if (!(r.strength >= 0.0 && r.strength <= 1.0)) throw Error("strength " + number(r.strength) + " is outside 0..1");
   const Conditioning conditioning = m.conditioner->encode(r, {accel, cache, cancel});
+  if (release.text_encoder) release.text_encoder();
   const int64_t images = conditioning.images, channels = format.channels;
   const int64_t per_image = channels * latent_h * latent_w;
   const bool guided = cfg_scale != 1.0;
@@ -187,6 +188,9 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   if (r.profile) result.profile = profile_text(denoiser->executor(), accel, cache);
   denoiser.reset();
   vae_beyond_model.reset();
+  // Read from the model before it may go.
+  const LatentScaling latent = m.vae ? latent_scaling(m) : LatentScaling{1.0, 0.0};
+  if (release.model) release.model();
   std::unique_ptr<runtime::Executor> vae_exec;
   if (decoder) {
     vae_exec = std::make_unique<runtime::Executor>(decoder->graph, accel, cache);
@@ -197,7 +201,6 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   // activations at full resolution are the largest of the whole run).
   const auto decode_start = std::chrono::steady_clock::now();
   if (m.vae) {
-    const LatentScaling latent = latent_scaling(m);
     std::vector<float> z(static_cast<size_t>(per_image));
     const int64_t pixels = m.vae->config().out_channels * height * width;
     for (int64_t i = 0; i < images; ++i) {

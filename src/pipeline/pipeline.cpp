@@ -16,6 +16,7 @@ struct Pipeline::Impl {
   std::unique_ptr<Accelerator> accel;
   std::unique_ptr<pipeline::LoadedModel> loaded;
   mutable ProgramCache cache;
+  bool released = false;  // by generate_and_release
 };
 
 Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -34,6 +35,7 @@ const ModelInfo& Pipeline::info() const { return impl_->loaded->model_info; }
 const Accelerator& Pipeline::accelerator() const { return *impl_->accel; }
 
 std::pair<int64_t, int64_t> Pipeline::image_size(const GenerationRequest& request) const {
+  require_weights();
   if (!impl_->loaded->model) throw Error(info().path + ": " + impl_->loaded->info.description + ", not a model that generates");
   return pipeline::image_size(*impl_->loaded, request);
 }
@@ -45,6 +47,7 @@ std::vector<int64_t> Pipeline::latent_shape(const GenerationRequest& request) co
 }
 
 std::vector<int64_t> Pipeline::class_ids(const std::vector<std::string>& items) const {
+  require_weights();
   const auto* classes = dynamic_cast<const pipeline::ClassConditioner*>(impl_->loaded->conditioner.get());
   if (!classes) throw Error(info().path + ": " + info().description + " is not class-conditional");
   return classes->ids(items);
@@ -52,7 +55,23 @@ std::vector<int64_t> Pipeline::class_ids(const std::vector<std::string>& items) 
 
 GenerationResult Pipeline::generate(const GenerationRequest& request, const ProgressCallback& progress,
                                     const std::atomic<bool>* cancel) const {
+  require_weights();
   return pipeline::generate(*impl_->loaded, *impl_->accel, impl_->cache, request, progress, cancel);
+}
+
+GenerationResult Pipeline::generate_and_release(const GenerationRequest& request, const ProgressCallback& progress,
+                                                const std::atomic<bool>* cancel) {
+  require_weights();
+  impl_->released = true;
+  pipeline::LoadedModel& m = *impl_->loaded;
+  return pipeline::generate(m, *impl_->accel, impl_->cache, request, progress, cancel,
+                            {[&m] { m.text_encoder.reset(); }, [&m] { m.model.reset(); }});
+}
+
+void Pipeline::require_weights() const {
+  if (impl_->released) {
+    throw Error(info().path + ": its weights were freed by its one generation (generate_and_release); load it again");
+  }
 }
 
 namespace {
@@ -100,6 +119,7 @@ FloatTensor output_of(const runtime::Graph& graph, const runtime::Executor& exec
 std::map<std::string, FloatTensor> Pipeline::forward(const std::string& component,
                                                      const std::map<std::string, FloatTensor>& inputs, int runs,
                                                      ForwardTiming* timing) const {
+  require_weights();
   const pipeline::LoadedModel& m = *impl_->loaded;
   const bool decoder = component == "vae_decoder" || component == "vae" || (component.empty() && !m.model);
   if (decoder) {
