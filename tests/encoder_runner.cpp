@@ -1,7 +1,9 @@
 // Runs a text encoder or VAE encoder on the tensors of a safetensors file and
-// writes its outputs: the C++ half of tests/reference/test_encoders.py until
-// `tiledraw forward --component text_encoder|vae_encoder` exists (same tensor
-// names), and the timing of the two encoders with the executor's profile.
+// writes its outputs: the C++ half of tests/reference/test_encoders.py, which
+// tests each encoder alone, from its own file and after any layer (`tiledraw
+// forward --component text_encoder|vae_encoder` runs them, with the same
+// tensor names, only as parts of a whole checkpoint), and the timing of the
+// two encoders with the executor's profile.
 //
 //   tiledraw_encoder_runner text_encoder|vae_encoder MODEL PREFIX auto|float|8bit-s IN OUT
 //                           [--layers N] [--runs N] [--profile]

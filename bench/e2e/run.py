@@ -87,8 +87,8 @@ def make_models(args):
 def tiledraw_forward(args, model, flags, inputs, out):
     _, stderr, _ = run_child([args.tiledraw, "--threads", str(args.threads), *flags, "forward", "-m", model,
                               "--inputs", inputs, "-o", out, "--runs", str(args.runs)])
-    m = re.search(r"load ([0-9.]+) s, first run ([0-9.]+) s, median ([0-9.]+) s .* arena ([0-9.]+ \w+), "
-                  r"peak resident ([0-9.]+ \w+)", stderr)
+    m = re.search(r"load ([0-9.]+) s, first run ([0-9.]+) s, median ([0-9.]+) s .* arena ([0-9.]+ \w+) "
+                  r"\(without reuse [0-9.]+ \w+\), peak resident ([0-9.]+ \w+)", stderr)
     return {"load": float(m[1]), "median": float(m[3]), "arena": m[4], "peak": m[5]}
 
 

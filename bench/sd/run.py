@@ -77,9 +77,9 @@ class Bench:
         prints them (nothing when it runs only once)."""
         _, stderr = self.run(self.tiledraw("forward", "-m", model, "--component", component, "--inputs", inputs,
                                            "-o", out, "--runs", str(runs)), timed=runs > 0)
-        m = re.search(r"load ([0-9.]+) s, first run ([0-9.]+) s, median ([0-9.]+) s .* arena ([0-9.]+ \w+), "
-                      r"peak resident ([0-9.]+ \w+)", stderr)
-        return {"load": float(m[1]), "median": float(m[3]), "arena": m[4], "peak": m[5]} if m else None
+        m = re.search(r"load ([0-9.]+) s, first run ([0-9.]+) s, median ([0-9.]+) s .* arena ([0-9.]+ \w+) "
+                      r"\(without reuse ([0-9.]+ \w+)\), peak resident ([0-9.]+ \w+)", stderr)
+        return {"load": float(m[1]), "median": float(m[3]), "arena": f"{m[4]} / {m[5]}", "peak": m[6]} if m else None
 
     def torch_forward(self, mode, inputs, out, timed=True):
         stdout, _ = self.run(["/usr/bin/python3", f"{HERE}/torch_side.py", "--model", self.args.model, "--mode", mode,
@@ -231,7 +231,7 @@ def main():
     print(f"machine  {cpu_name(args)}; {platform.node()}")
     print(f"model    {quantized} (8-bit S) and {args.model} (PyTorch, as float32)")
     print(f"threads  {args.threads}; medians of {args.runs} runs (PyTorch {args.torch_runs}) x {args.repeats} repeats\n")
-    print(f"{'what':30} {'side':9} {'seconds':>9} {'vs ours':>8} {'load s':>7} {'peak':>9} {'arena':>10} {'rms vs ours':>12}")
+    print(f"{'what':30} {'side':9} {'seconds':>9} {'vs ours':>8} {'load s':>7} {'peak':>9} {'arena / no reuse':>22} {'rms vs ours':>12}")
     for (what, size, side), runs in results.items():
         median = statistics.median(r["median"] for r in runs)
         ours = statistics.median(r["median"] for r in results[(what, size, "tiledraw")])
@@ -239,12 +239,11 @@ def main():
             else f"{what} (batch 2)"
         rms = f"{agreement[(size, side)]:.2e}" if side in TORCH_MODES else ""
         print(f"{label:30} {side:9} {median:9.3f} {median / ours:7.2f}x {statistics.median(r['load'] for r in runs):7.2f} "
-              f"{runs[-1]['peak']:>9} {runs[-1].get('arena', ''):>10} {rms:>12}")
+              f"{runs[-1]['peak']:>9} {runs[-1].get('arena', ''):>22} {rms:>12}")
     print(f"\nwhole generation at {sizes[0]}x{sizes[0]}, {args.steps} euler steps with guidance, one VAE decode:")
     print(f"  {generation['summary']}")
     print(f"  load (process start to first step) {generation['load']:.2f} s, wall {generation['wall']:.1f} s, "
           f"{generation['cpu']:.1f} CPU-s, peak resident {generation['peak'] / 2**30:.2f} GiB")
-    print("  arena without reuse: not reported by the CLI (only `tiledraw bench dit` prints it)")
     print("\nprofile of the whole generation (generate --profile):")
     print(generation["profile"])
     print("\ncommands:")

@@ -145,6 +145,7 @@ class Pipeline {
   struct ForwardTiming {
     double first_seconds = 0.0, median_seconds = 0.0, min_seconds = 0.0, max_seconds = 0.0;
     int64_t runs = 0, arena_bytes = 0;
+    int64_t arena_without_reuse_bytes = 0;  // every intermediate in memory of its own
   };
   std::map<std::string, FloatTensor> forward(const std::string& component,
                                              const std::map<std::string, FloatTensor>& inputs, int runs = 0,

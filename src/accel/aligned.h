@@ -21,13 +21,14 @@
 namespace tiledraw::accel {
 
 // Large blocks (packed weights, activation arenas, weights converted at load)
-// are mapped directly with every page populated in the one mmap call: the
-// kernel hands them over zeroed, so packing a model writes each byte once
-// instead of after a memset, and without a page fault per 4 KiB, which costs
-// microseconds under the hypervisors we run on (a third of a model's load when
-// faulted page by page). (Transparent huge pages were tried for them: on the
-// KVM guests we measure on, faulting fresh 2 MiB pages made load times
-// bimodal, 0.28-0.83 s against 0.34-0.45 s.)
+// are mapped directly and populated in one call: the kernel hands them over
+// zeroed, so packing a model writes each byte once instead of after a memset,
+// and without a page fault per 4 KiB, which costs microseconds under the
+// hypervisors we run on (a third of a model's load when faulted page by
+// page). Blocks of 2 MiB and more ask for transparent huge pages: SD 1.5's
+// load, median of six, 2.30 -> 1.86 s, though one run in three still takes
+// 2.6-2.8 s (the kernel compacting memory for them; with the DiT alone an
+// earlier session saw 0.28-0.83 s against 0.34-0.45 s without them).
 #ifdef TILEDRAW_ADDRESS_SANITIZER
 inline constexpr size_t kMappedBytes = SIZE_MAX;  // AddressSanitizer watches heap blocks, not mappings
 #else
@@ -35,8 +36,10 @@ inline constexpr size_t kMappedBytes = size_t{64} << 10;
 #endif
 
 inline void* map_populated(size_t bytes) {
-  void* mapped = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void* mapped = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mapped == MAP_FAILED) throw std::bad_alloc();
+  if (bytes >= (size_t{2} << 20)) madvise(mapped, bytes, MADV_HUGEPAGE);
+  madvise(mapped, bytes, MADV_POPULATE_WRITE);  // when refused, pages come on first touch
   return mapped;  // page-aligned
 }
 

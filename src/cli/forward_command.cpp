@@ -78,9 +78,12 @@ void run_forward(const ForwardArgs& args) {
                     {{"model", args.model}, {"accelerator", pipeline->accelerator().kernel()},
                      {"produced_by", std::string("tiledraw ") + version()}});
   if (args.runs > 0) {
-    std::fprintf(stderr, "load %.3f s, first run %.3f s, median %.4f s of %lld runs (min %.4f, max %.4f), arena %s, peak resident %s\n",
+    std::fprintf(stderr,
+                 "load %.3f s, first run %.3f s, median %.4f s of %lld runs (min %.4f, max %.4f), arena %s "
+                 "(without reuse %s), peak resident %s\n",
                  load, timing.first_seconds, timing.median_seconds, static_cast<long long>(timing.runs), timing.min_seconds,
                  timing.max_seconds, human_bytes(static_cast<uint64_t>(timing.arena_bytes)).c_str(),
+                 human_bytes(static_cast<uint64_t>(timing.arena_without_reuse_bytes)).c_str(),
                  human_bytes(peak_resident_bytes()).c_str());
   }
 }
@@ -93,14 +96,18 @@ void add_forward_command(CLI::App& app) {
   cmd->add_option("-m,--model", args->model, "Model: a safetensors file or a diffusers folder")->required();
   cmd->add_option("--family", args->family, "The model's family when detection should not decide");
   cmd->add_option("--component", args->component,
-                  "diffusion_model (default) or vae_decoder (the default for a VAE alone)");
+                  "diffusion_model (default; unet for Stable Diffusion), text_encoder, vae_encoder or vae_decoder "
+                  "(the default for a VAE alone)");
   cmd->add_option("--inputs", args->inputs,
                   "Inputs safetensors: for a diffusion model x [batch, channels, h, w], t [batch] and its conditioning "
-                  "(y [batch] for class labels); for a VAE decoder z [batch, channels, h, w]")
+                  "(y [batch] for class labels, encoder_hidden_states [batch, tokens, width] for a UNet); for a "
+                  "text encoder input_ids [batch, 77 k]; for a VAE encoder image [batch, 3, H, W]; for a VAE decoder "
+                  "z [batch, channels, h, w]")
       ->required();
   cmd->add_option("--precision", args->precision, "Matrices as stored (auto), all float, or all 8bit-s")->capture_default_str();
   cmd->add_option("-o,--output", args->output,
-                  "Output safetensors: 'out' (the model's raw output) or 'image' (the VAE decoder's)")
+                  "Output safetensors: 'out' (the model's raw output), 'hidden_states' and 'pooled' (a text "
+                  "encoder's), 'mean' (a VAE encoder's) or 'image' (a VAE decoder's)")
       ->required();
   cmd->add_option("--runs", args->runs, "Run N more times and print load, median time, arena and peak memory (stderr)")
       ->check(CLI::Range(0, 100000));

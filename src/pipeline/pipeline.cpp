@@ -101,6 +101,7 @@ void run_timed(runtime::Executor& exec, const std::vector<const float*>& inputs,
   std::sort(times.begin(), times.end());
   timing->runs = runs;
   timing->arena_bytes = exec.plan().arena_bytes;
+  timing->arena_without_reuse_bytes = exec.plan().no_reuse_bytes;
   if (!times.empty()) {
     timing->median_seconds = times[times.size() / 2];
     timing->min_seconds = times.front();

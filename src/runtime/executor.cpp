@@ -234,6 +234,18 @@ bool Executor::output_finite(size_t node_index) const {
   return true;
 }
 
+void Executor::parallel_transpose(const float* in, int64_t ld_in, int64_t rows, int64_t cols, float* out,
+                                  int64_t ld_out) const {
+  // Whole 16-column blocks per thread, each a run of the output's rows.
+  const int64_t blocks = (cols + 15) / 16;
+  const int parts = static_cast<int>(rows * cols > 65536 ? std::min<int64_t>(omp_get_max_threads(), blocks) : 1);
+#pragma omp parallel for schedule(static) num_threads(parts)
+  for (int part = 0; part < parts; ++part) {
+    const int64_t begin = blocks * part / parts * 16, end = std::min(cols, blocks * (part + 1) / parts * 16);
+    transpose_(in + begin, ld_in, rows, end - begin, out + begin * ld_out, ld_out);
+  }
+}
+
 double Executor::run_conv2d(const Node& node, const float* x, float* y) {
   const Value& in = graph_.values()[static_cast<size_t>(node.inputs[0])];
   const Value& out = graph_.values()[static_cast<size_t>(node.output)];
@@ -420,12 +432,27 @@ void Executor::run_node(const Node& node) {
       }
       break;
     }
-    case OpKind::Patchify:
-      kernels::patchify(x, y, in.shape[0], in.shape[1], in.shape[2], in.shape[3], node.patch);
+    case OpKind::Patchify: {
+      const int64_t channels = in.shape[1], plane = in.shape[2] * in.shape[3];
+      if (node.patch == 1) {  // [channels, pixels] -> [pixels, channels] per image: a transpose (UNet's tokens)
+        for (int64_t b = 0; b < in.shape[0]; ++b) {
+          parallel_transpose(x + b * channels * plane, plane, channels, plane, y + b * channels * plane, channels);
+        }
+      } else {
+        kernels::patchify(x, y, in.shape[0], channels, in.shape[2], in.shape[3], node.patch);
+      }
       break;
+    }
     case OpKind::Unpatchify: {
       const Value& image = graph_.values()[static_cast<size_t>(node.output)];
-      kernels::unpatchify(x, y, image.shape[0], image.shape[1], image.shape[2], image.shape[3], node.patch);
+      const int64_t channels = image.shape[1], plane = image.shape[2] * image.shape[3];
+      if (node.patch == 1) {
+        for (int64_t b = 0; b < image.shape[0]; ++b) {
+          parallel_transpose(x + b * channels * plane, channels, plane, channels, y + b * channels * plane, plane);
+        }
+      } else {
+        kernels::unpatchify(x, y, image.shape[0], channels, image.shape[2], image.shape[3], node.patch);
+      }
       break;
     }
     case OpKind::TimestepEmbedding:

@@ -77,6 +77,8 @@ class Executor {
   const QuantizedActivation& quantized(int value);
   void run_node(const Node& node);
   double run_conv2d(const Node& node, const float* x, float* y);
+  // out[c * ld_out + r] = in[r * ld_in + c], the columns split between the threads.
+  void parallel_transpose(const float* in, int64_t ld_in, int64_t rows, int64_t cols, float* out, int64_t ld_out) const;
   // The accelerator for a matmul, and the weight as that backend packed it: the
   // executor's own, or, when it declines the shape, the first of vnni and ref
   // that accepts it, with the weight packed again from its source (once).

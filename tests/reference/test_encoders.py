@@ -12,7 +12,9 @@ Bounds and metrics as tests/reference/test_models.py: the float path within
 1e-4 of the largest output value; 8-bit S, which also rounds every matmul's
 input rows to 8 bits, on the RMS error ||tiledraw - torch|| / ||torch||.
 The runner reads and writes the tensors `tiledraw forward --component
-text_encoder|vae_encoder` is to use (input_ids -> hidden_states, image -> mean)."""
+text_encoder|vae_encoder` uses (input_ids -> hidden_states, image -> mean); it
+runs each encoder from its own file and after any layer, which `forward` (whole
+checkpoints only) does not."""
 import json
 import os
 import subprocess
