@@ -131,6 +131,8 @@ class Accelerator {
   virtual std::unique_ptr<PackedWeight> pack(const WeightView& weight) const = 0;
   virtual std::unique_ptr<Program> prepare(const MatmulShape& shape) const = 0;
   // Runs x.rows() rows (at most program.shape().m) with the program's threads.
+  // Call it outside OpenMP parallel regions: oneDNN, run from inside one,
+  // computes wrong results rather than failing.
   virtual void run(const Program& program, const MatmulArgs& args) const = 0;
 };
 
