@@ -9,6 +9,8 @@
 #include "kernels/quantize/im2col_quantize.h"
 
 namespace tiledraw::kernels {
+// The helpers' names say the ISA too (tests/check_isa_confinement.sh), where they are not inlined.
+namespace avx512 {
 namespace {
 
 constexpr int kLanes = 16;
@@ -16,8 +18,8 @@ constexpr int64_t kChannelBlock = 16;  // channels per pass: 16 x kernel^2 colum
 
 // Sixteen consecutive output pixels, one per lane: where each one's window
 // starts (its first input row and column may lie outside the image).
-struct PixelLanesAvx512 {
-  PixelLanesAvx512(const ConvGeometry& g, int64_t first, int count) {
+struct PixelLanes {
+  PixelLanes(const ConvGeometry& g, int64_t first, int count) {
     alignas(64) int32_t tops[kLanes] = {}, lefts[kLanes] = {}, images[kLanes] = {};
     int64_t b = first / (g.out_height * g.out_width), oy = first / g.out_width % g.out_height, ox = first % g.out_width;
     one_row = g.stride == 1 && ox + count <= g.out_width;
@@ -43,8 +45,8 @@ struct PixelLanesAvx512 {
 
 // Window position (ky, kx) of channel c of t [batch, channels, height, width]
 // for the sixteen pixels, zero outside the image.
-inline __m512 window_value_avx512(const float* t, int64_t channels, const ConvGeometry& g,
-                                  const PixelLanesAvx512& p, int64_t c, int64_t ky, int64_t kx) {
+inline __m512 window_value(const float* t, int64_t channels, const ConvGeometry& g, const PixelLanes& p, int64_t c,
+                           int64_t ky, int64_t kx) {
   const int64_t plane = g.height * g.width;
   if (p.one_row) {
     const int64_t row = p.top0 + ky;
@@ -75,9 +77,11 @@ inline __m512 window_value_avx512(const float* t, int64_t channels, const ConvGe
 }
 
 }  // namespace
+}  // namespace avx512
 
 void f32_qs8_im2col_quantize__avx512(const float* x, const ConvGeometry& g, int64_t first, int64_t count,
                                      const float* pixel_absmax, const QuantizedRows& out) {
+  using avx512::PixelLanes, avx512::window_value, avx512::kLanes, avx512::kChannelBlock;
   // Lanes address x with 32-bit offsets.
   if (g.batch * g.channels * g.height * g.width >= (int64_t{1} << 31)) {
     f32_qs8_im2col_quantize__avx2(x, g, first, count, pixel_absmax, out);
@@ -86,7 +90,7 @@ void f32_qs8_im2col_quantize__avx512(const float* x, const ConvGeometry& g, int6
   const int64_t window = g.kernel * g.kernel, k = g.channels * window;
   const __m512 infinity = _mm512_set1_ps(std::numeric_limits<float>::infinity());
   const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-  thread_local std::vector<PixelLanesAvx512> groups;
+  thread_local std::vector<PixelLanes> groups;
   groups.clear();
   for (int64_t p0 = 0; p0 < count; p0 += kLanes) {
     groups.emplace_back(g, first + p0, static_cast<int>(count - p0 < kLanes ? count - p0 : kLanes));
@@ -94,12 +98,12 @@ void f32_qs8_im2col_quantize__avx512(const float* x, const ConvGeometry& g, int6
   // Each pixel's scale, as quantize_rows makes it: max(absmax / 127, FLT_MIN)
   // over its window, NaN (the row all zeros) when the window holds NaN or Inf.
   for (size_t i = 0; i < groups.size(); ++i) {
-    const PixelLanesAvx512& p = groups[i];
+    const PixelLanes& p = groups[i];
     __m512 absmax = _mm512_setzero_ps();
     __mmask16 not_finite = 0;
     for (int64_t ky = 0; ky < g.kernel; ++ky) {
       for (int64_t kx = 0; kx < g.kernel; ++kx) {
-        const __m512 a = window_value_avx512(pixel_absmax, 1, g, p, 0, ky, kx);
+        const __m512 a = window_value(pixel_absmax, 1, g, p, 0, ky, kx);
         absmax = _mm512_max_ps(absmax, a);
         not_finite |= _mm512_cmp_ps_mask(a, infinity, _CMP_NLT_UQ);
       }
@@ -116,7 +120,7 @@ void f32_qs8_im2col_quantize__avx512(const float* x, const ConvGeometry& g, int6
   for (int64_t c0 = 0; c0 < g.channels; c0 += kChannelBlock) {
     const int64_t c1 = c0 + kChannelBlock < g.channels ? c0 + kChannelBlock : g.channels;
     for (size_t i = 0; i < groups.size(); ++i) {
-      const PixelLanesAvx512& p = groups[i];
+      const PixelLanes& p = groups[i];
       const int64_t p0 = static_cast<int64_t>(i) * kLanes;
       const int lanes = static_cast<int>(count - p0 < kLanes ? count - p0 : kLanes);
       const __m512 stored_scale = _mm512_maskz_loadu_ps(p.live, out.scales + p0);
@@ -139,7 +143,7 @@ void f32_qs8_im2col_quantize__avx512(const float* x, const ConvGeometry& g, int6
       for (int64_t c = c0; c < c1; ++c) {
         for (int64_t ky = 0; ky < g.kernel; ++ky) {
           for (int64_t kx = 0; kx < g.kernel; ++kx) {
-            const __m512 v = _mm512_div_ps(window_value_avx512(x, g.channels, g, p, c, ky, kx), scale);
+            const __m512 v = _mm512_div_ps(window_value(x, g.channels, g, p, c, ky, kx), scale);
             const __m512i q = _mm512_maskz_cvtps_epi32(finite, _mm512_min_ps(_mm512_max_ps(v, lo), hi));
             sums = _mm512_add_epi32(sums, q);
             staged[filled++] = q;
