@@ -5,10 +5,10 @@
 #include <cstring>
 
 #include "accel/backends.h"
+#include "kernels/quantize/quantize_rows.h"
 #include "runtime/stopwatch.h"
 #include "tiledraw/cpu.h"
 #include "tiledraw/error.h"
-#include "tiledraw/quant8s.h"
 
 namespace tiledraw {
 
@@ -32,12 +32,10 @@ void QuantizedActivation::reset(int64_t rows, int64_t cols) {
 }
 
 void QuantizedActivation::quantize_row(int64_t r, const float* x) {
-  int8_t* row = q_.get() + r * stride_;
-  quantize_rows_8bit_s(x, 1, static_cast<size_t>(cols_), row, &scales_[static_cast<size_t>(r)]);
-  std::memset(row + cols_, 0, static_cast<size_t>(stride_ - cols_));
-  int32_t sum = 0;
-  for (int64_t k = 0; k < cols_; ++k) sum += row[k];
-  row_sums_[static_cast<size_t>(r)] = sum;
+  static const kernels::QuantizeRowsFn kernel = kernels::quantize_rows_kernel(isa_level());
+  row_sums_[static_cast<size_t>(r)] =
+      kernels::quantize_padded_row(kernel, x, static_cast<size_t>(cols_), static_cast<size_t>(stride_),
+                                   q_.get() + r * stride_, &scales_[static_cast<size_t>(r)]);
 }
 
 void QuantizedActivation::quantize(const float* x, int64_t rows, int64_t cols, int64_t ldx) {

@@ -139,8 +139,11 @@ class WeightStore {
   const Accelerator& accel_;
   Precision precision_;
   std::string kind_, expected_;
-  std::map<std::string, std::vector<float, accel::PopulatedAllocator<float>>> floats_;  // biases, tables, float weights and 8-bit S scales
-  std::map<std::string, std::vector<int8_t, accel::PopulatedAllocator<int8_t>>> int8_;  // stacked or quantized-at-load 8-bit S rows
+  // Filled as soon as they are sized: populated in one call, not zeroed first.
+  template <typename T>
+  using Buffer = std::vector<T, accel::PopulatedAllocator<T>>;
+  std::map<std::string, Buffer<float>> floats_;  // biases, tables, float weights and 8-bit S scales
+  std::map<std::string, Buffer<int8_t>> int8_;   // stacked or quantized-at-load 8-bit S rows
   std::vector<std::unique_ptr<PackedWeight>> packed_;
   MemoryReservation reserved_;
 };

@@ -289,17 +289,11 @@ double Executor::run_conv2d(const Node& node, const float* x, float* y) {
       kernels::im2col_rows(x, g, first, count, conv_rows_.data());
       kernels::f32_gemm_onednn(conv_rows_.data(), count, k, node.float_weight.data, n, node.bias, conv_out_.data(), n);
     }
-    // [pixels, n] back to NCHW, channel by channel, so that each channel's
-    // pixels are written as one run (a chunk spans at most a few images).
+    // [pixels, n] back to NCHW, one run of each image's pixels at a time (a
+    // chunk spans at most a few images).
     for (int64_t i = 0; i < count;) {
       const int64_t b = (first + i) / plane, at = (first + i) % plane, run = std::min(count - i, plane - at);
-      const float* chunk_out = conv_out_.data() + i * n;
-      const int64_t channel_blocks = (n + 15) / 16;
-#pragma omp parallel for schedule(static) if (run * n > 65536)
-      for (int64_t block = 0; block < channel_blocks; ++block) {
-        const int64_t c0 = block * 16;
-        transpose_(chunk_out + c0, n, run, std::min<int64_t>(16, n - c0), y + (b * n + c0) * plane + at, plane);
-      }
+      parallel_transpose(conv_out_.data() + i * n, n, run, n, y + b * n * plane + at, plane);
       i += run;
     }
   }

@@ -38,7 +38,8 @@ struct ConvGeometry {
 void im2col_rows(const float* x, const ConvGeometry& g, int64_t first, int64_t count, float* rows);
 
 // out[c * ld_out + r] = in[r * ld_in + c] for r < rows, c < cols: a
-// convolution's [pixels, channels] matmul output back to channel planes.
+// convolution's [pixels, channels] matmul output back to channel planes, and
+// the UNet's NCHW <-> tokens.
 using TransposeFn = void (*)(const float* in, int64_t ld_in, int64_t rows, int64_t cols, float* out, int64_t ld_out);
 void f32_transpose__scalar(const float* in, int64_t ld_in, int64_t rows, int64_t cols, float* out, int64_t ld_out);
 // Blocks of 16 x 16, transposed in registers (masked at the edges).

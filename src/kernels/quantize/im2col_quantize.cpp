@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "kernels/quantize/quantize_rows.h"
@@ -22,12 +21,8 @@ void im2col_then_quantize(const float* x, const ConvGeometry& g, int64_t first, 
     const int64_t pixels = count - i0 < kPixels ? count - i0 : kPixels;
     im2col_rows(x, g, first + i0, pixels, rows.data());
     for (int64_t i = i0; i < i0 + pixels; ++i) {
-      int8_t* q = out.q + i * out.stride;
-      quantize_row(rows.data() + (i - i0) * k, 1, static_cast<size_t>(k), q, out.scales + i);
-      std::memset(q + k, 0, static_cast<size_t>(out.stride - k));
-      int32_t sum = 0;
-      for (int64_t j = 0; j < k; ++j) sum += q[j];
-      out.sums[i] = sum;
+      out.sums[i] = quantize_padded_row(quantize_row, rows.data() + (i - i0) * k, static_cast<size_t>(k),
+                                        static_cast<size_t>(out.stride), out.q + i * out.stride, out.scales + i);
     }
   }
 }

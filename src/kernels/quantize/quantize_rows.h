@@ -24,6 +24,12 @@ void f32_qs8_quantize_rows__avx512(const float* x, size_t rows, size_t cols, int
 
 QuantizeRowsFn quantize_rows_kernel(IsaLevel level);
 
+// One row of `cols` values into a row of `stride` bytes, as the accelerators
+// read activations: quantized by `kernel`, zeros past cols. Returns
+// sum_k q[k], for kernels that multiply unsigned bytes.
+int32_t quantize_padded_row(QuantizeRowsFn kernel, const float* x, size_t cols, size_t stride, int8_t* q,
+                            float* scale);
+
 // Kept static so that each ISA's translation unit has its own copy: a shared
 // inline function could be linked from the AVX-512 unit into scalar code.
 static inline float qs8_scale_from_absmax(float absmax) {

@@ -29,6 +29,15 @@ void f32_qs8_quantize_rows__scalar(const float* x, size_t rows, size_t cols, int
   }
 }
 
+int32_t quantize_padded_row(QuantizeRowsFn kernel, const float* x, size_t cols, size_t stride, int8_t* q,
+                            float* scale) {
+  kernel(x, 1, cols, q, scale);
+  std::memset(q + cols, 0, stride - cols);
+  int32_t sum = 0;
+  for (size_t k = 0; k < cols; ++k) sum += q[k];
+  return sum;
+}
+
 QuantizeRowsFn quantize_rows_kernel(IsaLevel level) {
   return for_isa(level, f32_qs8_quantize_rows__scalar, f32_qs8_quantize_rows__avx2, f32_qs8_quantize_rows__avx512);
 }
