@@ -160,6 +160,32 @@ TEST_P(Backend, RefusesMinus128AndMismatchedOperands) {
   EXPECT_THROW(accel_->run(*program, {&x, w.get(), nullptr, y.data(), 8}), Error);
 }
 
+TEST_P(Backend, RunsStoredPanelsAsTheRowsTheyHoldAlignedOrNot) {
+  const Problem p = random_problem(33, 192, 320, 41);
+  const std::vector<uint8_t> panels = test::stored_panels(p.q, p.n, p.k);
+  accel::AlignedArray<uint8_t> buffer(panels.size() + 64);
+  const Epilogue e{true, Activation::None, false};
+  const std::vector<float> expected = run(*oracle_, p, e);
+  for (const size_t offset : {size_t{0}, size_t{1}}) {
+    std::copy(panels.begin(), panels.end(), buffer.data() + offset);
+    const WeightView view{nullptr, p.scale.data(), p.n, p.k, buffer.data() + offset};
+    const std::unique_ptr<PackedWeight> w = accel_->pack(view);
+    const std::unique_ptr<Program> program = accel_->prepare({ProgramCache::bucket_m(p.m), p.n, p.k, e});
+    QuantizedActivation x;
+    x.quantize(p.x.data(), p.m, p.k, p.k);
+    std::vector<float> y(static_cast<size_t>(p.m * p.n));
+    accel_->run(*program, {&x, w.get(), p.bias.data(), y.data(), p.n});
+    EXPECT_EQ(y, expected) << "panels at offset " << offset;
+    // Our panel backends read aligned panels where they lie; others keep a copy.
+    const bool panel_backend = GetParam() == "vnni" || GetParam().starts_with("amx");
+    EXPECT_EQ(w->reads_source(), panel_backend && offset == 0 && isa_level() >= IsaLevel::Avx512) << "offset " << offset;
+  }
+  std::copy(panels.begin(), panels.end(), buffer.data());
+  buffer.data()[((1 * (p.k / 4) + 5) * 64 + 7) * 4 + 2] = 0;  // -128 at row 64 + 7
+  EXPECT_THAT([&] { accel_->pack({nullptr, p.scale.data(), p.n, p.k, buffer.data()}); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("holds -128 at row 71")));
+}
+
 INSTANTIATE_TEST_SUITE_P(Accel, Backend, ::testing::Values("vnni", "onednn", "amx", "amx-emulated"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string name = info.param;

@@ -66,12 +66,17 @@ TEST_F(Cli, ConvertPrintsASummaryAndInspectShowsThe8BitSWeights) {
   EXPECT_THAT(c.out, HasSubstr("quantized 1 tensors to 8-bit S, kept 1 in floating point, copied 0 unchanged"));
   EXPECT_THAT(c.out, HasSubstr("relative reconstruction error: mean 0.00"));
   EXPECT_THAT(c.out, HasSubstr("(blocks.0.attn.proj.weight)"));
+  EXPECT_THAT(c.out, HasSubstr("1 8-bit S weights stored as panels"));
 
   const CommandResult i = run("inspect " + dir_.file("out.safetensors"));
   ASSERT_EQ(i.status, 0) << i.err;
   EXPECT_THAT(i.out, HasSubstr("format = 8bit-s"));
   EXPECT_THAT(i.out, HasSubstr("3, of which 1 are 8-bit S weights"));
-  EXPECT_THAT(i.out, ::testing::ContainsRegex("I8 +\\[128, 64\\] +8.0 KiB +blocks.0.attn.proj.weight  \\[8-bit S\\]"));
+  EXPECT_THAT(i.out, ::testing::ContainsRegex("U8 +\\[128, 64\\] +8.0 KiB +blocks.0.attn.proj.weight  \\[8-bit S, panels\\]"));
+
+  ASSERT_EQ(run("convert -q --layout rows " + in + " " + dir_.file("rows.safetensors")).status, 0);
+  EXPECT_THAT(run("inspect " + dir_.file("rows.safetensors")).out,
+              ::testing::ContainsRegex("I8 +\\[128, 64\\] +8.0 KiB +blocks.0.attn.proj.weight  \\[8-bit S\\]"));
 
   const CommandResult j = run("inspect --json " + dir_.file("out.safetensors"));
   ASSERT_EQ(j.status, 0) << j.err;
@@ -97,6 +102,7 @@ TEST_F(Cli, BadInputGetsOneLineAndExitStatusTwo) {
   expect_error("inspect " + dir_.file("notes.txt"), dir_.file("notes.txt") + ": not a safetensors file");
   expect_error("convert " + dir_.file("notes.txt") + " " + dir_.file("out.safetensors"), "not a safetensors file");
   expect_error("convert " + model(), "output is required");
+  expect_error("convert --layout columns " + model() + " " + dir_.file("out.safetensors"), "--layout: columns not in {panels,rows}");
   expect_error("convert --min-elements -5 " + model() + " " + dir_.file("out.safetensors"),
                "--min-elements: must be a whole number >= 0");
   expect_error("convert --config '[1' " + model() + " " + dir_.file("out.safetensors"), "--config: not a JSON object");

@@ -94,7 +94,8 @@ TEST_F(ConvertMixedFile, QuantizesExactlyTheMatrixWeights) {
     const TensorInfo& o = out.at(t.name);
     EXPECT_EQ(o.shape, t.shape) << t.name;
     if (expected.count(t.name)) {
-      EXPECT_EQ(o.dtype, DType::I8);
+      // Panels where rows and columns are multiples of 64; qkv's 96 rows are not.
+      EXPECT_EQ(o.dtype, t.name == "blocks.0.attn.qkv.weight" ? DType::I8 : DType::U8) << t.name;
       EXPECT_EQ(out.at(t.name + "_scale").shape, std::vector<int64_t>{t.shape[0]});
       EXPECT_EQ(out.at(t.name + "_scale").dtype, DType::F32);
     } else {
@@ -126,7 +127,7 @@ TEST_F(ConvertMixedFile, QuantizedWeightsReconstructTheirSourceWithinHalfAScale)
     std::vector<float> original(static_cast<size_t>(source.numel()));
     convert_to_f32(source.dtype, in.data(source).data(), original.data(), original.size());
     const std::vector<float> scales = w.load_scales(out);
-    const auto* q = reinterpret_cast<const int8_t*>(out.data(*w.values).data());
+    const std::vector<int8_t> q = w.read_rows(out);
     double err = 0, norm = 0;
     for (size_t i = 0; i < original.size(); ++i) {
       const float s = scales[i / static_cast<size_t>(w.cols)];
@@ -151,7 +152,7 @@ TEST_F(ConvertMixedFile, WritesTheFormatMetadataAndKeepsTheSources) {
   convert_to_8bit_s(dir_.file("in.safetensors"), dir_.file("out.safetensors"), o);
   const SafetensorsFile out = SafetensorsFile::open(dir_.file("out.safetensors"));
   EXPECT_EQ(out.metadata().at("format"), "8bit-s");
-  EXPECT_EQ(out.metadata().at("format_version"), "1");
+  EXPECT_EQ(out.metadata().at("format_version"), "2");
   EXPECT_EQ(out.metadata().at("architecture"), "dit");
   EXPECT_EQ(nlohmann::json::parse(out.metadata().at("config"))["hidden_size"], 64);
   EXPECT_THAT(out.metadata().at("converted_by"), HasSubstr("tiledraw"));
@@ -168,6 +169,31 @@ TEST_F(ConvertMixedFile, ConvertingTwiceChangesNothing) {
     const TensorInfo& u = twice.at(t.name);
     ASSERT_EQ(t.nbytes, u.nbytes);
     EXPECT_EQ(std::memcmp(once.data(t).data(), twice.data(u).data(), t.nbytes), 0) << t.name;
+  }
+}
+
+TEST_F(ConvertMixedFile, WritesRowsWhenAskedAndReLaysEitherWayWithTheSameValues) {
+  ConvertOptions as_rows = options();
+  as_rows.layout = Layout8BitS::Rows;
+  convert_to_8bit_s(dir_.file("in.safetensors"), dir_.file("rows.safetensors"), as_rows);
+  const ConvertReport relaid = convert_to_8bit_s(dir_.file("rows.safetensors"), dir_.file("panels.safetensors"), options());
+  convert_to_8bit_s(dir_.file("panels.safetensors"), dir_.file("rows_again.safetensors"), as_rows);
+  EXPECT_EQ(relaid.quantized, 0u);
+  EXPECT_EQ(relaid.panels, 2u);
+  const SafetensorsFile rows = SafetensorsFile::open(dir_.file("rows.safetensors"));
+  const SafetensorsFile panels = SafetensorsFile::open(dir_.file("panels.safetensors"));
+  const SafetensorsFile rows_again = SafetensorsFile::open(dir_.file("rows_again.safetensors"));
+  const std::vector<Weight8BitS> in_rows = find_8bit_s_weights(rows);
+  ASSERT_EQ(in_rows.size(), 3u);
+  for (const Weight8BitS& w : in_rows) {
+    EXPECT_EQ(w.layout(), Layout8BitS::Rows) << w.values->name;
+    const TensorInfo& p = panels.at(w.values->name);
+    EXPECT_EQ(p.dtype, w.rows % 64 == 0 ? DType::U8 : DType::I8) << w.values->name;
+    const std::vector<int8_t> q = w.read_rows(rows);
+    EXPECT_EQ(Weight8BitS({&p, &panels.at(w.scale->name), w.rows, w.cols}).read_rows(panels), q) << w.values->name;
+    const TensorInfo& r = rows_again.at(w.values->name);
+    ASSERT_EQ(r.dtype, DType::I8);
+    EXPECT_EQ(std::memcmp(rows_again.data(r).data(), q.data(), q.size()), 0) << w.values->name;
   }
 }
 

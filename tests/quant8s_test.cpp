@@ -285,5 +285,34 @@ TEST_F(Find8BitS, RejectsNonFiniteScalesWhenLoaded) {
               ::testing::ThrowsMessage<Error>(HasSubstr("tensor 'lin.weight_scale': scale of row 1 is not finite")));
 }
 
+TEST_F(Find8BitS, ReadsPanelsAsTheRowsTheyHoldAndRefusesPanelsThatDoNotFit) {
+  const int64_t n = 128, k = 192;
+  std::vector<int8_t> q(static_cast<size_t>(n * k));
+  for (size_t i = 0; i < q.size(); ++i) q[i] = static_cast<int8_t>(static_cast<int>(i * 53 % 255) - 127);
+  const std::vector<uint8_t> panels = test::stored_panels(q, n, k);
+  std::vector<uint8_t> written(panels.size());
+  rows_to_panels_8bit_s(q.data(), n, k, written.data());
+  EXPECT_EQ(written, panels);
+  std::vector<int8_t> unpacked(q.size());
+  panels_to_rows_8bit_s(panels.data(), n, k, unpacked.data());
+  EXPECT_EQ(unpacked, q);
+
+  std::vector<TensorSource> t;
+  t.push_back(TensorSource::from_bytes("conv.weight", DType::U8, {n, k / 4, 2, 2}, test::bytes_of(panels)));
+  t.push_back(zeros("conv.weight_scale", DType::F32, {n}));
+  t.push_back(zeros("odd.weight", DType::U8, {96, 64}));
+  const SafetensorsFile fits = write({t[0], t[1]});
+  const std::vector<Weight8BitS> found = find_8bit_s_weights(fits);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].layout(), Layout8BitS::Panels);
+  EXPECT_EQ(found[0].cols, k);
+  EXPECT_EQ(found[0].read_rows(fits), q);
+  t.push_back(scales("odd.weight_scale", std::vector<float>(96, 1.0f)));
+  const SafetensorsFile odd = write(std::move(t));
+  EXPECT_THAT([&] { find_8bit_s_weights(odd); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("8-bit S weight 'odd.weight': is U8 (panels) of shape [96, 64], but panels "
+                                                        "need rows and columns that are multiples of 64")));
+}
+
 }  // namespace
 }  // namespace tiledraw

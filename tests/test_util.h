@@ -103,6 +103,19 @@ inline void write_raw_safetensors(const std::string& path, const std::string& he
   write_raw_safetensors(path, header, data, header.size());
 }
 
+// The stored panel layout of docs/FORMAT.md, written out from its definition:
+// byte ((p * K/4 + g) * 64 + c) * 4 + i holds q[p * 64 + c, 4 g + i] + 128.
+inline std::vector<uint8_t> stored_panels(const std::vector<int8_t>& q, int64_t n, int64_t k) {
+  std::vector<uint8_t> out(q.size());
+  for (int64_t row = 0; row < n; ++row) {
+    for (int64_t col = 0; col < k; ++col) {
+      const int64_t p = row / 64, c = row % 64, g = col / 4, i = col % 4;
+      out[static_cast<size_t>(((p * (k / 4) + g) * 64 + c) * 4 + i)] = static_cast<uint8_t>(q[row * k + col] + 128);
+    }
+  }
+  return out;
+}
+
 inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, scale);

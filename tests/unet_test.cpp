@@ -190,6 +190,31 @@ TEST(UNetModel, BothLayoutsGiveTheSameOutputAtAnyMultipleOfTheLatentFactor) {
   }
 }
 
+// Weights stored as panels (read in place, stacked when diffusers splits q, k
+// and v) give exactly what the same weights stored as rows give.
+TEST(UNetModel, StoredPanelsGiveTheOutputsOfStoredRows) {
+  test::TempDir dir;
+  const auto accel = make_accelerator("auto");
+  for (const models::UNetLayout layout : {models::UNetLayout::Diffusers, models::UNetLayout::Original}) {
+    const std::string source = write_tiny_unet(dir, layout, {}, {}, true);
+    ConvertOptions as_rows;
+    as_rows.layout = Layout8BitS::Rows;
+    convert_to_8bit_s(source, dir.file("rows.safetensors"), as_rows);
+    const ConvertReport report = convert_to_8bit_s(source, dir.file("panels.safetensors"), {});
+    EXPECT_GT(report.panels, 20u);
+    EXPECT_LT(report.panels, report.quantized);  // attn2's keys and values read 32 columns: rows
+    const SafetensorsFile rows = SafetensorsFile::open(dir.file("rows.safetensors"));
+    const SafetensorsFile panels = SafetensorsFile::open(dir.file("panels.safetensors"));
+    for (const Precision precision : {Precision::AsStored, Precision::Float}) {
+      const models::UNetModel a(view_of(rows, layout), *accel, precision, {});
+      const models::UNetModel b(view_of(panels, layout), *accel, precision, {});
+      const std::vector<float> out = forward(a, *accel, {2, 4, 6, 77});
+      EXPECT_GT(*std::max_element(out.begin(), out.end()), 0.0f);
+      EXPECT_EQ(forward(b, *accel, {2, 4, 6, 77}), out);
+    }
+  }
+}
+
 TEST(UNetModel, OutputIsTheLastConvolutionsBiasWhenItsWeightsAreZero) {
   // conv_out's weights zero: every output value is its bias, whatever the rest computes.
   test::TempDir dir;

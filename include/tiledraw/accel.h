@@ -33,12 +33,16 @@ struct MatmulShape {
   auto operator<=>(const MatmulShape&) const = default;
 };
 
-// An 8-bit S weight as it lies in a file: q[n, k] row-major, one scale per row.
+// An 8-bit S weight as it lies in a file: q[n, k] row-major, one scale per row;
+// or, when the file stores it so (n and k multiples of 64, docs/FORMAT.md), in
+// the vnni and amx backends' panel layout, which those backends then use in
+// place (q is null).
 struct WeightView {
   const int8_t* q;
   const float* scale;
   int64_t n;
   int64_t k;
+  const uint8_t* panels = nullptr;
 };
 
 // Activations quantized per row, sx[m] = max_k |x[m, k]| / 127, round half to
@@ -90,6 +94,9 @@ class PackedWeight {
   int64_t n() const { return source_.n; }
   int64_t k() const { return source_.k; }
   const WeightView& source() const { return source_; }
+  // Whether its runs read the source's memory (stored panels used in place),
+  // which must then stay mapped while it lives.
+  virtual bool reads_source() const { return false; }
 
  protected:
   explicit PackedWeight(const WeightView& source) : source_(source) {}

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tiledraw/dtype.h"
+#include "tiledraw/quant8s.h"
 #include "tiledraw/safetensors.h"
 
 namespace tiledraw {
@@ -22,6 +23,10 @@ struct ConvertOptions {
   // Tensors added to the output as they are (an embedded tokenizer, say); a
   // source tensor of the same name is left out.
   std::vector<TensorSource> extra_tensors;
+  // How 8-bit S weights are written: as panels where they fit (loading then
+  // maps them), or all as rows (ComfyUI's int8 checkpoints). Weights already
+  // 8-bit S are re-laid to match.
+  Layout8BitS layout = Layout8BitS::Panels;
 };
 
 enum class TensorAction { Quantized, Kept, Copied };
@@ -40,6 +45,7 @@ struct ConvertReport {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   size_t quantized = 0;
+  size_t panels = 0;  // 8-bit S weights written as panels
   double worst_relative_error = 0.0;
   std::string worst_tensor;
   double mean_relative_error = 0.0;
@@ -49,7 +55,8 @@ struct ConvertReport {
 using ConvertProgress = std::function<void(size_t, size_t, const std::string&)>;
 
 // Reads a float safetensors file and writes it as 8-bit S: every matrix weight
-// (see docs/FORMAT.md for the rule) becomes I8 plus a row-scale tensor, the rest
+// (see docs/FORMAT.md for the rule) becomes I8 rows or U8 panels plus a
+// row-scale tensor, the rest
 // is copied unchanged. The output appears only when complete.
 ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string& output_path,
                                 const ConvertOptions& options, const ConvertProgress& progress = {});

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "accel/backends.h"
+#include "accel/panel_weight.h"
 #include "kernels/quantize/quantize_rows.h"
 #include "runtime/stopwatch.h"
 #include "tiledraw/cpu.h"
@@ -93,10 +94,24 @@ void validate_weight(const WeightView& w) {
   if (w.n <= 0 || w.k <= 0) {
     throw Error("8-bit S weight of shape [" + std::to_string(w.n) + ", " + std::to_string(w.k) + "] is empty");
   }
-  if (const void* found = std::memchr(w.q, 0x80, static_cast<size_t>(w.n * w.k))) {
-    const int64_t at = static_cast<const int8_t*>(found) - w.q;
-    throw Error("8-bit S weight holds -128 at row " + std::to_string(at / w.k) + "; values must be in [-127, 127]");
+  const auto bytes = static_cast<size_t>(w.n * w.k);
+  int64_t row = -1;
+  if (w.panels) {  // -128 is stored as 0 there
+    if (const void* found = std::memchr(w.panels, 0, bytes)) {
+      const int64_t at = static_cast<const uint8_t*>(found) - w.panels;
+      row = at / (kPanel * w.k) * kPanel + at % kGroupBytes / 4;
+    }
+  } else if (const void* found = std::memchr(w.q, 0x80, bytes)) {
+    row = (static_cast<const int8_t*>(found) - w.q) / w.k;
   }
+  if (row >= 0) throw Error("8-bit S weight holds -128 at row " + std::to_string(row) + "; values must be in [-127, 127]");
+}
+
+std::vector<int8_t> weight_rows(const WeightView& w) {
+  if (!w.panels) return {w.q, w.q + w.n * w.k};
+  std::vector<int8_t> rows(static_cast<size_t>(w.n * w.k));
+  unpack_stored_panels(w.panels, w.n, w.k, rows.data());
+  return rows;
 }
 
 void validate_run(const Program& program, const MatmulArgs& args) {

@@ -49,6 +49,7 @@ class ChosenWeight final : public PackedWeight {
  public:
   ChosenWeight(size_t candidate, std::unique_ptr<PackedWeight> packed)
       : PackedWeight(packed->source()), candidate(candidate), packed(std::move(packed)) {}
+  bool reads_source() const override { return packed->reads_source(); }
   size_t candidate;
   std::unique_ptr<PackedWeight> packed;
 };

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,10 @@ namespace tiledraw::accel {
 // Checks what every backend's pack relies on: a non-empty shape and values in
 // [-127, 127] (8-bit S never writes -128; the AVX2 kernel's sign trick needs it).
 void validate_weight(const WeightView& weight);
+
+// The weight's rows q[n, k], copied from the view or unpacked from its stored
+// panels: for backends that keep their own copy in another layout.
+std::vector<int8_t> weight_rows(const WeightView& weight);
 
 // Checks that the arguments of a run agree with the program and with each other.
 void validate_run(const Program& program, const MatmulArgs& args);

@@ -28,22 +28,34 @@ inline constexpr int64_t kGroupBytes = 256;
 bool pack_panel_scalar(const WeightView& w, int64_t panel, int64_t k_groups, bool shifted, int8_t* out);
 bool pack_panel_avx512(const WeightView& w, int64_t panel, int64_t k_groups, bool shifted, int8_t* out);
 
+// Files may store an 8-bit S weight as its shifted panels when no padding is
+// needed (docs/FORMAT.md): then loading it is mapping it.
+inline bool fits_stored_panels(int64_t n, int64_t k) { return n > 0 && k > 0 && n % kPanel == 0 && k % 64 == 0; }
+// The whole weight as shifted panels (n * k bytes), for writing a file.
+void pack_stored_panels(const int8_t* q, int64_t n, int64_t k, uint8_t* out);
+// The rows q[n, k] of stored panels (n * k bytes each).
+void unpack_stored_panels(const uint8_t* panels, int64_t n, int64_t k, int8_t* q);
+
 class PanelWeight final : public PackedWeight {
  public:
-  // Refuses what validate_weight refuses, with its message.
+  // Refuses what validate_weight refuses, with its message. Stored shifted
+  // panels are used in place when the backend wants them shifted (the
+  // mapped file must outlive this weight).
   PanelWeight(const WeightView& w, bool shifted);
 
-  const int8_t* panel(int64_t p) const { return data_.data() + p * k_groups_ * kGroupBytes; }
+  const int8_t* panel(int64_t p) const { return data_ + p * k_groups_ * kGroupBytes; }
   int64_t panels() const { return panels_; }
   int64_t k_groups() const { return k_groups_; }
   bool shifted() const { return shifted_; }
+  bool reads_source() const override { return packed_.data() == nullptr; }
   const float* scale() const { return scale_.data(); }  // padded with zeros to panels() * 64
 
  private:
   int64_t panels_;
   int64_t k_groups_;
   bool shifted_;
-  AlignedArray<int8_t> data_;
+  AlignedArray<int8_t> packed_;  // empty when the stored panels are used in place
+  const int8_t* data_;
   AlignedArray<float> scale_;
 };
 

@@ -28,7 +28,7 @@ bool pack_panel_avx512(const WeightView& w, int64_t panel, int64_t k_groups, boo
       }
       kernels::transpose_16x16_dwords_avx512(r);
       for (int g = 0; g < 16; ++g) {
-        _mm512_store_si512(block_out + g * kGroupBytes + c0 * 4, _mm512_xor_si512(r[g], offset));
+        _mm512_storeu_si512(block_out + g * kGroupBytes + c0 * 4, _mm512_xor_si512(r[g], offset));
       }
     }
   }

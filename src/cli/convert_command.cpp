@@ -66,6 +66,7 @@ void run_convert(const ConvertArgs& args) {
   std::printf("converted %s -> %s\n", args.input.c_str(), args.output.c_str());
   std::printf("  quantized %zu tensors to 8-bit S, kept %zu in floating point, copied %zu unchanged\n",
               report.quantized, kept, copied);
+  if (report.panels > 0) std::printf("  %zu 8-bit S weights stored as panels, the layout loading maps\n", report.panels);
   if (!tokenizer_source.empty()) std::printf("  embedded the CLIP tokenizer from %s\n", tokenizer_source.c_str());
   std::printf("  size %s -> %s (%.2fx smaller)\n", human_bytes(report.bytes_in).c_str(),
               human_bytes(report.bytes_out).c_str(),
@@ -92,6 +93,10 @@ void add_convert_command(CLI::App& app) {
             return value.find_first_not_of("0123456789") == std::string::npos ? "" : "must be a whole number >= 0";
           },
           "N"));
+  cmd->add_option_function<std::string>(
+         "--layout", [args](const std::string& name) { args->options.layout = parse_layout_8bit_s(name); },
+         "8-bit S weights as panels (the accelerator's layout, mapped at load; the default) or rows (ComfyUI's int8 layout)")
+      ->check(CLI::IsMember({"panels", "rows"}));
   cmd->add_option("--architecture", args->options.architecture, "Model architecture to record in the metadata");
   cmd->add_option("--config", args->options.config_json, "Model config (a JSON object) to record in the metadata");
   cmd->add_option("--tokenizer", args->tokenizer,

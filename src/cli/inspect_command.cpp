@@ -110,7 +110,8 @@ void run_inspect(const InspectArgs& args) {
     const Role role = role_of(t);
     std::printf("  %-7s %-22s %-11s %s%s\n", std::string(dtype_name(t.dtype)).c_str(), shape_string(t.shape).c_str(),
                 human_bytes(t.nbytes).c_str(), t.name.c_str(),
-                role == Role::Weight8BitS ? "  [8-bit S]" : (role == Role::Scale8BitS ? "  [8-bit S scale]" : ""));
+                role == Role::Weight8BitS ? (t.dtype == DType::U8 ? "  [8-bit S, panels]" : "  [8-bit S]")
+                                          : (role == Role::Scale8BitS ? "  [8-bit S scale]" : ""));
     auto& [count, bytes] = by_dtype[std::string(dtype_name(t.dtype))];
     ++count;
     bytes += t.nbytes;

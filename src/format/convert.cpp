@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -109,10 +110,15 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
   const SafetensorsFile in = SafetensorsFile::open(input_path);
   const std::map<std::string, std::string> metadata = output_metadata(in, options);
   std::set<std::string> already_8bit_s;
+  std::map<std::string, Weight8BitS> stored_weights;
   for (const Weight8BitS& w : find_8bit_s_weights(in)) {
     already_8bit_s.insert(w.values->name);
     already_8bit_s.insert(w.scale->name);
+    stored_weights.emplace(w.values->name, w);
   }
+  const auto written_as_panels = [&options](int64_t rows, int64_t cols) {
+    return options.layout == Layout8BitS::Panels && fits_panels_8bit_s(rows, cols);
+  };
 
   ConvertReport report;
   report.bytes_in = in.file_size();
@@ -125,6 +131,23 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
     if (replaced.count(t.name)) continue;
     const Decision decision = decide(t, options, already_8bit_s);
     report.tensors.push_back({t.name, t.dtype, t.shape, decision.action, decision.reason, 0.0});
+    if (const auto stored = stored_weights.find(t.name); stored != stored_weights.end()) {
+      const Weight8BitS& w = stored->second;
+      const bool as_panels = written_as_panels(w.rows, w.cols);
+      report.panels += as_panels;
+      if (as_panels != (w.layout() == Layout8BitS::Panels)) {
+        report.tensors.back().reason += as_panels ? ", written as panels" : ", written as rows";
+        out.push_back({t.name, as_panels ? DType::U8 : DType::I8, t.shape, [&in, &w, as_panels](std::span<std::byte> dst) {
+                         const std::vector<int8_t> q = w.read_rows(in);
+                         if (as_panels) {
+                           rows_to_panels_8bit_s(q.data(), w.rows, w.cols, reinterpret_cast<uint8_t*>(dst.data()));
+                         } else {
+                           std::memcpy(dst.data(), q.data(), q.size());
+                         }
+                       }});
+        continue;
+      }
+    }
     if (decision.action != TensorAction::Quantized) {
       out.push_back(TensorSource::from_bytes(t.name, t.dtype, t.shape, in.data(t)));
       continue;
@@ -135,19 +158,26 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
                   "'; keep '" + t.name + "' in float");
     }
     const size_t index = report.tensors.size() - 1;
-    out.push_back({t.name, DType::I8, t.shape, [&in, &t, &error_sq, &norm_sq, index](std::span<std::byte> dst) {
-                     quantize_blocks(in, t, [&](size_t r0, size_t n, size_t cols, const float* x, const int8_t* q,
+    const int64_t rows = t.shape[0], cols = t.numel() / rows;
+    const bool as_panels = written_as_panels(rows, cols);
+    report.panels += as_panels;
+    out.push_back({t.name, as_panels ? DType::U8 : DType::I8, t.shape, [&in, &t, &error_sq, &norm_sq, index, as_panels, rows,
+                                                                        cols](std::span<std::byte> dst) {
+                     std::vector<int8_t> rows_q(as_panels ? static_cast<size_t>(rows * cols) : 0);
+                     auto* q_out = as_panels ? rows_q.data() : reinterpret_cast<int8_t*>(dst.data());
+                     quantize_blocks(in, t, [&](size_t r0, size_t n, size_t width, const float* x, const int8_t* q,
                                                 const float* scales) {
-                       std::memcpy(dst.data() + r0 * cols, q, n * cols);
+                       std::memcpy(q_out + r0 * width, q, n * width);
                        for (size_t r = 0; r < n; ++r) {
-                         for (size_t k = 0; k < cols; ++k) {
-                           const double w = x[r * cols + k];
-                           const double e = w - static_cast<double>(q[r * cols + k]) * scales[r];
+                         for (size_t k = 0; k < width; ++k) {
+                           const double w = x[r * width + k];
+                           const double e = w - static_cast<double>(q[r * width + k]) * scales[r];
                            error_sq[index] += e * e;
                            norm_sq[index] += w * w;
                          }
                        }
                      });
+                     if (as_panels) rows_to_panels_8bit_s(rows_q.data(), rows, cols, reinterpret_cast<uint8_t*>(dst.data()));
                    }});
     out.push_back({scale_name, DType::F32, {t.shape[0]}, [&in, &t](std::span<std::byte> dst) {
                      quantize_blocks(in, t, [&](size_t r0, size_t n, size_t, const float*, const int8_t*,

@@ -10,6 +10,8 @@
 namespace tiledraw {
 namespace {
 
+constexpr uint64_t kPageBytes = 4096;
+
 uint64_t tensor_bytes(const TensorSource& t) {
   uint64_t n = dtype_size(t.dtype);
   for (int64_t d : t.shape) {
@@ -42,9 +44,17 @@ void write_safetensors(const std::string& path, std::vector<TensorSource> tensor
     if (t.name.empty() || t.name == "__metadata__") throw Error(path + ": invalid tensor name '" + t.name + "'");
     if (!names.insert(t.name).second) throw Error(path + ": tensor '" + t.name + "' given twice");
   }
-  std::stable_sort(tensors.begin(), tensors.end(), [](const TensorSource& a, const TensorSource& b) {
+  // Whole pages first, so that each starts on a page (8-bit S panels, which
+  // kernels read in place, and which are released page by page); then by
+  // element size, so that every tensor starts at a multiple of its own.
+  const auto whole_pages = [](const TensorSource& t) {
+    const uint64_t n = tensor_bytes(t);
+    return n > 0 && n % kPageBytes == 0;
+  };
+  std::stable_sort(tensors.begin(), tensors.end(), [&](const TensorSource& a, const TensorSource& b) {
+    const bool pa = whole_pages(a), pb = whole_pages(b);
     const size_t sa = dtype_size(a.dtype), sb = dtype_size(b.dtype);
-    return sa != sb ? sa > sb : a.name < b.name;
+    return pa != pb ? pa : (sa != sb ? sa > sb : a.name < b.name);
   });
 
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
@@ -60,7 +70,7 @@ void write_safetensors(const std::string& path, std::vector<TensorSource> tensor
     largest = std::max(largest, n);
   }
   std::string header_text = header.dump();
-  header_text.append((8 - header_text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  header_text.append((kPageBytes - (8 + header_text.size()) % kPageBytes) % kPageBytes, ' ');  // data starts on a page
   const uint64_t header_len = header_text.size();
 
   AtomicFile out(path);

@@ -122,13 +122,10 @@ std::vector<float> read_projection(const WeightView& view, int64_t width) {
                 (linear ? "[projection, " + std::to_string(width) + "]" : "[" + std::to_string(width) + ", projection]"));
   }
   std::vector<float> stored(static_cast<size_t>(matrix->numel()));
-  if (matrix->dtype == DType::I8) {
-    const TensorInfo* scale = file.find(scale_tensor_name(matrix->name));
+  const TensorInfo* scale = file.find(scale_tensor_name(matrix->name));
+  if (matrix->dtype == DType::I8 || (matrix->dtype == DType::U8 && scale)) {
     if (!scale) throw Error(file.path() + ": '" + matrix->name + "' is I8 but has no '" + scale_tensor_name(matrix->name) + "'");
-    const int64_t rows = matrix->shape[0], cols = matrix->shape[1];
-    const std::vector<float> scales = Weight8BitS{matrix, scale, rows, cols}.load_scales(file);
-    const auto* q = reinterpret_cast<const int8_t*>(file.data(*matrix).data());
-    for (int64_t i = 0; i < rows * cols; ++i) stored[static_cast<size_t>(i)] = static_cast<float>(q[i]) * scales[static_cast<size_t>(i / cols)];
+    stored = Weight8BitS{matrix, scale, matrix->shape[0], matrix->shape[1]}.dequantize(file);
   } else if (is_float_dtype(matrix->dtype)) {
     convert_to_f32(matrix->dtype, file.data(*matrix).data(), stored.data(), stored.size());
   } else {

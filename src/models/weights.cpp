@@ -180,11 +180,14 @@ const float* WeightStore::stacked_floats(const std::vector<const TensorInfo*>& p
   return out.data();
 }
 
-std::vector<float> WeightStore::scales_of(const TensorInfo& values, int64_t cols) const {
-  const SafetensorsFile& file = view_.file();
-  const TensorInfo* scale = file.find(scale_tensor_name(values.name));
+Weight8BitS WeightStore::weight_8bit_s(const TensorInfo& values, int64_t cols) const {
+  const TensorInfo* scale = view_.file().find(scale_tensor_name(values.name));
   if (!scale) throw Error(path() + ": tensor '" + values.name + "' is I8 but has no '" + scale_tensor_name(values.name) + "'");
-  return Weight8BitS{&values, scale, values.shape[0], cols}.load_scales(file);
+  return Weight8BitS{&values, scale, values.shape[0], cols};
+}
+
+bool WeightStore::stored_8bit_s(const TensorInfo& t) const {
+  return t.dtype == DType::I8 || (t.dtype == DType::U8 && view_.file().find(scale_tensor_name(t.name)));
 }
 
 LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule) {
@@ -233,7 +236,7 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
                           (first_rows > 0 ? ":first" + std::to_string(first_rows) : "");
   if (first_rows > 0) rows = first_rows;
   w.bias = biases.empty() ? nullptr : stacked_floats(biases, key + ".bias");
-  const bool stored_int8 = parts.front()->dtype == DType::I8;
+  const bool stored_int8 = stored_8bit_s(*parts.front());
   if (stored_int8) {
     for (const TensorInfo* t : parts) file.prefetch(*t);
   }
@@ -244,11 +247,9 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
       reserve(static_cast<uint64_t>(rows * cols) * sizeof(float), "'" + key + ".weight' dequantized to F32");
       auto& dequantized = floats_[key + ".weight"];
       for (const TensorInfo* t : parts) {
-        const std::vector<float> scales = scales_of(*t, cols);
-        const auto* q = reinterpret_cast<const int8_t*>(file.data(*t).data());
-        for (int64_t r = 0; r < t->shape[0] && static_cast<int64_t>(dequantized.size()) < rows * cols; ++r) {
-          for (int64_t k = 0; k < cols; ++k) dequantized.push_back(static_cast<float>(q[r * cols + k]) * scales[static_cast<size_t>(r)]);
-        }
+        const std::vector<float> part = weight_8bit_s(*t, cols).dequantize(file);
+        dequantized.insert(dequantized.end(), part.begin(),
+                           part.begin() + std::min<int64_t>(t->numel(), rows * cols - static_cast<int64_t>(dequantized.size())));
       }
       w.float_weight = {dequantized.data(), rows, cols};
     } else {
@@ -259,6 +260,7 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
 
   auto& scales = floats_[key + ".weight_scale"];
   const int8_t* values = nullptr;
+  const uint8_t* panels = nullptr;
   if (!stored_int8) {  // quantized at load
     reserve(static_cast<uint64_t>(rows * cols), "'" + key + ".weight' quantized to 8-bit S");
     auto& q = int8_[key];
@@ -272,25 +274,52 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
     floats_.erase(key + ".weight");
     for (const TensorInfo* t : parts) floats_.erase(t->name);
   } else {
+    // Stacked parts, each a whole number of panels, are the stacked weight's
+    // panels one after another; the first rows of panels are its first panels.
+    const bool as_panels = weight_8bit_s(*parts.front(), cols).layout() == Layout8BitS::Panels &&
+                           fits_panels_8bit_s(rows, cols);
     for (const TensorInfo* t : parts) {
-      const std::vector<float> part = scales_of(*t, cols);
-      scales.insert(scales.end(), part.begin(), part.end());
-      if (parts.size() > 1) {
+      const Weight8BitS part = weight_8bit_s(*t, cols);
+      const std::vector<float> part_scales = part.load_scales(file);
+      scales.insert(scales.end(), part_scales.begin(), part_scales.end());
+      auto& stacked = int8_[key];
+      if (!as_panels && part.layout() == Layout8BitS::Panels) {
+        const std::vector<int8_t> q = part.read_rows(file);
+        stacked.insert(stacked.end(), q.begin(), q.end());
+      } else if (parts.size() > 1) {
         const auto* bytes = reinterpret_cast<const int8_t*>(file.data(*t).data());
-        int8_[key].insert(int8_[key].end(), bytes, bytes + t->numel());
+        stacked.insert(stacked.end(), bytes, bytes + t->numel());
       }
     }
-    values = parts.size() > 1 ? int8_[key].data() : reinterpret_cast<const int8_t*>(file.data(*parts.front()).data());
+    scales.resize(static_cast<size_t>(rows));
+    const bool copied = !int8_[key].empty();
+    if (!copied) int8_.erase(key);
+    const int8_t* stored = copied ? int8_[key].data() : reinterpret_cast<const int8_t*>(file.data(*parts.front()).data());
+    if (as_panels) {
+      panels = reinterpret_cast<const uint8_t*>(stored);
+    } else {
+      values = stored;
+    }
   }
   reserve(static_cast<uint64_t>(rows * cols), "'" + key + ".weight' packed for the accelerator");
   try {
-    packed_.push_back(accel_.pack({values, scales.data(), rows, cols}));
+    packed_.push_back(accel_.pack({values, scales.data(), rows, cols, panels}));
   } catch (const Error& e) {  // the backend knows the values, not where they came from
     throw Error(path() + ": '" + w.name + ".weight': " + e.what());
   }
   w.weight = packed_.back().get();
-  for (const TensorInfo* t : parts) file.release(*t);
+  for (const TensorInfo* t : parts) {
+    if (packed_.back()->reads_source() && !int8_.count(key)) {
+      mapped_.push_back(t);  // read in place: released with the store
+    } else {
+      file.release(*t);
+    }
+  }
   return w;
+}
+
+WeightStore::~WeightStore() {
+  for (const TensorInfo* t : mapped_) view_.file().release(*t);
 }
 
 void WeightStore::reserve(uint64_t bytes, const std::string& what) {

@@ -104,6 +104,9 @@ class WeightStore {
   // KIND: no tensor 'NAME' (EXPECTED)"). Names below are canonical.
   WeightStore(const WeightView& view, const Accelerator& accel, Precision precision, std::string kind,
               std::string expected);
+  ~WeightStore();
+  WeightStore(const WeightStore&) = delete;
+  WeightStore& operator=(const WeightStore&) = delete;
 
   const WeightView& view() const { return view_; }
   const std::string& path() const { return view_.file().path(); }
@@ -127,7 +130,8 @@ class WeightStore {
 
  private:
   LinearWeights load_linear(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule);  // 0: every row
-  std::vector<float> scales_of(const TensorInfo& values, int64_t cols) const;
+  Weight8BitS weight_8bit_s(const TensorInfo& values, int64_t cols) const;
+  bool stored_8bit_s(const TensorInfo& t) const;
   const float* stored_floats(const TensorInfo& t);
   const float* stacked_floats(const std::vector<const TensorInfo*>& parts, const std::string& key);
   // Counts the copies the store makes (floats, int8 rows, packed weights) against the memory limit.
@@ -145,6 +149,7 @@ class WeightStore {
   std::map<std::string, Buffer<float>> floats_;  // biases, tables, float weights and 8-bit S scales
   std::map<std::string, Buffer<int8_t>> int8_;   // stacked or quantized-at-load 8-bit S rows
   std::vector<std::unique_ptr<PackedWeight>> packed_;
+  std::vector<const TensorInfo*> mapped_;  // stored panels the packed weights read in place
   MemoryReservation reserved_;
 };
 

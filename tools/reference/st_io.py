@@ -64,17 +64,28 @@ def save(path, tensors, metadata=None):
             f.write(blob)
 
 
+def panels_to_rows(t):
+    """The int8 rows q[N, K] of an 8-bit S weight stored as U8 panels
+    (docs/FORMAT.md): byte ((p * K/4 + g) * 64 + c) * 4 + i holds
+    q[64 p + c, 4 g + i] + 128."""
+    rows = t.shape[0]
+    cols = t.numel() // rows
+    panels = t.reshape(rows // 64, cols // 4, 64, 4).to(torch.int16) - 128
+    return panels.permute(0, 2, 1, 3).reshape(rows, cols).to(torch.int8)
+
+
 def dequantize_8bit_s(tensors):
-    """Float weights from a file's 8-bit S pairs (int8 rows times their scale,
-    named "<name>_scale": also OpenCLIP's attn.in_proj_weight)."""
+    """Float weights from a file's 8-bit S pairs (int8 rows or U8 panels times
+    their scale, named "<name>_scale": also OpenCLIP's attn.in_proj_weight)."""
     out = {}
     for name, t in tensors.items():
         if name.endswith("weight_scale"):
             continue
         scale = tensors.get(name + "_scale") if name.endswith("weight") else None
-        if t.dtype == torch.int8 and scale is not None:
+        if t.dtype in (torch.int8, torch.uint8) and scale is not None:
             rows = t.shape[0]
-            out[name] = (t.reshape(rows, -1).float() * scale.float().reshape(rows, 1)).reshape(t.shape)
+            q = panels_to_rows(t) if t.dtype == torch.uint8 else t.reshape(rows, -1)
+            out[name] = (q.float() * scale.float().reshape(rows, 1)).reshape(t.shape)
         else:
             out[name] = t
     return out

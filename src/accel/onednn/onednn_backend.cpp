@@ -28,7 +28,7 @@ dnnl::engine& engine() {
 class OnednnWeight final : public PackedWeight {
  public:
   explicit OnednnWeight(const WeightView& w)
-      : PackedWeight(w), plain(w.q, w.q + w.n * w.k), scale(w.scale, w.scale + w.n) {}
+      : PackedWeight(w), plain(weight_rows(w)), scale(w.scale, w.scale + w.n) {}
 
   // The weights in the layout a primitive asked for, reordered once per layout.
   const memory& for_layout(const memory::desc& desc) const {

@@ -10,7 +10,7 @@ namespace {
 class RefWeight final : public PackedWeight {
  public:
   explicit RefWeight(const WeightView& w)
-      : PackedWeight(w), q(w.q, w.q + w.n * w.k), scale(w.scale, w.scale + w.n) {}
+      : PackedWeight(w), q(weight_rows(w)), scale(w.scale, w.scale + w.n) {}
   std::vector<int8_t> q;
   std::vector<float> scale;
 };
