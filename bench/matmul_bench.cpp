@@ -1,12 +1,14 @@
 // The 8-bit S linear layer on every backend, on the diffusion-transformer shapes
 // of DiT-XL/2 (width 1152, MLP 4608; 256, 1024 and 4096 tokens), with 1 and 2
-// threads, next to oneDNN's own bf16 and fp32 matmul on the same shapes.
+// threads, next to oneDNN's own bf16 and fp32 matmul on the same shapes; and
+// on the SD 1.5 UNet's shapes, ours against oneDNN's.
 // Activation quantization is inside the timed region. bench/matmul_table.py runs
 // this with repetitions in random interleaving and prints GOP/s and ratios.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <array>
 #include <random>
 #include <string>
 #include <vector>
@@ -117,6 +119,22 @@ int main(int argc, char** argv) {
         shape(benchmark::RegisterBenchmark("bf16/onednn", BM_OnednnFloat, dnnl::memory::data_type::bf16));
         shape(benchmark::RegisterBenchmark("f32/onednn", BM_OnednnFloat, dnnl::memory::data_type::f32));
       }
+    }
+  }
+  // The SD 1.5 UNet's matmuls in a guided step at 512 x 512 (batch 2), as the
+  // executor runs them: linear layers on every token of a level (K, N), and
+  // convolutions in chunks of im2col rows near 4 MiB (M = 4 MiB / K).
+  const std::vector<std::array<int64_t, 3>> unet = {
+      {8192, 320, 960},   {8192, 320, 2560},  {8192, 1280, 320},  {2048, 640, 1920},  {2048, 2560, 640},
+      {512, 1280, 3840},  {512, 5120, 1280},  {1456, 2880, 320},  {728, 5760, 640},   {364, 11520, 1280},
+  };
+  for (const auto& [m, k, n] : unet) {
+    for (const char* backend : {"vnni", "onednn"}) {
+      benchmark::RegisterBenchmark((std::string("sd15_unet/") + backend).c_str(), BM_Linear8BitS, std::string(backend))
+          ->Args({m, k, n, 2})
+          ->ArgNames({"M", "K", "N", "threads"})
+          ->MinTime(0.2)
+          ->UseRealTime();
     }
   }
   benchmark::RegisterBenchmark("program_cache_hit", BM_ProgramCacheHit);

@@ -37,16 +37,31 @@ class VnniBackend final : public Accelerator {
     return std::make_unique<PanelWeight>(w, shifted_weights_);
   }
 
-  // Work is split in tasks of (one weight panel) x (a run of rows), panel-major
-  // so that each thread keeps its panels in its own cache. Rows are split only
-  // when there are too few panels to keep every thread busy.
+  // Work is split in tasks of (a run of rows) x (one weight panel), row-major:
+  // each thread takes whole runs of rows across every panel, so that its
+  // activation rows stay in its cache while the panels stream past. A run
+  // holds about 64 KiB of activations (at least 24 rows, so that each panel
+  // serves several kernel calls), and fewer rows when that leaves threads
+  // idle. Panels over 512 KiB (K > 8192) are the exception: re-reading them
+  // costs more than streaming the rows, so their runs take every row. On the
+  // SD 1.5 UNet's shapes (bench/matmul_bench.cpp, sd15_unet; BENCHMARKS.md)
+  // this beat panel-major runs of every row most where many tokens meet few
+  // channels.
   std::unique_ptr<Program> prepare(const MatmulShape& shape) const override {
+    constexpr int64_t kActivationRunBytes = 64 << 10;
+    constexpr int64_t kMinRunRows = 24;
+    constexpr int64_t kStreamedPanelBytes = 512 << 10;
     const int threads = omp_get_max_threads();
     const int64_t panels = (shape.n + kPanel - 1) / kPanel;
     const int64_t row_blocks = (shape.m + kernel_rows_ - 1) / kernel_rows_;
+    const int64_t padded_k = (shape.k + QuantizedActivation::kRowAlign - 1) / QuantizedActivation::kRowAlign *
+                             QuantizedActivation::kRowAlign;
+    const int64_t cached_blocks = padded_k * kPanel > kStreamedPanelBytes
+                                      ? row_blocks
+                                      : std::max(kMinRunRows, kActivationRunBytes / padded_k) / kernel_rows_;
     const int64_t row_splits = std::clamp<int64_t>((4 * threads + panels - 1) / panels, 1, row_blocks);
-    const int64_t rows_per_task = (row_blocks + row_splits - 1) / row_splits * kernel_rows_;
-    return std::make_unique<VnniProgram>(shape, rows_per_task, threads);
+    const int64_t blocks_per_task = std::max<int64_t>(1, std::min((row_blocks + row_splits - 1) / row_splits, cached_blocks));
+    return std::make_unique<VnniProgram>(shape, blocks_per_task * kernel_rows_, threads);
   }
 
   void run(const Program& program, const MatmulArgs& args) const override {
@@ -60,7 +75,8 @@ class VnniBackend final : public Accelerator {
     const int64_t tasks = w.panels() * row_tasks;
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.threads > 1 && tasks > 1)
     for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t panel = task / row_tasks;
+      const int64_t panel = task % w.panels();
+      const int64_t row_task = task / w.panels();
       const int64_t col0 = panel * kPanel;
       GemmTile tile{};
       tile.lda = x.stride();
@@ -72,8 +88,8 @@ class VnniBackend final : public Accelerator {
       tile.cols = std::min(kPanel, w.n() - col0);
       tile.activation = e.activation;
       tile.accumulate = e.accumulate;
-      const int64_t row_end = std::min(m, (task % row_tasks + 1) * p.rows_per_task);
-      for (int64_t row = (task % row_tasks) * p.rows_per_task; row < row_end; row += kernel_rows_) {
+      const int64_t row_end = std::min(m, (row_task + 1) * p.rows_per_task);
+      for (int64_t row = row_task * p.rows_per_task; row < row_end; row += kernel_rows_) {
         tile.a = x.data() + row * x.stride();
         tile.a_scale = x.scales() + row;
         tile.a_sum = x.row_sums() + row;
