@@ -154,6 +154,15 @@ def quant8s_seeds():
         "bias-with-scale": q_file(*pair, q_tensor("x.bias_scale", "F32", [4])),
         "scale-of-scale": q_file(pair[0], q_tensor("x.weight_scale", "I8", [4, 1]), q_tensor("x.weight_scale_scale", "F32", [4]), pair[2]),
         "bare-name": q_file(q_tensor("x", "I8", [4, 8]), pair[1]),
+        # 8-bit S stored as panels (U8, q + 128): valid, stacked, holding -128 (a zero byte), not fitting.
+        "panels-valid": q_file(q_tensor("x.weight", "U8", [64, 64], PATTERN, b"\x80\x81\x7f\xff"),
+                               q_tensor("x.weight_scale", "F32", [64]), q_tensor("x.bias", "F32", [64])),
+        "panels-stacked": q_file(q_tensor("x.weight", "U8", [64, 64], PATTERN, b"\x81"), q_tensor("x.weight_scale", "F32", [64]),
+                                 q_tensor("x.bias", "F32", [64]), q_tensor("y.weight", "U8", [64, 64], PATTERN, b"\x7f"),
+                                 q_tensor("y.weight_scale", "F16", [64]), q_tensor("y.bias", "F32", [64])),
+        "panels-minus-128": q_file(q_tensor("x.weight", "U8", [64, 64], PATTERN, b"\x81\x00"),
+                                   q_tensor("x.weight_scale", "F32", [64]), q_tensor("x.bias", "F32", [64])),
+        "panels-not-fitting": q_file(q_tensor("x.weight", "U8", [4, 8], PATTERN, b"\x81"), pair[1], pair[2]),
         # Precision::Int8 quantizes a NaN weight at load: the scalar kernel converts NaN to int8, undefined
         # behaviour (seen with TILEDRAW_ISA=scalar; open: WeightStore::linear does not check for finite values).
         "crash-int8-precision-nan-weight": q_file(q_tensor("x.weight", "F32", [2, 2], PATTERN, b"\xff" * 4),

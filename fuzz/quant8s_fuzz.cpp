@@ -1,4 +1,4 @@
-// 8-bit S pairs (an I8 "weight" and its "weight_scale") as the loaders meet
+// 8-bit S pairs (an I8 or U8 "weight" and its "weight_scale") as the loaders meet
 // them: the input decodes to a small safetensors file of a few tensors named
 // from a dictionary ("x.weight", "x.weight_scale", "x.bias", "y.*"), of any of
 // six dtypes and small shapes, which is then validated (find_8bit_s_weights,
@@ -73,7 +73,9 @@ std::vector<fuzz::TensorBytes> decode_tensors(fuzz::ByteReader& in) {
 // What find_8bit_s_weights promises about each pair it returns.
 void check_pairs(const SafetensorsFile& file) {
   for (const tiledraw::Weight8BitS& w : tiledraw::find_8bit_s_weights(file)) {
-    fuzz::check(w.values->dtype == DType::I8 && w.values->shape.size() >= 2, "a non-matrix accepted as 8-bit S");
+    fuzz::check((w.values->dtype == DType::I8 || w.values->dtype == DType::U8) && w.values->shape.size() >= 2,
+                "a non-matrix accepted as 8-bit S");
+    fuzz::check(w.values->dtype == DType::I8 || tiledraw::fits_panels_8bit_s(w.rows, w.cols), "panels that do not fit accepted");
     fuzz::check(w.scale->dtype == DType::F32 || w.scale->dtype == DType::F16 || w.scale->dtype == DType::BF16,
                 "a scale of a non-float dtype accepted");
     fuzz::check(w.rows == w.values->shape[0] && w.rows * w.cols == w.values->numel(), "rows x cols is not the weight's shape");
@@ -104,7 +106,7 @@ void check_layer(const LinearWeights& w, const tiledraw::Accelerator& accel, Pre
   }
   const tiledraw::WeightView& source = w.weight->source();
   int64_t sum = 0;
-  for (int64_t i = 0; i < n * k; ++i) sum += source.q[i];
+  for (int64_t i = 0; i < n * k; ++i) sum += source.panels ? source.panels[i] : source.q[i];
   for (int64_t i = 0; i < n; ++i) sink = sink + source.scale[i];
   sink = sink + static_cast<float>(sum);
 
@@ -139,10 +141,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         fuzz::check(pairs_valid, "WeightStore accepted a file with an invalid 8-bit S pair");
         const TensorInfo* weight = file.find("x.weight");
         const LinearWeights layer = store.linear(prefixes);
-        const bool stored_int8 = weight && weight->dtype == DType::I8;
+        const bool stored_int8 =
+            weight && (weight->dtype == DType::I8 || (weight->dtype == DType::U8 && file.find("x.weight_scale")));
         check_layer(layer, *accel, precision, stored_int8);
         if (stored_int8 && layer.weight && prefixes.size() == 1) {  // used in place: must be exactly the tensor's bytes
-          fuzz::check(layer.weight->source().q == reinterpret_cast<const int8_t*>(file.data(*weight).data()) &&
+          const tiledraw::WeightView& source = layer.weight->source();
+          const auto* stored = reinterpret_cast<const void*>(file.data(*weight).data());
+          fuzz::check((source.panels ? static_cast<const void*>(source.panels) : source.q) == stored &&
                           layer.weight->n() * layer.weight->k() == weight->numel(),
                       "an 8-bit S layer that is not its tensor's bytes");
         }

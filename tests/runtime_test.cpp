@@ -495,7 +495,7 @@ TEST(LayoutOps, TimestepEmbeddingAndEmbeddingLookup) {
   const int t = g.input({2});
   g.output(g.timestep_embedding(t, 5));
   const int ids = g.input({2});
-  g.output(g.embedding(ids, table.data(), 3, 2));
+  g.output(g.embedding(ids, {table.data(), DType::F32}, 3, 2));
   ProgramCache cache;
   Executor exec(g, *accel, cache);
   const std::vector<float> steps = {0.0f, 1.0f}, labels = {2.0f, 0.0f};
@@ -510,10 +510,13 @@ TEST(LayoutOps, TimestepEmbeddingAndEmbeddingLookup) {
   EXPECT_EQ(e[9], 0.0f);
   const float* rows = exec.data(g.outputs()[1]);
   EXPECT_EQ(std::vector<float>(rows, rows + 4), (std::vector<float>{20, 21, 0, 1}));
-  // Ids of any shape: [2, 3] ids give [2, 3, 2] rows.
+  // Ids of any shape: [2, 3] ids give [2, 3, 2] rows; an F16 table's rows
+  // are converted as they are looked up.
+  std::vector<uint16_t> table_f16;
+  for (float v : table) table_f16.push_back(float_to_half(v));
   Graph tokens;
   const int token_ids = tokens.input({2, 3});
-  const int looked_up = tokens.embedding(token_ids, table.data(), 3, 2);
+  const int looked_up = tokens.embedding(token_ids, {table_f16.data(), DType::F16}, 3, 2);
   EXPECT_EQ(tokens.values()[static_cast<size_t>(looked_up)].shape, (std::vector<int64_t>{2, 3, 2}));
   tokens.output(looked_up);
   Executor token_exec(tokens, *accel, cache);

@@ -170,7 +170,7 @@ ClipTextEncoder::ClipTextEncoder(const WeightView& view, const Accelerator& acce
     }
     return w;
   };
-  token_table_ = weights_.floats(kTokens);
+  token_table_ = weights_.stored_table(kTokens);
   position_table_ = weights_.floats(kPositions);
   for (int64_t l = 0; l < config_.layers; ++l) {
     const auto [norm1_gamma, norm1_beta] = norm(layer(l, "layer_norm1"));

@@ -60,7 +60,7 @@ class ClipTextEncoder {
 
   ClipTextConfig config_;
   WeightStore weights_;
-  const float* token_table_ = nullptr;
+  runtime::StoredTable token_table_{};
   const float* position_table_ = nullptr;
   std::vector<Layer> layers_;
   const float *final_gamma_ = nullptr, *final_beta_ = nullptr;

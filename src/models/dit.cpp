@@ -254,7 +254,7 @@ void DitModel::guide(float* cond, const float* uncond, int64_t images, int64_t p
 int DitModel::conditioning_graph(runtime::Graph& g, const Conditioning& c, int timesteps, int classes) const {
   const int t_freq = g.timestep_embedding(timesteps, c.t_mlp0.in_features(), config_.frequency_shift);
   const int t = linear(g, linear(g, t_freq, c.t_mlp0, Activation::Silu), c.t_mlp2);
-  const int y = g.embedding(classes, c.class_table, config_.num_classes + 1, config_.hidden_size);
+  const int y = g.embedding(classes, {c.class_table, DType::F32}, config_.num_classes + 1, config_.hidden_size);
   return g.unary(kernels::Unary::Silu, g.binary(kernels::Binary::Add, t, y));
 }
 

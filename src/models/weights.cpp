@@ -151,6 +151,14 @@ const TensorInfo& WeightStore::require(const std::string& name) const { return r
 
 const float* WeightStore::floats(const std::string& name) { return stored_floats(require(name)); }
 
+runtime::StoredTable WeightStore::stored_table(const std::string& name) const {
+  const TensorInfo& t = require(name);
+  if (!is_float_dtype(t.dtype)) {
+    throw Error(path() + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) + ", expected floats");
+  }
+  return {view_.file().data(t).data(), t.dtype};
+}
+
 const float* WeightStore::stored_floats(const TensorInfo& t) {
   if (const auto it = floats_.find(t.name); it != floats_.end()) return it->second.data();
   if (!is_float_dtype(t.dtype)) {

@@ -113,6 +113,8 @@ class WeightStore {
   const TensorInfo& require(const std::string& name) const;
   // A float tensor (F32, F16 or BF16) as F32, converted once.
   const float* floats(const std::string& name);
+  // A float tensor as stored, for tables whose rows are converted as they are looked up.
+  runtime::StoredTable stored_table(const std::string& name) const;
   // Whether a layer's "<prefix>.bias" must be there: Stable Diffusion's
   // attention projections store none (then LinearWeights::bias is null).
   enum class Bias { Required, IfStored };

@@ -461,7 +461,9 @@ void Executor::run_node(const Node& node) {
           throw Error("embedding id " + std::to_string(id) + " is not a row of a table of " +
                       std::to_string(node.table_rows));
         }
-        std::copy_n(node.table + static_cast<int64_t>(id) * cols, cols, y + b * cols);
+        const size_t row_bytes = static_cast<size_t>(cols) * dtype_size(node.table.dtype);
+        convert_to_f32(node.table.dtype, static_cast<const std::byte*>(node.table.data) + static_cast<size_t>(id) * row_bytes,
+                       y + b * cols, static_cast<size_t>(cols));
       }
       break;
     }

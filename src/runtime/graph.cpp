@@ -324,7 +324,7 @@ int Graph::timestep_embedding(int timesteps, int64_t dim, int64_t frequency_shif
   return add_node(std::move(node), {at(timesteps).shape[0], dim});
 }
 
-int Graph::embedding(int ids, const float* table, int64_t rows, int64_t cols) {
+int Graph::embedding(int ids, StoredTable table, int64_t rows, int64_t cols) {
   if (at(ids).shape.empty() || !at(ids).contiguous() || rows <= 0 || cols <= 0) {
     throw Error("graph: embedding of ids " + shape_string(at(ids).shape) + " in a table of " + std::to_string(rows) +
                 " rows");

@@ -8,6 +8,7 @@
 #include "kernels/attention/attention.h"
 #include "kernels/elementwise/elementwise.h"
 #include "tiledraw/accel.h"
+#include "tiledraw/dtype.h"
 
 // A model is built as a graph of typed ops over float32 values, for one input
 // shape; shapes are inferred while it is built. Building and planning a graph
@@ -45,6 +46,15 @@ struct FloatWeight {
   int64_t k;
 };
 
+// A lookup table as the file stores it (F32, F16 or BF16 rows, mapped), each
+// row converted to f32 when it is looked up: a text encoder's 49408 tokens
+// stay 76 MB of file pages, touched a few rows at a time, instead of 152 MB
+// of converted floats written at load.
+struct StoredTable {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+};
+
 // A convolution's window: kernel x kernel, moved by `stride`, over the input
 // padded with zeros, `padding` before (top, left) and `padding_after` after
 // (bottom, right): the VAE encoder's down-sampling pads after only.
@@ -72,7 +82,7 @@ struct Node {
   ConvWindow window{};  // Conv2d
   int64_t groups = 0;                           // GroupNorm
   bool silu = false;                            // GroupNorm
-  const float* table = nullptr;  // Embedding: table_rows x the output's columns
+  StoredTable table{};  // Embedding: table_rows x the output's columns
   int64_t table_rows = 0;
   int64_t frequency_shift = 0;  // TimestepEmbedding: w_i = 10000^(-i / (dim / 2 - shift))
   kernels::Unary unary = kernels::Unary::GeluTanh;
@@ -140,7 +150,7 @@ class Graph {
   int timestep_embedding(int timesteps, int64_t dim, int64_t frequency_shift = 0);
   // ids of any shape (whole numbers held as floats) -> rows of table [rows,
   // cols], [..., cols]; an id outside [0, rows) is an Error when the graph runs.
-  int embedding(int ids, const float* table, int64_t rows, int64_t cols);
+  int embedding(int ids, StoredTable table, int64_t rows, int64_t cols);
   int reshape(int x, std::vector<int64_t> shape);  // a view: no copy
   // [begin, begin + size) of the last dimension of a value of any rank (of
   // its rows, numel / cols of them): a strided view, no copy; a slice of a
