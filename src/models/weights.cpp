@@ -1,6 +1,7 @@
 #include "models/weights.h"
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 
 #include "tiledraw/error.h"
@@ -286,23 +287,31 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
     // panels one after another; the first rows of panels are its first panels.
     const bool as_panels = weight_8bit_s(*parts.front(), cols).layout() == Layout8BitS::Panels &&
                            fits_panels_8bit_s(rows, cols);
+    // Copied only when the stored bytes cannot serve as they are: parts to
+    // stack, or panels wanted as rows (some first rows of them).
+    const bool unpack = !as_panels && weight_8bit_s(*parts.front(), cols).layout() == Layout8BitS::Panels;
+    int8_t* copy = nullptr;
+    if (parts.size() > 1 || unpack) {
+      int64_t stored_rows = 0;
+      for (const TensorInfo* t : parts) stored_rows += t->shape[0];
+      auto& stacked = int8_[key];
+      stacked.resize(static_cast<size_t>(stored_rows * cols));
+      copy = stacked.data();
+    }
     for (const TensorInfo* t : parts) {
       const Weight8BitS part = weight_8bit_s(*t, cols);
       const std::vector<float> part_scales = part.load_scales(file);
       scales.insert(scales.end(), part_scales.begin(), part_scales.end());
-      auto& stacked = int8_[key];
-      if (!as_panels && part.layout() == Layout8BitS::Panels) {
-        const std::vector<int8_t> q = part.read_rows(file);
-        stacked.insert(stacked.end(), q.begin(), q.end());
-      } else if (parts.size() > 1) {
-        const auto* bytes = reinterpret_cast<const int8_t*>(file.data(*t).data());
-        stacked.insert(stacked.end(), bytes, bytes + t->numel());
+      if (!copy) continue;
+      if (unpack) {
+        panels_to_rows_8bit_s(reinterpret_cast<const uint8_t*>(file.data(*t).data()), part.rows, cols, copy);
+      } else {
+        std::memcpy(copy, file.data(*t).data(), static_cast<size_t>(t->numel()));
       }
+      copy += t->numel();
     }
     scales.resize(static_cast<size_t>(rows));
-    const bool copied = !int8_[key].empty();
-    if (!copied) int8_.erase(key);
-    const int8_t* stored = copied ? int8_[key].data() : reinterpret_cast<const int8_t*>(file.data(*parts.front()).data());
+    const int8_t* stored = int8_.count(key) ? int8_[key].data() : reinterpret_cast<const int8_t*>(file.data(*parts.front()).data());
     if (as_panels) {
       panels = reinterpret_cast<const uint8_t*>(stored);
     } else {
