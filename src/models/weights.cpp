@@ -285,11 +285,11 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
   } else {
     // Stacked parts, each a whole number of panels, are the stacked weight's
     // panels one after another; the first rows of panels are its first panels.
-    const bool as_panels = weight_8bit_s(*parts.front(), cols).layout() == Layout8BitS::Panels &&
-                           fits_panels_8bit_s(rows, cols);
+    const bool stored_panels = weight_8bit_s(*parts.front(), cols).layout() == Layout8BitS::Panels;
+    const bool as_panels = stored_panels && fits_panels_8bit_s(rows, cols);
     // Copied only when the stored bytes cannot serve as they are: parts to
     // stack, or panels wanted as rows (some first rows of them).
-    const bool unpack = !as_panels && weight_8bit_s(*parts.front(), cols).layout() == Layout8BitS::Panels;
+    const bool unpack = stored_panels && !as_panels;
     int8_t* copy = nullptr;
     if (parts.size() > 1 || unpack) {
       int64_t stored_rows = 0;
@@ -318,12 +318,15 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
       values = stored;
     }
   }
-  reserve(static_cast<uint64_t>(rows * cols), "'" + key + ".weight' packed for the accelerator");
+  // Stored panels read in place are the mapped file's, which the limit does not count.
+  const auto reserve_packed = [&] { reserve(static_cast<uint64_t>(rows * cols), "'" + key + ".weight' packed for the accelerator"); };
+  if (!panels) reserve_packed();
   try {
     packed_.push_back(accel_.pack({values, scales.data(), rows, cols, panels}));
   } catch (const Error& e) {  // the backend knows the values, not where they came from
     throw Error(path() + ": '" + w.name + ".weight': " + e.what());
   }
+  if (panels && !packed_.back()->reads_source()) reserve_packed();
   w.weight = packed_.back().get();
   for (const TensorInfo* t : parts) {
     if (packed_.back()->reads_source() && !int8_.count(key)) {
