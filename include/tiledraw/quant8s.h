@@ -67,4 +67,8 @@ struct Weight8BitS {
 // Error naming the file and tensor otherwise.
 std::vector<Weight8BitS> find_8bit_s_weights(const SafetensorsFile& file);
 
+// Whether a loader reads tensor `t` as an 8-bit S weight's values: any I8
+// tensor (its scale is then required), or a U8 one beside its scale.
+bool holds_8bit_s_values(const SafetensorsFile& file, const TensorInfo& t);
+
 }  // namespace tiledraw

@@ -77,6 +77,10 @@ std::vector<float> Weight8BitS::load_scales(const SafetensorsFile& file) const {
   return out;
 }
 
+bool holds_8bit_s_values(const SafetensorsFile& file, const TensorInfo& t) {
+  return t.dtype == DType::I8 || (t.dtype == DType::U8 && file.find(scale_tensor_name(t.name)));
+}
+
 std::vector<Weight8BitS> find_8bit_s_weights(const SafetensorsFile& file) {
   std::vector<Weight8BitS> weights;
   for (const TensorInfo& values : file.tensors()) {

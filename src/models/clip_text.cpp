@@ -122,8 +122,8 @@ std::vector<float> read_projection(const WeightView& view, int64_t width) {
                 (linear ? "[projection, " + std::to_string(width) + "]" : "[" + std::to_string(width) + ", projection]"));
   }
   std::vector<float> stored(static_cast<size_t>(matrix->numel()));
-  const TensorInfo* scale = file.find(scale_tensor_name(matrix->name));
-  if (matrix->dtype == DType::I8 || (matrix->dtype == DType::U8 && scale)) {
+  if (holds_8bit_s_values(file, *matrix)) {
+    const TensorInfo* scale = file.find(scale_tensor_name(matrix->name));
     if (!scale) throw Error(file.path() + ": '" + matrix->name + "' is I8 but has no '" + scale_tensor_name(matrix->name) + "'");
     stored = Weight8BitS{matrix, scale, matrix->shape[0], matrix->shape[1]}.dequantize(file);
   } else if (is_float_dtype(matrix->dtype)) {

@@ -195,10 +195,6 @@ Weight8BitS WeightStore::weight_8bit_s(const TensorInfo& values, int64_t cols) c
   return Weight8BitS{&values, scale, values.shape[0], cols};
 }
 
-bool WeightStore::stored_8bit_s(const TensorInfo& t) const {
-  return t.dtype == DType::I8 || (t.dtype == DType::U8 && view_.file().find(scale_tensor_name(t.name)));
-}
-
 LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule) {
   const SafetensorsFile& file = view_.file();
   std::vector<const TensorInfo*> parts, biases;
@@ -245,7 +241,7 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
                           (first_rows > 0 ? ":first" + std::to_string(first_rows) : "");
   if (first_rows > 0) rows = first_rows;
   w.bias = biases.empty() ? nullptr : stacked_floats(biases, key + ".bias");
-  const bool stored_int8 = stored_8bit_s(*parts.front());
+  const bool stored_int8 = holds_8bit_s_values(file, *parts.front());
   if (stored_int8) {
     for (const TensorInfo* t : parts) file.prefetch(*t);
   }

@@ -133,7 +133,6 @@ class WeightStore {
  private:
   LinearWeights load_linear(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule);  // 0: every row
   Weight8BitS weight_8bit_s(const TensorInfo& values, int64_t cols) const;
-  bool stored_8bit_s(const TensorInfo& t) const;
   const float* stored_floats(const TensorInfo& t);
   const float* stacked_floats(const std::vector<const TensorInfo*>& parts, const std::string& key);
   // Counts the copies the store makes (floats, int8 rows, packed weights) against the memory limit.
