@@ -22,12 +22,19 @@ std::vector<int8_t> weight_rows(const WeightView& weight);
 // Checks that the arguments of a run agree with the program and with each other.
 void validate_run(const Program& program, const MatmulArgs& args);
 
-// The best of a few runs of `program` on made-up data of its shape (weights
-// packed by `accel`): how backends choose between kernels when preparing.
-double seconds_per_run(const Accelerator& accel, const Program& program);
+// A backend and a program it prepared, to be timed against others.
+struct TimedCandidate {
+  const Accelerator* accel;
+  const Program* program;
+};
+
+// The median seconds per run of each candidate, all on made-up data of the
+// same shape (weights packed by each backend), timed interleaved: how
+// backends choose between kernels when preparing.
+std::vector<double> median_seconds_per_run(const std::vector<TimedCandidate>& candidates);
 
 // Packs each weight for whichever candidate ran its shape (n, k) faster, timed
-// once per shape at 256 rows (DiT's token count at 256 x 256), and sends every
+// once per shape at 1024 rows, and sends every
 // run to that candidate: one packed copy per weight, whichever wins. Choices
 // are kept in `choices_file` (none when empty) for later processes on the same
 // CPU, thread count and candidates, which then skip the timing.

@@ -52,7 +52,8 @@ class AmxBackend final : public Accelerator {
     auto program = std::make_unique<AmxProgram>(shape, (row_blocks + row_splits - 1) / row_splits * 32, threads);
     if (measure_fallback_ && vnni_) {
       std::unique_ptr<Program> fallback = vnni_->prepare(shape);
-      if (seconds_per_run(*vnni_, *fallback) < seconds_per_run(*this, *program)) program->fallback = std::move(fallback);
+      const std::vector<double> seconds = median_seconds_per_run({{vnni_.get(), fallback.get()}, {this, program.get()}});
+      if (seconds[0] < seconds[1]) program->fallback = std::move(fallback);
     }
     return program;
   }
