@@ -43,37 +43,60 @@ struct PixelLanes {
   bool one_row;  // stride 1 within one output row: each window row is one contiguous run
 };
 
-// Window position (ky, kx) of channel c of t [batch, channels, height, width]
-// for the sixteen pixels, zero outside the image.
-inline __m512 window_value(const float* t, int64_t channels, const ConvGeometry& g, const PixelLanes& p, int64_t c,
-                           int64_t ky, int64_t kx) {
+// One window position (ky, kx) for the sixteen pixels: the lanes inside the
+// image, and where each lane reads relative to a channel's plane (lane 0's
+// offset when the sixteen read one contiguous run, else one per lane, the
+// image's offset included). Worked out once per group of pixels and window
+// position, not once per channel.
+struct Tap {
+  __m512i index;
+  int64_t offset;
+  __mmask16 inside;
+  bool prefetch;  // the first column of a window row, read contiguously
+};
+
+// The taps of t [batch, channels, height, width], in (ky, kx) order.
+void window_taps(int64_t channels, const ConvGeometry& g, const PixelLanes& p, std::vector<Tap>& taps) {
   const int64_t plane = g.height * g.width;
-  if (p.one_row) {
-    const int64_t row = p.top0 + ky;
-    if (row < 0 || row >= g.height) return _mm512_setzero_ps();
-    const int64_t column = p.left0 + kx;  // of lane 0
-    const int64_t begin = column < 0 ? -column : 0, end = g.width - column < kLanes ? g.width - column : kLanes;
-    if (begin >= end) return _mm512_setzero_ps();
-    const auto inside = static_cast<__mmask16>(((1u << end) - 1u) & ~((1u << begin) - 1u) & p.live);
-    const float* run = t + ((p.image0 * channels + c) * plane + row * g.width + p.left0);
-    // The run two groups on: the rows of 16 channels x the window's height are
-    // too many streams for the hardware prefetcher to follow.
-    if (kx == 0) _mm_prefetch(reinterpret_cast<const char*>(run + 2 * kLanes), _MM_HINT_T0);
-    // Lanes outside the image are masked off, so their addresses are never read.
-    return _mm512_maskz_loadu_ps(inside, run + kx);
+  taps.clear();
+  for (int64_t ky = 0; ky < g.kernel; ++ky) {
+    for (int64_t kx = 0; kx < g.kernel; ++kx) {
+      Tap tap{_mm512_setzero_si512(), 0, 0, false};
+      if (p.one_row) {
+        const int64_t row = p.top0 + ky, column = p.left0 + kx;  // of lane 0
+        const int64_t begin = column < 0 ? -column : 0, end = g.width - column < kLanes ? g.width - column : kLanes;
+        if (row >= 0 && row < g.height && begin < end) {
+          tap.inside = static_cast<__mmask16>(((1u << end) - 1u) & ~((1u << begin) - 1u) & p.live);
+          tap.offset = p.image0 * channels * plane + row * g.width + column;
+          tap.prefetch = kx == 0;
+        }
+      } else {
+        const __m512i row = _mm512_add_epi32(p.top, _mm512_set1_epi32(static_cast<int32_t>(ky)));
+        const __m512i column = _mm512_add_epi32(p.left, _mm512_set1_epi32(static_cast<int32_t>(kx)));
+        const __m512i zero = _mm512_setzero_si512();
+        __mmask16 inside = _mm512_mask_cmpge_epi32_mask(p.live, row, zero);
+        inside = _mm512_mask_cmplt_epi32_mask(inside, row, _mm512_set1_epi32(static_cast<int32_t>(g.height)));
+        inside = _mm512_mask_cmpge_epi32_mask(inside, column, zero);
+        inside = _mm512_mask_cmplt_epi32_mask(inside, column, _mm512_set1_epi32(static_cast<int32_t>(g.width)));
+        // (image * channels * height + row) * width + column
+        __m512i index = _mm512_mullo_epi32(p.image, _mm512_set1_epi32(static_cast<int32_t>(channels * plane)));
+        index = _mm512_add_epi32(index, _mm512_mullo_epi32(row, _mm512_set1_epi32(static_cast<int32_t>(g.width))));
+        tap.index = _mm512_add_epi32(index, column);
+        tap.inside = inside;
+      }
+      taps.push_back(tap);
+    }
   }
-  const __m512i row = _mm512_add_epi32(p.top, _mm512_set1_epi32(static_cast<int32_t>(ky)));
-  const __m512i column = _mm512_add_epi32(p.left, _mm512_set1_epi32(static_cast<int32_t>(kx)));
-  const __m512i zero = _mm512_setzero_si512();
-  __mmask16 inside = _mm512_mask_cmpge_epi32_mask(p.live, row, zero);
-  inside = _mm512_mask_cmplt_epi32_mask(inside, row, _mm512_set1_epi32(static_cast<int32_t>(g.height)));
-  inside = _mm512_mask_cmpge_epi32_mask(inside, column, zero);
-  inside = _mm512_mask_cmplt_epi32_mask(inside, column, _mm512_set1_epi32(static_cast<int32_t>(g.width)));
-  // ((image * channels + c) * height + row) * width + column
-  __m512i index = _mm512_mullo_epi32(p.image, _mm512_set1_epi32(static_cast<int32_t>(channels * plane)));
-  index = _mm512_add_epi32(index, _mm512_mullo_epi32(row, _mm512_set1_epi32(static_cast<int32_t>(g.width))));
-  index = _mm512_add_epi32(index, _mm512_add_epi32(column, _mm512_set1_epi32(static_cast<int32_t>(c * plane))));
-  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside, index, t, 4);
+}
+
+// A tap's sixteen values in one channel's plane, zero outside the image.
+inline __m512 tap_value(const float* plane, const Tap& tap, bool one_row) {
+  // The run two groups on: the rows of 16 channels x the window's height are
+  // too many streams for the hardware prefetcher to follow.
+  if (tap.prefetch) _mm_prefetch(reinterpret_cast<const char*>(plane + tap.offset + 2 * kLanes), _MM_HINT_T0);
+  // Lanes outside the image are masked off, so their addresses are never read.
+  if (one_row) return _mm512_maskz_loadu_ps(tap.inside, plane + tap.offset);
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), tap.inside, tap.index, plane, 4);
 }
 
 }  // namespace
@@ -81,7 +104,7 @@ inline __m512 window_value(const float* t, int64_t channels, const ConvGeometry&
 
 void f32_qs8_im2col_quantize__avx512(const float* x, const ConvGeometry& g, int64_t first, int64_t count,
                                      const float* pixel_absmax, const QuantizedRows& out) {
-  using avx512::PixelLanes, avx512::window_value, avx512::kLanes, avx512::kChannelBlock;
+  using avx512::PixelLanes, avx512::Tap, avx512::window_taps, avx512::tap_value, avx512::kLanes, avx512::kChannelBlock;
   // Lanes address x with 32-bit offsets.
   if (g.batch * g.channels * g.height * g.width >= (int64_t{1} << 31)) {
     f32_qs8_im2col_quantize__avx2(x, g, first, count, pixel_absmax, out);
@@ -91,6 +114,7 @@ void f32_qs8_im2col_quantize__avx512(const float* x, const ConvGeometry& g, int6
   const __m512 infinity = _mm512_set1_ps(std::numeric_limits<float>::infinity());
   const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
   thread_local std::vector<PixelLanes> groups;
+  thread_local std::vector<Tap> taps;
   groups.clear();
   for (int64_t p0 = 0; p0 < count; p0 += kLanes) {
     groups.emplace_back(g, first + p0, static_cast<int>(count - p0 < kLanes ? count - p0 : kLanes));
@@ -101,12 +125,11 @@ void f32_qs8_im2col_quantize__avx512(const float* x, const ConvGeometry& g, int6
     const PixelLanes& p = groups[i];
     __m512 absmax = _mm512_setzero_ps();
     __mmask16 not_finite = 0;
-    for (int64_t ky = 0; ky < g.kernel; ++ky) {
-      for (int64_t kx = 0; kx < g.kernel; ++kx) {
-        const __m512 a = window_value(pixel_absmax, 1, g, p, 0, ky, kx);
-        absmax = _mm512_max_ps(absmax, a);
-        not_finite |= _mm512_cmp_ps_mask(a, infinity, _CMP_NLT_UQ);
-      }
+    window_taps(1, g, p, taps);
+    for (const Tap& tap : taps) {
+      const __m512 a = tap_value(pixel_absmax, tap, p.one_row);
+      absmax = _mm512_max_ps(absmax, a);
+      not_finite |= _mm512_cmp_ps_mask(a, infinity, _CMP_NLT_UQ);
     }
     const __m512 scale = _mm512_max_ps(_mm512_div_ps(absmax, hi), _mm512_set1_ps(FLT_MIN));
     const int64_t p0 = static_cast<int64_t>(i) * kLanes;
@@ -140,15 +163,15 @@ void f32_qs8_im2col_quantize__avx512(const float* x, const ConvGeometry& g, int6
         k0 += kLanes;
         filled = 0;
       };
+      window_taps(g.channels, g, p, taps);
       for (int64_t c = c0; c < c1; ++c) {
-        for (int64_t ky = 0; ky < g.kernel; ++ky) {
-          for (int64_t kx = 0; kx < g.kernel; ++kx) {
-            const __m512 v = _mm512_div_ps(window_value(x, g.channels, g, p, c, ky, kx), scale);
-            const __m512i q = _mm512_maskz_cvtps_epi32(finite, _mm512_min_ps(_mm512_max_ps(v, lo), hi));
-            sums = _mm512_add_epi32(sums, q);
-            staged[filled++] = q;
-            if (filled == kLanes) write_staged();
-          }
+        const float* plane = x + c * g.height * g.width;
+        for (const Tap& tap : taps) {
+          const __m512 v = _mm512_div_ps(tap_value(plane, tap, p.one_row), scale);
+          const __m512i q = _mm512_maskz_cvtps_epi32(finite, _mm512_min_ps(_mm512_max_ps(v, lo), hi));
+          sums = _mm512_add_epi32(sums, q);
+          staged[filled++] = q;
+          if (filled == kLanes) write_staged();
         }
       }
       if (filled > 0) write_staged();
