@@ -62,12 +62,15 @@ static inline __m512 activate_avx512(Activation activation, __m512 x) {
 
 // The linear layer's epilogue on 16 columns of one row, from float sums:
 // y = act((sum * sx) * sw + bias) (+ y). The oracle's order of operations, so
-// that without an activation the result matches it bit for bit.
+// that without an activation the result matches it bit for bit. kActivated
+// false leaves out the activation (the caller knows there is none), so that
+// what remains is small enough to inline into a kernel's every accumulator.
+template <bool kActivated = true>
 static inline void linear_epilogue_avx512(__m512 sum, float row_scale, __m512 col_scale, const float* bias,
                                           Activation activation, bool accumulate, float* y, __mmask16 mask) {
   __m512 z = _mm512_mul_ps(_mm512_mul_ps(sum, _mm512_set1_ps(row_scale)), col_scale);
   if (bias) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mask, bias));
-  z = activate_avx512(activation, z);
+  if constexpr (kActivated) z = activate_avx512(activation, z);
   if (accumulate) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mask, y));
   _mm512_mask_storeu_ps(y, mask, z);
 }
