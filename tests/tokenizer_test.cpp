@@ -5,6 +5,7 @@
 #include <cctype>
 #include <chrono>
 #include <filesystem>
+#include <sstream>
 
 #include "test_util.h"
 #include "text/clip_tokenizer.h"
@@ -205,11 +206,11 @@ TEST(PromptWeights, BreakIsAnUpperCaseWordOfItsOwn) {
 }
 
 TEST(PromptChunks, APromptIsWrappedAndPaddedPerFamily) {
-  const std::vector<TokenChunk> sd1 = tokenize_prompt(clip(), "a photo of a cat", padding_id(ClipKind::OpenAiVitL14));
+  const std::vector<TokenChunk> sd1 = tokenize_prompt(clip(), "a photo of a cat", padding_id(ClipKind::OpenAiVitL14, clip()));
   ASSERT_EQ(sd1.size(), 1u);
   EXPECT_EQ(chunk_ids(sd1[0]), wrapped({320, 1125, 539, 320, 2368}));
   EXPECT_THAT(sd1[0].weights, ::testing::Each(1.0f));
-  const std::vector<TokenChunk> sd2 = tokenize_prompt(clip(), "a photo of a cat", padding_id(ClipKind::OpenClipVitH14));
+  const std::vector<TokenChunk> sd2 = tokenize_prompt(clip(), "a photo of a cat", padding_id(ClipKind::OpenClipVitH14, clip()));
   EXPECT_EQ(chunk_ids(sd2[0]), wrapped({320, 1125, 539, 320, 2368}, 0));
   // An <|endoftext|> in the prompt ends the chunk for the padding too.
   EXPECT_EQ(chunk_ids(tokenize_prompt(clip(), "a <|endoftext|> cat", 0)[0]), wrapped({320}, 0));
@@ -435,6 +436,24 @@ TEST(TokenizerEmbedded, RoundTripsThroughAFileAndRefusesBrokenOnes) {
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("test: merge 48895 uses 'no_such_symbol', which is not in the vocabulary"));
   }
+}
+
+// A vocabulary trained elsewhere (the bundled model's): CLIP's 512 byte
+// symbols, two merges, the specials at 514 and 515.
+TEST(PromptChunks, AVocabularyOfItsOwnPadsWithItsOwnEndOfText) {
+  std::string tokens;
+  std::istringstream clip_tokens(clip().tokens_text());
+  std::string line;
+  for (int i = 0; i < 512 && std::getline(clip_tokens, line); ++i) tokens += line + "\n";
+  tokens += "ca\ncat</w>\n<|startoftext|>\n<|endoftext|>\n";
+  const ClipTokenizer small = ClipTokenizer::from_text(tokens, "c a\nca t</w>\n", "small");
+  ASSERT_EQ(small.vocabulary_size(), 516u);
+  EXPECT_EQ(padding_id(ClipKind::OpenAiVitL14, small), 515);
+  EXPECT_EQ(padding_id(ClipKind::OpenClipVitH14, small), 0);
+  std::vector<int32_t> expected(kChunkLength, 515);
+  expected[0] = 514;
+  expected[1] = 513;
+  EXPECT_EQ(chunk_ids(tokenize_prompt(small, "cat", padding_id(ClipKind::OpenAiVitL14, small))[0]), expected);
 }
 
 TEST(TokenizerVocabulary, BrokenFilesAreRefusedByName) {

@@ -64,7 +64,7 @@ void run_tokenize(const TokenizeArgs& args) {
       throw Error(std::string(e.what()) + ", or pass --tokenizer PATH");
     }
   }();
-  const int32_t pad_id = text::padding_id(kind);
+  const int32_t pad_id = text::padding_id(kind, found.tokenizer);
   const std::vector<text::TokenChunk> chunks = text::tokenize_prompt(found.tokenizer, args.prompt, pad_id);
   const char* family = kind == text::ClipKind::OpenClipVitH14 ? "SD 2.x" : "SD 1.x";
 

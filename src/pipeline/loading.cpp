@@ -79,7 +79,13 @@ void load_stable_diffusion(LoadedModel& m, const models::DetectedFamily& found, 
   unet.prediction = sd_prediction(m.checkpoint, unet_view, o);
   unet.schedule = schedule;
   unet.latent = {4, 8, 0.18215, 0.0};
-  unet.trained_latent_size = sd2 && unet.prediction == models::Prediction::V ? 96 : 64;
+  // The config's sample_size where it gives one (a model trained at another
+  // size than SD's 512 or 768 pixels), else SD's.
+  const nlohmann::json& unet_config = unet_view.config();
+  unet.trained_latent_size = unet_config.contains("sample_size") && unet_config["sample_size"].is_number_integer() &&
+                                     unet_config["sample_size"].get<int64_t>() > 0
+                                 ? unet_config["sample_size"].get<int64_t>()
+                                 : sd2 && unet.prediction == models::Prediction::V ? 96 : 64;
   unet.description = found.info.description;
   auto model = std::make_unique<models::UNetModel>(unet_view, accel, o.precision, unet);
   if (model->config().in_channels != unet.latent.channels) {
@@ -102,7 +108,7 @@ void load_stable_diffusion(LoadedModel& m, const models::DetectedFamily& found, 
   m.model_info.text = true;
   const int64_t stored = m.text_encoder->config().layers;
   TextEncoding encoding;
-  encoding.pad_id = text::padding_id(clip);
+  if (tokenizer) encoding.pad_id = text::padding_id(clip, *tokenizer);
   encoding.counted_layers = sd2 && stored == 23 ? 24 : stored;
   encoding.default_clip_skip = sd2 ? 2 : 1;
   m.conditioner = std::make_unique<TextConditioner>(std::move(tokenizer), std::move(missing), *m.text_encoder, encoding);

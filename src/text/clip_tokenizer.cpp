@@ -335,7 +335,9 @@ std::pair<std::string, std::string> parse_merge(std::string_view line, const std
 
 }  // namespace
 
-int32_t padding_id(ClipKind kind) { return kind == ClipKind::OpenClipVitH14 ? 0 : kClipEndOfText; }
+int32_t padding_id(ClipKind kind, const ClipTokenizer& tokenizer) {
+  return kind == ClipKind::OpenClipVitH14 ? 0 : tokenizer.end_of_text();
+}
 
 std::u32string from_utf8(std::string_view utf8) {
   std::u32string out;

@@ -27,7 +27,10 @@ enum class ClipKind {
   OpenAiVitL14,    // Stable Diffusion 1.x: pads with <|endoftext|>
   OpenClipVitH14,  // Stable Diffusion 2.x: pads with 0
 };
-int32_t padding_id(ClipKind kind);
+class ClipTokenizer;
+// The id after a chunk's first <|endoftext|>: the vocabulary's own
+// <|endoftext|> (49407 in CLIP's, another in a vocabulary trained elsewhere), or 0.
+int32_t padding_id(ClipKind kind, const ClipTokenizer& tokenizer);
 
 // The text clean-up before pre-tokenization, in this order:
 //  1. ftfy's fixes that need no language model (ftfy itself also repairs
