@@ -4,13 +4,11 @@ how large it is, and whether it carries a printed pattern or is plain. The
 training script (tools/train_text_to_image.py) captions with these rules; the
 judged tests prompt with `held_out_prompt`, phrasings never used in training.
 
-  measure(images, labels)   per image, its brightness, size and pattern bins
-  caption(label, attributes, generator)   one random caption
+  caption(label, attributes, rng)   one random caption (rng: random.Random)
   every_phrase()            each noun and attribute word once (vocabulary)
-  held_out_prompt(label, brightness, generator)   an unseen phrasing"""
+  held_out_prompt(label, brightness, rng)   an unseen phrasing
+Standard library only: the judged tests import it too."""
 import re
-
-import torch
 
 # CLIP's pre-tokenization on ASCII text: contractions, letter runs, single
 # digits, runs of other symbols.
@@ -41,37 +39,6 @@ TEMPLATES = ["{}", "a photo of {}", "a picture of {}", "{} on a black background
 HELD_OUT_TEMPLATES = ["{} photo", "black background, {}", "a photo: {}", "picture of {} on black"]
 
 
-def measure(images, labels):
-    """Each image's bins, from its pixels ([N, 1, H, W] in [-1, 1]): the
-    garment is what is brighter than the background; its mean brightness and
-    its area are split in thirds within its class (dark / grey / light, small /
-    - / large), and the mean absolute Laplacian inside it, relative to its
-    brightness, marks the top quarter 'patterned' and the bottom 40% 'plain'."""
-    x = (images[:, 0] + 1) * 127.5
-    mask = x > 25
-    area = mask.sum((1, 2)).float().clamp(min=1)
-    brightness = (x * mask).sum((1, 2)) / area
-    lap = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]).abs()
-    inner = mask[:, 1:-1, 1:-1]
-    texture = (lap * inner).sum((1, 2)) / inner.sum((1, 2)).clamp(min=1) / brightness.clamp(min=1)
-    out = [None] * images.shape[0]
-    for c in range(10):
-        index = (labels == c).nonzero().flatten()
-
-        def bins(values, cuts, names):
-            q = torch.quantile(values[index], torch.tensor(cuts))
-            return [names[int((v > q).sum())] for v in values[index].tolist()]
-
-        b = bins(brightness, [1 / 3, 2 / 3], ["dark", "grey", "light"])
-        s = bins(area, [1 / 3, 2 / 3], ["small", None, "large"])
-        p = bins(texture, [0.4, 0.75], ["plain", None, "patterned"])
-        for j, i in enumerate(index.tolist()):
-            out[i] = {"brightness": b[j], "size": s[j], "pattern": p[j]}
-    return out
-
-
-def choice(options, generator):
-    return options[int(torch.randint(0, len(options), (), generator=generator))]
 
 
 def noun_phrase(noun, words):
@@ -81,18 +48,19 @@ def noun_phrase(noun, words):
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
-def caption(label, attributes, generator):
+def caption(label, attributes, rng):
     """One caption: a template around [article] [size] [brightness] [pattern]
-    noun, each attribute said with some probability, in several words."""
+    noun, each attribute said with some probability, in several words.
+    `attributes`: the bins of tools/train_text_to_image.py's measure()."""
     words = []
-    if attributes["size"] and torch.rand((), generator=generator) < 0.3:
-        words.append(choice(SIZE[attributes["size"]], generator))
-    if torch.rand((), generator=generator) < 0.8:
-        words.append(choice(BRIGHTNESS[attributes["brightness"]], generator))
-    if attributes["pattern"] and torch.rand((), generator=generator) < 0.3:
-        words.append(choice(PATTERN[attributes["pattern"]], generator))
-    phrase = noun_phrase(choice(NOUNS[label], generator), words)
-    return choice(TEMPLATES, generator).format(phrase)
+    if attributes["size"] and rng.random() < 0.3:
+        words.append(rng.choice(SIZE[attributes["size"]]))
+    if rng.random() < 0.8:
+        words.append(rng.choice(BRIGHTNESS[attributes["brightness"]]))
+    if attributes["pattern"] and rng.random() < 0.3:
+        words.append(rng.choice(PATTERN[attributes["pattern"]]))
+    phrase = noun_phrase(rng.choice(NOUNS[label]), words)
+    return rng.choice(TEMPLATES).format(phrase)
 
 
 def every_phrase():
@@ -100,7 +68,7 @@ def every_phrase():
     return [t.format(noun_phrase(n, [])) for n in sum(NOUNS, []) for t in TEMPLATES] + words
 
 
-def held_out_prompt(label, brightness, generator):
+def held_out_prompt(label, brightness, rng):
     """A prompt in a phrasing training never used; `brightness` None leaves it out."""
-    words = [choice(BRIGHTNESS[brightness], generator)] if brightness else []
-    return choice(HELD_OUT_TEMPLATES, generator).format(noun_phrase(choice(NOUNS[label], generator), words))
+    words = [rng.choice(BRIGHTNESS[brightness])] if brightness else []
+    return rng.choice(HELD_OUT_TEMPLATES).format(noun_phrase(rng.choice(NOUNS[label]), words))

@@ -31,6 +31,7 @@ import collections
 import json
 import math
 import os
+import random
 import sys
 import time
 
@@ -71,6 +72,35 @@ def alphas_cumprod():
 def rgb(images):
     """Fashion-MNIST's grey images as the 3-channel images an SD VAE reads."""
     return images.expand(-1, 3, -1, -1)
+
+
+def measure(images, labels):
+    """Each image's caption bins, from its pixels ([N, 1, H, W] in [-1, 1]): the
+    garment is what is brighter than the background; its mean brightness and
+    its area are split in thirds within its class (dark / grey / light, small /
+    - / large), and the mean absolute Laplacian inside it, relative to its
+    brightness, marks the top quarter 'patterned' and the bottom 40% 'plain'."""
+    x = (images[:, 0] + 1) * 127.5
+    mask = x > 25
+    area = mask.sum((1, 2)).float().clamp(min=1)
+    brightness = (x * mask).sum((1, 2)) / area
+    lap = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]).abs()
+    inner = mask[:, 1:-1, 1:-1]
+    texture = (lap * inner).sum((1, 2)) / inner.sum((1, 2)).clamp(min=1) / brightness.clamp(min=1)
+    out = [None] * images.shape[0]
+    for c in range(10):
+        index = (labels == c).nonzero().flatten()
+
+        def bins(values, cuts, names):
+            q = torch.quantile(values[index], torch.tensor(cuts))
+            return [names[int((v > q).sum())] for v in values[index].tolist()]
+
+        b = bins(brightness, [1 / 3, 2 / 3], ["dark", "grey", "light"])
+        s = bins(area, [1 / 3, 2 / 3], ["small", None, "large"])
+        p = bins(texture, [0.4, 0.75], ["plain", None, "patterned"])
+        for j, i in enumerate(index.tolist()):
+            out[i] = {"brightness": b[j], "size": s[j], "pattern": p[j]}
+    return out
 
 
 # --- the vocabulary: CLIP's byte-pair encoding, learnt from the captions ---
@@ -179,9 +209,9 @@ def vocabulary_stage(args, images, labels):
     if os.path.exists(path):
         with open(path) as f:
             return Tokenizer([tuple(m) for m in json.load(f)["merges"]])
-    generator = torch.Generator().manual_seed(args.seed)
-    attributes = captions.measure(images, labels)
-    texts = [captions.caption(int(c), a, generator) for c, a in zip(labels.tolist(), attributes)]
+    rng = random.Random(args.seed)
+    attributes = measure(images, labels)
+    texts = [captions.caption(int(c), a, rng) for c, a in zip(labels.tolist(), attributes)]
     # Every phrasing the captions can take, so that each word is learnt whole.
     texts += captions.every_phrase()
     tokenizer = Tokenizer(learn_merges(texts, MAX_MERGES))
@@ -262,7 +292,8 @@ def diffusion_stage(args, images, labels, tokenizer, vae_state):
     if state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     latents, mirrored = encode_all(vae_state, images), encode_all(vae_state, images.flip(3))
-    attributes = captions.measure(images, labels)
+    attributes = measure(images, labels)
+    rng = random.Random(args.seed + 6)
     alphas = alphas_cumprod()
     start, first = time.time(), state["step"]
 
@@ -276,8 +307,8 @@ def diffusion_stage(args, images, labels, tokenizer, vae_state):
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = torch.randint(0, images.shape[0], (args.batch,), generator=generator)
-        texts = [captions.caption(int(labels[i]), attributes[i], generator)
-                 if torch.rand((), generator=generator) >= DROP_CAPTION else "" for i in index.tolist()]
+        texts = [captions.caption(int(labels[i]), attributes[i], rng) if rng.random() >= DROP_CAPTION else ""
+                 for i in index.tolist()]
         ids = torch.tensor([tokenizer.ids(t) for t in texts])
         x0 = torch.where(torch.rand(args.batch, 1, 1, 1, generator=generator) < 0.5, mirrored[index], latents[index])
         t = torch.randint(0, TIMESTEPS, (args.batch,), generator=generator)
