@@ -5,21 +5,29 @@ JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 , := ,
 
-.PHONY: all deps build demo test test-release test-asan tsan fuzz fuzz-replay bench clean
+.PHONY: all deps program-deps build program demo test test-release test-asan tsan fuzz fuzz-replay bench clean
 
 all: build
 
 deps:
 	@tools/setup-deps.sh
 
+program-deps:
+	@tools/setup-deps.sh program
+
 # $(call configure,DIR,CMAKE OPTIONS): quiet unless it fails.
 configure = cmake -S . -B $(1) $(2) >$(1).configure.log 2>&1 || { cat $(1).configure.log; exit 1; }
 
 build: deps
-	@$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=Release)
+	@$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON -DTILEDRAW_BUILD_BENCH=ON)
 	@cmake --build $(BUILD_DIR) -j$(JOBS)
 
-demo: build
+# The program alone, without tests or benchmarks (and without their packages).
+program: program-deps
+	@$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DTILEDRAW_BUILD_BENCH=OFF)
+	@cmake --build $(BUILD_DIR) -j$(JOBS) --target tiledraw_cli
+
+demo: program
 	@tools/demo.sh $(BUILD_DIR)/tiledraw
 
 # Every test: the release build, then the same tests under AddressSanitizer and

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Installs the Debian packages tiledraw builds and tests with. Idempotent: when
-# everything is present it prints nothing and returns at once.
+# Installs the Debian packages tiledraw needs. Idempotent: when everything is
+# present it prints nothing and returns at once.
+#   tools/setup-deps.sh          what the tests need too (make test)
+#   tools/setup-deps.sh program  only what building and running the program
+#                                needs (make demo): no PyTorch, no test libraries
 set -euo pipefail
 
 packages=(
-  g++ make cmake pkg-config binutils python3
+  g++ make cmake pkg-config binutils
   libcli11-dev nlohmann-json3-dev libpng-dev zlib1g-dev libicu-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
   libgomp1 libdnnl-dev
-  python3-torch python3-numpy libopenblas0-openmp dataset-fashion-mnist
-  clang-14 libclang-rt-14-dev libomp-14-dev
 )
+if [ "${1:-all}" != program ]; then
+  packages+=(
+    python3 libgtest-dev libgmock-dev libbenchmark-dev
+    python3-torch python3-numpy libopenblas0-openmp dataset-fashion-mnist
+    clang-14 libclang-rt-14-dev libomp-14-dev
+  )
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
