@@ -12,62 +12,29 @@ Checks, for the 8-bit S model and the same weights on the float path:
     moves the asked way in at least 90% of pairs;
   - a negative prompt: "X" with -n "dark" is brighter than with -n "light"
     in at least 75% of pairs.
-Standard library only (the PNGs are read here)."""
+Standard library only (tests/png_pixels.py reads the PNGs)."""
 import argparse
 import json
 import os
 import random
-import struct
 import subprocess
 import sys
 import tempfile
-import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from captions import HELD_OUT_TEMPLATES, NOUNS, noun_phrase  # noqa: E402
+from png_pixels import read_png  # noqa: E402
 
 STEPS, CFG, SEED = 20, 5.0, 4321
 MIN_ACCURACY, MAX_GAP, MIN_PAIRS, MIN_NEGATIVE = 0.80, 0.03, 0.90, 0.75
 
 
-def read_png_grey(path):
-    """The mean of each pixel's channels, for tiledraw's 8-bit, non-interlaced PNGs."""
-    with open(path, "rb") as f:
-        data = f.read()
-    pos, chunks = 8, []
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunks.append((kind, data[pos + 8:pos + 8 + length]))
-        pos += 12 + length
-    header = dict(chunks)[b"IHDR"]
-    width, height, depth, color = struct.unpack(">IIBB", header[:10])
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color]
-    assert depth == 8, path
-    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
-    stride, rows, previous = width * channels, [], bytearray(width * channels)
-    for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            left = line[i - channels] if i >= channels else 0
-            up, corner = previous[i], previous[i - channels] if i >= channels else 0
-            if kind == 1:
-                line[i] = (line[i] + left) & 255
-            elif kind == 2:
-                line[i] = (line[i] + up) & 255
-            elif kind == 3:
-                line[i] = (line[i] + (left + up) // 2) & 255
-            elif kind == 4:
-                p = left + up - corner
-                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
-        rows.append([sum(line[x * channels:x * channels + min(channels, 3)]) / min(channels, 3) for x in range(width)])
-        previous = line
-    return rows
-
-
 def garment_brightness(path):
     """Mean brightness of the pixels brighter than the black background."""
-    pixels = [v for row in read_png_grey(path) for v in row if v > 25]
+    _, _, channels, data = read_png(path)
+    shown = min(channels, 3)
+    grey = [sum(data[i:i + shown]) / shown for i in range(0, len(data), channels)]
+    pixels = [v for v in grey if v > 25]
     return sum(pixels) / len(pixels) if pixels else 0.0
 
 

@@ -1,11 +1,11 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -40,9 +40,9 @@ std::vector<double> median_seconds_per_run(const std::vector<TimedCandidate>& ca
   constexpr int kMinRounds = 5, kMaxRounds = 100;
   constexpr double kMinSeconds = 0.02;
   std::vector<std::vector<double>> times(candidates.size());
-  double slowest_total = 0.0;
-  for (int round = 0; round <= kMaxRounds && (round <= kMinRounds || slowest_total < kMinSeconds); ++round) {
-    slowest_total = std::numeric_limits<double>::infinity();
+  double least_total = 0.0;
+  for (int round = 0; round <= kMaxRounds && (round <= kMinRounds || least_total < kMinSeconds); ++round) {
+    least_total = std::numeric_limits<double>::infinity();
     for (size_t i = 0; i < candidates.size(); ++i) {
       const auto start = std::chrono::steady_clock::now();
       candidates[i].accel->run(*candidates[i].program, {&xq, weights[i].get(), ones.data(), y.data(), s.n});
@@ -50,7 +50,7 @@ std::vector<double> median_seconds_per_run(const std::vector<TimedCandidate>& ca
       if (round > 0) times[i].push_back(seconds);
       double total = 0.0;
       for (double t : times[i]) total += t;
-      slowest_total = std::min(slowest_total, total);
+      least_total = std::min(least_total, total);
     }
   }
   std::vector<double> medians;

@@ -34,8 +34,8 @@ struct TimedCandidate {
 std::vector<double> median_seconds_per_run(const std::vector<TimedCandidate>& candidates);
 
 // Packs each weight for whichever candidate ran its shape (n, k) faster, timed
-// once per shape at 1024 rows, and sends every
-// run to that candidate: one packed copy per weight, whichever wins. Choices
+// once per shape at 1024 rows, and sends every run to that candidate: one
+// packed copy per weight, whichever wins. Choices
 // are kept in `choices_file` (none when empty) for later processes on the same
 // CPU, thread count and candidates, which then skip the timing.
 std::unique_ptr<Accelerator> make_auto_backend(std::vector<std::unique_ptr<Accelerator>> candidates,

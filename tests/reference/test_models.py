@@ -17,14 +17,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import zlib
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "reference"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import dit  # noqa: E402
+import png_pixels  # noqa: E402
 from judge import judge  # noqa: E402
 import noise  # noqa: E402
 import samplers  # noqa: E402
@@ -182,39 +183,9 @@ def vae_tests(tmp):
 
 
 def read_png(path):
-    """Pixels of an 8-bit gray or RGB PNG (any row filters) as [height, width, channels]."""
-    with open(path, "rb") as f:
-        data = f.read()
-    pos, chunks = 8, {}
-    while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kind = data[pos + 4:pos + 8]
-        chunks.setdefault(kind, b"")
-        chunks[kind] += data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-    width, height = int.from_bytes(chunks[b"IHDR"][:4], "big"), int.from_bytes(chunks[b"IHDR"][4:8], "big")
-    channels = {0: 1, 2: 3}[chunks[b"IHDR"][9]]
-    raw = zlib.decompress(chunks[b"IDAT"])
-    stride = width * channels
-    rows, previous = [], bytearray(stride)
-    for r in range(height):
-        kind, line = raw[r * (stride + 1)], bytearray(raw[r * (stride + 1) + 1:(r + 1) * (stride + 1)])
-        for i in range(stride):
-            left = line[i - channels] if i >= channels else 0
-            up, corner = previous[i], previous[i - channels] if i >= channels else 0
-            if kind == 1:
-                line[i] = (line[i] + left) & 255
-            elif kind == 2:
-                line[i] = (line[i] + up) & 255
-            elif kind == 3:
-                line[i] = (line[i] + (left + up) // 2) & 255
-            elif kind == 4:
-                p = left + up - corner
-                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
-        rows.append(bytes(line))
-        previous = line
-    return np.frombuffer(b"".join(rows), np.uint8).reshape(height, width, channels)
+    """Pixels of an 8-bit gray or RGB PNG as [height, width, channels]."""
+    width, height, channels, pixels = png_pixels.read_png(path)
+    return np.frombuffer(pixels, np.uint8).reshape(height, width, channels)
 
 
 def generate_tests(tmp):
