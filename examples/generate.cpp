@@ -3,7 +3,8 @@
 //
 //   tiledraw_example_generate [MODEL] OUT.png
 //
-// Without MODEL it uses the bundled Fashion-MNIST DiT and draws four sneakers.
+// Without MODEL it uses the bundled Fashion-MNIST text-to-image model and
+// draws four sneakers (a class-conditional model: its class 0, or "sneaker").
 #include <cstdio>
 #include <string>
 
@@ -22,7 +23,11 @@ int main(int argc, char** argv) {
     std::printf("%s: %s\n", info.path.c_str(), info.description.c_str());
 
     tiledraw::GenerationRequest request;
-    request.classes = {info.class_names.empty() ? "0" : "sneaker"};
+    if (info.text) {
+      request.prompt = "a white sneaker";
+    } else {
+      request.classes = {info.class_names.empty() ? "0" : "sneaker"};
+    }
     request.batch = 4;
     request.steps = 25;
     request.sampler = tiledraw::Sampler::DpmPp2m;

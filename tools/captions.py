@@ -39,8 +39,6 @@ TEMPLATES = ["{}", "a photo of {}", "a picture of {}", "{} on a black background
 HELD_OUT_TEMPLATES = ["{} photo", "black background, {}", "a photo: {}", "picture of {} on black"]
 
 
-
-
 def noun_phrase(noun, words):
     phrase = " ".join(words + [noun])
     if noun in PLURAL:

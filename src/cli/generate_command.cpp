@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -18,10 +19,10 @@ namespace {
 struct GenerateArgs {
   std::string model, family, precision = "auto", vae, vae_precision = "auto", labels, output = "out.png";
   std::string sampler, scheduler = "default", initial_noise, output_latents;
-  std::string prompt, negative_prompt, init_image, tokenizer, prediction;
+  std::string negative_prompt, init_image, tokenizer, prediction;
   double strength = 0.75;
   int clip_skip = 0;
-  std::vector<std::string> classes, class_names, negative_classes;
+  std::vector<std::string> prompts, classes, class_names, negative_classes;
   int64_t steps = 0, seed = 42, width = 0, height = 0, batch = 1;
   double cfg_scale = NAN;
   bool grid = false, quiet = false, profile = false;
@@ -93,9 +94,9 @@ void run_generate(GenerateArgs a) {
                 "-channel latents, not pixels; decoding them needs --vae VAE.safetensors");
   }
 
-  const bool prompted = !a.prompt.empty() || !a.negative_prompt.empty() || a.clip_skip;
+  const bool prompted = !a.prompts.empty() || !a.negative_prompt.empty() || a.clip_skip;
   if (prompted && !info.text) {
-    throw Error(std::string(a.prompt.empty() ? a.negative_prompt.empty() ? "--clip-skip" : "--negative-prompt" : "--prompt") +
+    throw Error(std::string(a.prompts.empty() ? a.negative_prompt.empty() ? "--clip-skip" : "--negative-prompt" : "--prompt") +
                 ": " + a.model + " (" + info.description + ") reads no text" + (info.classes ? "; give --class" : ""));
   }
   if (info.text && (!a.classes.empty() || !a.class_names.empty() || !a.negative_classes.empty())) {
@@ -103,7 +104,7 @@ void run_generate(GenerateArgs a) {
   }
 
   GenerationRequest request;
-  request.prompt = a.prompt;
+  if (!a.prompts.empty()) request.prompt = a.prompts.front();
   request.negative_prompt = a.negative_prompt;
   request.clip_skip = a.clip_skip;
   request.strength = a.strength;
@@ -137,20 +138,37 @@ void run_generate(GenerateArgs a) {
     }
   }
 
+  if (a.prompts.size() > 1 && !a.output_latents.empty()) throw Error("--output-latents: takes one prompt, not several");
   const double load_seconds = seconds_since(start);
   Progress progress("sampling", "it", a.quiet);
-  // One generation per run: each part's weights go once it is done with.
-  const GenerationResult result = pipeline->generate_and_release(
-      request, [&](int done, int total) { progress.update(static_cast<size_t>(done), static_cast<size_t>(total)); },
-      &interrupted);
+  const auto report = [&](int done, int total) { progress.update(static_cast<size_t>(done), static_cast<size_t>(total)); };
+  // Several prompts run one after another on the loaded weights, each from the
+  // same seed; only the last generation lets each part's weights go once done.
+  GenerationResult result;
+  const size_t prompt_count = std::max<size_t>(a.prompts.size(), 1);
+  for (size_t p = 0; p < prompt_count; ++p) {
+    if (!a.prompts.empty()) request.prompt = a.prompts[p];
+    GenerationResult one = p + 1 < prompt_count ? pipeline->generate(request, report, &interrupted)
+                                                : pipeline->generate_and_release(request, report, &interrupted);
+    if (interrupted.load()) break;
+    if (p == 0) {
+      result = std::move(one);
+      continue;
+    }
+    result.images.insert(result.images.end(), one.images.begin(), one.images.end());
+    result.parameters.insert(result.parameters.end(), one.parameters.begin(), one.parameters.end());
+    result.batch_parameters += "\n\n" + one.batch_parameters;
+    result.sampling_seconds += one.sampling_seconds;
+    result.decode_seconds += one.decode_seconds;
+  }
   progress.finish();
   if (interrupted.load()) throw Cancelled("interrupted after sampling");
 
   const int64_t images = static_cast<int64_t>(result.images.size());
   std::vector<std::string> written;
   if (a.grid || images == 1) {
-    const int64_t classes = images / a.batch;
-    const int64_t columns = classes > 1 ? a.batch : static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(images))));
+    const int64_t rows = images / a.batch;
+    const int64_t columns = rows > 1 ? a.batch : static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(images))));
     write_png(a.output, images == 1 ? result.images[0] : image_grid(result.images, columns),
               {{"parameters", images == 1 ? result.parameters[0] : result.batch_parameters}});
     written.push_back(a.output);
@@ -166,7 +184,7 @@ void run_generate(GenerateArgs a) {
   }
   if (!a.quiet) {
     for (const std::string& path : written) std::printf("wrote %s\n", path.c_str());
-    const int steps = request.steps.value_or(info.default_steps);
+    const int steps = request.steps.value_or(info.default_steps) * static_cast<int>(prompt_count);
     std::printf("%lld image%s of %lld x %lld: load %.2f s, %d steps %.2f s (%.2f it/s)", static_cast<long long>(images),
                 images == 1 ? "" : "s", static_cast<long long>(width), static_cast<long long>(height), load_seconds, steps,
                 result.sampling_seconds, steps / result.sampling_seconds);
@@ -188,14 +206,15 @@ void add_generate_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate images with a diffusion model");
   cmd->add_option("-m,--model", args->model,
-                  "Model: a safetensors file or a diffusers folder, float or 8-bit S (default: the bundled Fashion-MNIST DiT)");
+                  "Model: a safetensors file or a diffusers folder, float or 8-bit S (default: the bundled Fashion-MNIST text-to-image model)");
   cmd->add_option("--family", args->family, "The model's family (dit) when detection should not decide");
   cmd->add_option("--precision", args->precision, "Model matrices as stored (auto), float, or 8bit-s")->capture_default_str();
   cmd->add_option("--vae", args->vae, "VAE (AutoencoderKL, diffusers or original layout, or a checkpoint holding one) "
                                       "instead of the model's own");
   cmd->add_option("--vae-precision", args->vae_precision, "VAE matrices as stored (auto), float, or 8bit-s")->capture_default_str();
-  cmd->add_option("-p,--prompt", args->prompt,
-                  "Text-to-image models: the prompt, in A1111's syntax: (words), (words:1.3), [words], BREAK");
+  cmd->add_option("-p,--prompt", args->prompts,
+                  "Text-to-image models: the prompt, in A1111's syntax: (words), (words:1.3), [words], BREAK; "
+                  "repeat it for several prompts (a row each with --grid)");
   cmd->add_option("-n,--negative-prompt", args->negative_prompt, "What to steer away from (the same syntax)");
   cmd->add_option("-i,--init-img", args->init_image, "img2img: start from this PNG, resized to the output size (Lanczos)");
   cmd->add_option("--strength", args->strength,
@@ -233,7 +252,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--initial-noise", args->initial_noise,
                   "Safetensors file whose tensor 'noise' [images, channels, h, w] replaces the seeded initial noise");
   cmd->add_option("--output-latents", args->output_latents, "Also write the sampled latents (tensor 'latents') here");
-  cmd->add_flag("--grid", args->grid, "Write all images as one grid (a row per class when there are several)");
+  cmd->add_flag("--grid", args->grid, "Write all images as one grid (a row per class or prompt when there are several)");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress and no summary");
   cmd->add_flag("--profile", args->profile, "Print time by op, the program cache and the arena (stderr)");
   cmd->callback([args] { run_generate(*args); });
