@@ -369,7 +369,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--stage", choices=["vocabulary", "vae", "diffusion", "export", "all"], default="all")
     parser.add_argument("--vae-steps", type=int, default=3000)
-    parser.add_argument("--steps", type=int, default=12000, help="diffusion training steps (resumes where DIR stopped)")
+    parser.add_argument("--steps", type=int, default=8000, help="diffusion training steps (resumes where DIR stopped)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--ema", type=float, default=0.999)
