@@ -248,6 +248,26 @@ TEST_F(Cli, GenerateTakesClassNamesAndWritesGrids) {
   EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
 }
 
+TEST_F(Cli, SeveralPromptsEachDrawWhatTheyWouldAloneARowEachInAGrid) {
+  const std::string base = "generate -q -m " + std::string(TILEDRAW_SOURCE_DIR) +
+                           "/models/fashion-sd-8bit-s.safetensors --steps 3 --seed 5";
+  ASSERT_EQ(run(base + " -p 'a white sneaker' -p 'dark jeans' -o " + dir_.file("both.png")).status, 0);
+  ASSERT_EQ(run(base + " -p 'a white sneaker' -o " + dir_.file("sneaker.png")).status, 0);
+  ASSERT_EQ(run(base + " -p 'dark jeans' -o " + dir_.file("jeans.png")).status, 0);
+  const auto pixels = [](const std::string& path) { return read_png(path, 3).pixels; };
+  EXPECT_EQ(pixels(dir_.file("both-1.png")), pixels(dir_.file("sneaker.png"))) << "the first prompt, the same seed";
+  EXPECT_EQ(pixels(dir_.file("both-2.png")), pixels(dir_.file("jeans.png"))) << "the second prompt, the same seed";
+  EXPECT_NE(pixels(dir_.file("sneaker.png")), pixels(dir_.file("jeans.png")));
+
+  ASSERT_EQ(run(base + " -p 'a white sneaker' -p 'dark jeans' -b 3 --grid -o " + dir_.file("grid.png")).status, 0);
+  const Image grid = read_png(dir_.file("grid.png"), 3);
+  EXPECT_EQ(grid.width, 3 * 32 + 2 * 2) << "a column per image of a prompt";
+  EXPECT_EQ(grid.height, 2 * 32 + 2) << "a row per prompt";
+  expect_error(base + " -p a -p b --output-latents " + dir_.file("x.safetensors") + " -o " + dir_.file("x.png"),
+               "--output-latents: takes one prompt, not several");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));
+}
+
 TEST_F(Cli, GenerateStopsOnNanNamingTheStepAndTheOpAndRefusesWorkOverTheMemoryLimit) {
   const std::string poisoned = test::write_pixel_dit(dir_, "blocks.0.mlp.fc2.weight");
   expect_error("generate -m " + poisoned + " --steps 4 -o " + dir_.file("x.png"),
