@@ -104,7 +104,6 @@ void run_generate(GenerateArgs a) {
   }
 
   GenerationRequest request;
-  if (!a.prompts.empty()) request.prompt = a.prompts.front();
   request.negative_prompt = a.negative_prompt;
   request.clip_skip = a.clip_skip;
   request.strength = a.strength;
