@@ -259,10 +259,24 @@ TEST_F(Cli, SeveralPromptsEachDrawWhatTheyWouldAloneARowEachInAGrid) {
   EXPECT_EQ(pixels(dir_.file("both-2.png")), pixels(dir_.file("jeans.png"))) << "the second prompt, the same seed";
   EXPECT_NE(pixels(dir_.file("sneaker.png")), pixels(dir_.file("jeans.png")));
 
-  ASSERT_EQ(run(base + " -p 'a white sneaker' -p 'dark jeans' -b 3 --grid -o " + dir_.file("grid.png")).status, 0);
+  ASSERT_EQ(run(base + " -p 'a white sneaker' -p 'dark jeans' -b 4 --grid -o " + dir_.file("grid.png")).status, 0);
   const Image grid = read_png(dir_.file("grid.png"), 3);
-  EXPECT_EQ(grid.width, 3 * 32 + 2 * 2) << "a column per image of a prompt";
-  EXPECT_EQ(grid.height, 2 * 32 + 2) << "a row per prompt";
+  EXPECT_EQ(grid.width, 4 * 32 + 3 * 2) << "a column per image of a prompt";
+  EXPECT_EQ(grid.height, 2 * (20 + 32) + 2) << "a row per prompt, each under a 20-pixel band with its prompt";
+  ASSERT_EQ(run(base + " -p 'a white sneaker' -b 4 -o " + dir_.file("sneakers.png")).status, 0);
+  for (int64_t column = 0; column < 4; ++column) {
+    const Image sneaker = read_png(dir_.file("sneakers-" + std::to_string(column + 1) + ".png"), 3);
+    for (int64_t y = 0; y < 32; ++y) {
+      const auto row = grid.pixels.begin() + ((20 + y) * grid.width + column * 34) * 3;
+      ASSERT_TRUE(std::equal(row, row + 32 * 3, sneaker.pixels.begin() + y * 32 * 3)) << "image " << column << " row " << y;
+    }
+  }
+  const auto band_has_ink = [&](int64_t top) {
+    return std::any_of(grid.pixels.begin() + top * grid.width * 3, grid.pixels.begin() + (top + 20) * grid.width * 3,
+                       [](uint8_t v) { return v > 0; });
+  };
+  EXPECT_TRUE(band_has_ink(0));
+  EXPECT_TRUE(band_has_ink(20 + 32 + 2));
   expect_error(base + " -p a -p b --output-latents " + dir_.file("x.safetensors") + " -o " + dir_.file("x.png"),
                "--output-latents: takes one prompt, not several");
   EXPECT_FALSE(std::filesystem::exists(dir_.file("x.png")));

@@ -113,5 +113,109 @@ TEST(ImageResize, LanczosKeepsConstantsAveragesPairsWhenHalvingAndCommutesWithMi
   EXPECT_THROW(resize_image(step, 0, 4), Error);
 }
 
+// Ink of a grid's rows y0..y1 (exclusive): its bounding box, or an empty one.
+struct Ink {
+  int64_t left = INT64_MAX, right = -1, top = INT64_MAX, bottom = -1;
+  bool gray = true;  // every inked pixel has equal channels: white text, anti-aliased
+  int64_t width() const { return right < left ? 0 : right - left + 1; }
+  int64_t height() const { return bottom < top ? 0 : bottom - top + 1; }
+};
+
+Ink ink_in(const Image& image, int64_t y0, int64_t y1) {
+  Ink ink;
+  for (int64_t y = y0; y < y1; ++y) {
+    for (int64_t x = 0; x < image.width; ++x) {
+      const uint8_t* p = &image.pixels[static_cast<size_t>((y * image.width + x) * image.channels)];
+      if (p[0] == 0 && p[image.channels - 1] == 0) continue;
+      ink.left = std::min(ink.left, x), ink.right = std::max(ink.right, x);
+      ink.top = std::min(ink.top, y), ink.bottom = std::max(ink.bottom, y);
+      ink.gray = ink.gray && p[0] == p[image.channels - 1];
+    }
+  }
+  return ink;
+}
+
+Image flat_image(int64_t size, uint8_t value) { return Image{size, size, 3, std::vector<uint8_t>(size_t(size * size * 3), value)}; }
+
+// Checks that `image` sits in the grid with its top-left corner at (left, top).
+void expect_cell(const Image& grid, const Image& image, int64_t left, int64_t top, const std::string& what) {
+  for (int64_t y = 0; y < image.height; ++y) {
+    for (int64_t x = 0; x < image.width * 3; ++x) {
+      ASSERT_EQ(grid.pixels[size_t((top + y) * grid.width * 3 + left * 3 + x)], image.pixels[size_t(y * image.width * 3 + x)])
+          << what << " at " << x / 3 << ", " << y;
+    }
+  }
+}
+
+TEST(ImageGrid, LaysOutRowsTwoPixelsApartAndHeadsEachWithItsLabel) {
+  std::vector<Image> images;
+  for (uint8_t i = 1; i <= 5; ++i) images.push_back(flat_image(32, static_cast<uint8_t>(40 * i)));
+  const Image plain = image_grid(images, 3);
+  EXPECT_EQ(plain.width, 3 * 32 + 2 * 2);
+  EXPECT_EQ(plain.height, 2 * 32 + 2);
+  for (int64_t i = 0; i < 5; ++i) expect_cell(plain, images[size_t(i)], (i % 3) * 34, (i / 3) * 34, "unlabelled " + std::to_string(i));
+  EXPECT_EQ(ink_in(plain, 32, 34).width(), 0) << "the gap between rows is black";
+  EXPECT_EQ(ink_in(plain, 34, 66).right, 34 + 31) << "the missing sixth cell is black";
+
+  // DejaVu Sans has 2048 units per em, ascender 1901, descender -483 and no
+  // line gap (its hhea table): at the 12 px the labels of 32-pixel images
+  // use, a line is 2384 / 2048 x 12 = 13.97, 14 px; with a 3 px margin above
+  // and below, each band is 20 px.
+  const Image labelled = image_grid(images, 3, {"Hamburg", ""});
+  const int64_t band = 20, row = band + 32 + 2;
+  ASSERT_EQ(labelled.height, 2 * row - 2);
+  for (int64_t i = 0; i < 5; ++i) {
+    expect_cell(labelled, images[size_t(i)], (i % 3) * 34, (i / 3) * row + band, "labelled " + std::to_string(i));
+  }
+  const Ink label = ink_in(labelled, 0, band);
+  EXPECT_TRUE(label.gray);
+  EXPECT_EQ(label.left, 3 + 1) << "H's stem starts one pixel into its box";
+  EXPECT_EQ(label.top, 3 + 2) << "the cap height (1493 units, 8.75 px) under the ascender (11.14 px)";
+  EXPECT_GE(label.height(), 12) << "'b' rises above the caps and 'g' descends below the baseline";
+  EXPECT_GT(label.width(), 40);
+  EXPECT_LT(label.width(), 70);
+  EXPECT_EQ(ink_in(labelled, row, row + band).width(), 0) << "an empty label leaves its band black";
+
+  // Glyph shapes: a capital I is a tall bar, a dash a flat one; more letters take more room.
+  const auto ink_of = [](const std::string& text) { return ink_in(image_grid({flat_image(32, 0)}, 1, {text}), 0, 20); };
+  EXPECT_GE(ink_of("I").height(), 8);
+  EXPECT_LE(ink_of("I").width(), 2);
+  EXPECT_LE(ink_of("-").height(), 2);
+  EXPECT_GE(ink_of("-").width(), 3);
+  EXPECT_GT(ink_of("WWW").width(), ink_of("iii").width() + 10);
+  EXPECT_GT(ink_of("\xc3\x89").width(), 0) << "UTF-8 text, here an E with acute";
+  EXPECT_GT(ink_of("\xff\xfe").width(), 0) << "bytes that are not UTF-8 are drawn as replacement characters";
+}
+
+TEST(ImageGrid, WrapsLongLabelsAtSpacesInUpToThreeLinesWithinTheRow) {
+  // Two rows of 100 px, 94 px inside the margins: "a dark ankle boot" is
+  // some 110 px wide at 12 px.
+  const Image wrapped = image_grid(std::vector<Image>(6, flat_image(32, 0)), 3, {"a dark ankle boot", "boot"});
+  EXPECT_EQ(wrapped.height, 2 * (2 * 14 + 6 + 32) + 2) << "both bands as tall as the longest label's two lines";
+  const Ink first = ink_in(wrapped, 0, 34);
+  EXPECT_GE(first.left, 3);
+  EXPECT_LE(first.right, 100 - 3);
+  EXPECT_GT(first.right, 100 / 2) << "the first line holds as many words as fit";
+  EXPECT_GT(ink_in(wrapped, 3 + 14, 3 + 28).width(), 0) << "a second line";
+
+  // Rows of 66 px, 60 px inside the margins.
+  const Image capped = image_grid(std::vector<Image>(4, flat_image(32, 0)), 2, {std::string(400, 'x'), "a b c d e f g h i j k l m n o p q r s t u v w x y z"});
+  EXPECT_EQ(capped.height, 2 * (3 * 14 + 6 + 32) + 2) << "at most three lines";
+  EXPECT_LE(ink_in(capped, 0, capped.height).right, 66 - 3) << "a word wider than the row breaks inside itself";
+}
+
+TEST(ImageGrid, RefusesMismatchedLabelsAndNamesAMissingFont) {
+  const std::vector<Image> images(4, flat_image(8, 0));
+  EXPECT_THAT([&] { image_grid(images, 2, {"one"}); },
+              testing::ThrowsMessage<Error>(testing::HasSubstr("image grid: 1 row labels for 2 rows")));
+  EXPECT_THROW(image_grid({flat_image(8, 0), flat_image(9, 0)}, 2), Error);
+  test::ScopedEnvironment env;
+  env.set("TILEDRAW_FONT", "/nonexistent/font.ttf");
+  EXPECT_THAT([&] { image_grid(images, 2, {"one", "two"}); },
+              testing::ThrowsMessage<Error>(testing::HasSubstr("cannot read the font /nonexistent/font.ttf")));
+  EXPECT_THROW(check_label_font(), Error);
+  EXPECT_NO_THROW(image_grid(images, 2)) << "no labels, no font needed";
+}
+
 }  // namespace
 }  // namespace tiledraw

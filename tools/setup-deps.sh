@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
   g++ make cmake pkg-config binutils
-  libcli11-dev nlohmann-json3-dev libpng-dev zlib1g-dev libicu-dev
+  libcli11-dev nlohmann-json3-dev libpng-dev zlib1g-dev libicu-dev libfreetype-dev fonts-dejavu-core
   libgomp1 libdnnl-dev
 )
 if [ "${1:-all}" != program ]; then

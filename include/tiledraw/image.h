@@ -20,8 +20,14 @@ struct Image {
 Image image_from_planes(const float* planes, int64_t channels, int64_t height, int64_t width);
 
 // Images of one size and channel count laid out in rows of `columns`, with
-// `gap` pixels of black between them.
-Image image_grid(const std::vector<Image>& images, int64_t columns, int64_t gap = 2);
+// 2 pixels of black between them. With `row_labels` (one per row), each row
+// gets a black band above it with its label in white, wrapped to the row's
+// width in up to three lines; the font is DejaVu Sans (Debian's
+// fonts-dejavu-core) or the file $TILEDRAW_FONT names.
+Image image_grid(const std::vector<Image>& images, int64_t columns, const std::vector<std::string>& row_labels = {});
+// Throws the error image_grid would give with labels when the font cannot be
+// read: a program checks before a long generation rather than after it.
+void check_label_font();
 
 // The image resampled to width x height with a Lanczos-3 filter, widened by
 // the scale when shrinking so that every source pixel counts (as PIL's

@@ -138,6 +138,7 @@ void run_generate(GenerateArgs a) {
   }
 
   if (a.prompts.size() > 1 && !a.output_latents.empty()) throw Error("--output-latents: takes one prompt, not several");
+  if (a.prompts.size() > 1 && a.grid) check_label_font();
   const double load_seconds = seconds_since(start);
   Progress progress("sampling", "it", a.quiet);
   const auto report = [&](int done, int total) { progress.update(static_cast<size_t>(done), static_cast<size_t>(total)); };
@@ -168,7 +169,9 @@ void run_generate(GenerateArgs a) {
   if (a.grid || images == 1) {
     const int64_t rows = images / a.batch;
     const int64_t columns = rows > 1 ? a.batch : static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(images))));
-    write_png(a.output, images == 1 ? result.images[0] : image_grid(result.images, columns),
+    // Several prompts: each row is headed by its prompt.
+    const std::vector<std::string> row_labels = a.prompts.size() > 1 ? a.prompts : std::vector<std::string>{};
+    write_png(a.output, images == 1 ? result.images[0] : image_grid(result.images, columns, row_labels),
               {{"parameters", images == 1 ? result.parameters[0] : result.batch_parameters}});
     written.push_back(a.output);
   } else {

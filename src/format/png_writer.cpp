@@ -58,29 +58,6 @@ Image image_from_planes(const float* planes, int64_t channels, int64_t height, i
   return image;
 }
 
-Image image_grid(const std::vector<Image>& images, int64_t columns, int64_t gap) {
-  if (images.empty() || columns <= 0 || gap < 0) throw Error("image grid: needs images and a positive column count");
-  const Image& first = images.front();
-  for (const Image& image : images) {
-    if (image.width != first.width || image.height != first.height || image.channels != first.channels) {
-      throw Error("image grid: images differ in size or channels");
-    }
-  }
-  const int64_t count = static_cast<int64_t>(images.size());
-  const int64_t rows = (count + columns - 1) / columns, cols = std::min(columns, count);
-  Image grid{cols * first.width + (cols - 1) * gap, rows * first.height + (rows - 1) * gap, first.channels, {}};
-  grid.pixels.assign(static_cast<size_t>(grid.width * grid.height * grid.channels), 0);
-  const int64_t row_bytes = first.width * first.channels;
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t left = (i % columns) * (first.width + gap), top = (i / columns) * (first.height + gap);
-    for (int64_t y = 0; y < first.height; ++y) {
-      std::copy_n(images[static_cast<size_t>(i)].pixels.begin() + y * row_bytes, row_bytes,
-                  grid.pixels.begin() + ((top + y) * grid.width + left) * grid.channels);
-    }
-  }
-  return grid;
-}
-
 void write_png(const std::string& path, const Image& image, const std::map<std::string, std::string>& text) {
   if ((image.channels != 1 && image.channels != 3) || image.width <= 0 || image.height <= 0 ||
       image.pixels.size() != static_cast<size_t>(image.width * image.height * image.channels)) {
