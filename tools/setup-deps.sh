@@ -9,13 +9,14 @@ set -euo pipefail
 packages=(
   g++ make cmake pkg-config binutils
   libcli11-dev nlohmann-json3-dev libpng-dev zlib1g-dev libicu-dev libfreetype-dev fonts-dejavu-core
+  libcpp-httplib-dev libssl-dev
   libgomp1 libdnnl-dev
 )
 if [ "${1:-all}" != program ]; then
   packages+=(
     python3 libgtest-dev libgmock-dev libbenchmark-dev
     python3-torch python3-numpy libopenblas0-openmp dataset-fashion-mnist
-    clang-14 libclang-rt-14-dev libomp-14-dev
+    clang-14 libclang-rt-14-dev libomp-14-dev nginx-light chromium
   )
 fi
 

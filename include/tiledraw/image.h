@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,10 +37,14 @@ Image resize_image(const Image& image, int64_t width, int64_t height);
 
 // Reads a PNG as 8-bit gray (channels 1) or RGB (3), converting whatever it stores.
 Image read_png(const std::string& path, int64_t channels);
+// The same from a PNG in memory; errors name `source` (where the bytes came from).
+Image decode_png(std::span<const uint8_t> png, int64_t channels, const std::string& source);
 
 // Writes a PNG with text chunks (A1111's "parameters" carries how an image was
 // made). ASCII values go in tEXt chunks, others in UTF-8 iTXt. Written through
 // a temporary file like every file tiledraw writes.
 void write_png(const std::string& path, const Image& image, const std::map<std::string, std::string>& text = {});
+// The PNG write_png would write, in memory; errors name `name`.
+std::vector<uint8_t> encode_png(const Image& image, const std::map<std::string, std::string>& text, const std::string& name);
 
 }  // namespace tiledraw

@@ -20,6 +20,7 @@ void add_forward_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_classify_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 // The options every command takes, set by main before a command runs.
 struct GlobalOptions {

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   tiledraw::cli::add_classify_command(app);
   tiledraw::cli::add_forward_command(app);
   tiledraw::cli::add_tokenize_command(app);
+  tiledraw::cli::add_serve_command(app);
   tiledraw::cli::add_bench_command(app);
   // CLI11 would only say that a command is required; name the word it did not know.
   if (argc > 1 && argv[1][0] != '-') {

@@ -13,7 +13,7 @@ namespace tiledraw {
 namespace {
 
 void append_to_buffer(png_structp png, png_bytep data, png_size_t size) {
-  auto* out = static_cast<std::vector<unsigned char>*>(png_get_io_ptr(png));
+  auto* out = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
   out->insert(out->end(), data, data + size);
 }
 
@@ -58,7 +58,7 @@ Image image_from_planes(const float* planes, int64_t channels, int64_t height, i
   return image;
 }
 
-void write_png(const std::string& path, const Image& image, const std::map<std::string, std::string>& text) {
+std::vector<uint8_t> encode_png(const Image& image, const std::map<std::string, std::string>& text, const std::string& path) {
   if ((image.channels != 1 && image.channels != 3) || image.width <= 0 || image.height <= 0 ||
       image.pixels.size() != static_cast<size_t>(image.width * image.height * image.channels)) {
     throw Error(path + ": cannot write a " + std::to_string(image.width) + " x " + std::to_string(image.height) +
@@ -86,7 +86,7 @@ void write_png(const std::string& path, const Image& image, const std::map<std::
   for (int64_t r = 0; r < image.height; ++r) {
     rows.push_back(const_cast<png_bytep>(image.pixels.data() + r * image.width * image.channels));
   }
-  std::vector<unsigned char> encoded;
+  std::vector<uint8_t> encoded;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!info) {
@@ -97,6 +97,11 @@ void write_png(const std::string& path, const Image& image, const std::map<std::
   const bool ok = encode(png, info, image, texts.data(), static_cast<int>(texts.size()), rows);
   png_destroy_write_struct(&png, &info);
   if (!ok) throw Error(path + ": libpng could not encode the image");
+  return encoded;
+}
+
+void write_png(const std::string& path, const Image& image, const std::map<std::string, std::string>& text) {
+  const std::vector<uint8_t> encoded = encode_png(image, text, path);
   AtomicFile file(path);
   file.write_all(encoded.data(), encoded.size());
   file.commit();

@@ -1,0 +1,409 @@
+#include "server/a1111_api.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <set>
+
+#include "tiledraw/tiledraw.h"
+
+namespace tiledraw::server {
+namespace {
+
+using nlohmann::json;
+
+struct SamplerLabel {
+  Sampler sampler;
+  const char* label;
+};
+// A1111's labels (its "sampler_name" values); DDPM has none there.
+constexpr SamplerLabel kSamplerLabels[] = {
+    {Sampler::Euler, "Euler"},           {Sampler::EulerAncestral, "Euler a"},
+    {Sampler::Heun, "Heun"},             {Sampler::Dpm2, "DPM2"},
+    {Sampler::DpmPp2m, "DPM++ 2M"},      {Sampler::DpmPp2sAncestral, "DPM++ 2S a"},
+    {Sampler::DpmPp2mSde, "DPM++ 2M SDE"}, {Sampler::Lcm, "LCM"},
+    {Sampler::Ddim, "DDIM"},             {Sampler::Ddpm, "DDPM"},
+};
+
+struct SchedulerLabel {
+  Scheduler scheduler;
+  const char* name;   // A1111's "name" (what a request sends)
+  const char* label;  // its "label" (what its web UI shows, and old sampler names end with)
+};
+// A1111 calls k-diffusion's default discrete schedule "Uniform"; tiledraw's
+// `normal` is that schedule, so both names mean it.
+constexpr SchedulerLabel kSchedulerLabels[] = {
+    {Scheduler::Default, "automatic", "Automatic"}, {Scheduler::Normal, "uniform", "Uniform"},
+    {Scheduler::Normal, "normal", "Normal"},        {Scheduler::Karras, "karras", "Karras"},
+    {Scheduler::Exponential, "exponential", "Exponential"}, {Scheduler::SgmUniform, "sgm_uniform", "SGM Uniform"},
+    {Scheduler::Simple, "simple", "Simple"},
+};
+
+bool same_name(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string sampler_choices() {
+  std::string text;
+  for (const SamplerLabel& s : kSamplerLabels) text += (text.empty() ? "" : ", ") + std::string(s.label);
+  return text;
+}
+
+std::optional<Sampler> find_sampler(std::string_view label) {
+  for (const SamplerLabel& s : kSamplerLabels) {
+    if (same_name(label, s.label) || same_name(label, sampler_name(s.sampler))) return s.sampler;
+  }
+  return std::nullopt;
+}
+
+const char* json_type(const json& value) {
+  if (value.is_number_integer() || value.is_number_unsigned()) return "an integer";
+  if (value.is_number()) return "a number";
+  return value.type_name();
+}
+
+// The fields of a request body, read by type; a wrong type or value is a 422
+// naming the field. Every field read is marked, and the rest are the ignored ones.
+class Fields {
+ public:
+  Fields(const json& body, std::string prefix = "") : body_(body), prefix_(std::move(prefix)) {}
+
+  // A field that is absent or null is unset.
+  const json* find(const std::string& name) {
+    used_.insert(name);
+    const auto it = body_.find(name);
+    return it == body_.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  [[noreturn]] void refuse(const std::string& name, const std::string& message) const {
+    throw ApiError(422, prefix_ + name + ": " + message);
+  }
+
+  std::optional<std::string> text(const std::string& name) {
+    const json* v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) refuse(name, std::string("expected a string, got ") + json_type(*v));
+    return v->get<std::string>();
+  }
+
+  std::optional<bool> flag(const std::string& name) {
+    const json* v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) refuse(name, std::string("expected true or false, got ") + json_type(*v));
+    return v->get<bool>();
+  }
+
+  // An integer in [low, high]; a float with an integral value counts (JavaScript sends 20.0).
+  std::optional<int64_t> integer(const std::string& name, int64_t low, int64_t high) {
+    const json* v = find(name);
+    if (!v) return std::nullopt;
+    const double d = v->is_number() ? v->get<double>() : NAN;
+    if (!v->is_number() || std::floor(d) != d) refuse(name, std::string("expected an integer, got ") + json_type(*v));
+    if (d < static_cast<double>(low) || d > static_cast<double>(high)) {
+      refuse(name, number_text(*v) + " is outside " + std::to_string(low) + ".." + std::to_string(high));
+    }
+    return static_cast<int64_t>(d);  // exact: the limits are far inside a double's integers
+  }
+
+  std::optional<double> number(const std::string& name, double low, double high) {
+    const json* v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->is_number()) refuse(name, std::string("expected a number, got ") + json_type(*v));
+    const double d = v->get<double>();
+    if (!(d >= low && d <= high)) refuse(name, number_text(*v) + " is outside " + format_number(low) + ".." + format_number(high));
+    return d;
+  }
+
+  // Present fields not read, for the response's list of ignored ones.
+  std::vector<std::string> unread() const {
+    std::vector<std::string> names;
+    for (const auto& [name, value] : body_.items()) {
+      if (!used_.count(name)) names.push_back(prefix_ + name);
+    }
+    return names;
+  }
+
+ private:
+  static std::string number_text(const json& v) { return v.dump(); }
+  static std::string format_number(double d) { return json(d).dump(); }
+
+  const json& body_;
+  std::string prefix_;
+  std::set<std::string> used_;
+};
+
+std::string timestamp_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char text[16];
+  std::strftime(text, sizeof text, "%Y%m%d%H%M%S", &utc);
+  return text;
+}
+
+int64_t effective(int64_t value, int64_t model_default) { return value > 0 ? value : model_default; }
+
+}  // namespace
+
+std::string model_title(const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+Sampler parse_sampler_label(std::string_view label, std::optional<Scheduler>* scheduler) {
+  if (const std::optional<Sampler> sampler = find_sampler(label)) return *sampler;
+  // Before version 1.9, A1111's labels carried the schedule: "DPM++ 2M Karras".
+  for (const SchedulerLabel& s : kSchedulerLabels) {
+    const std::string suffix = std::string(" ") + s.label;
+    if (label.size() > suffix.size() && same_name(label.substr(label.size() - suffix.size()), suffix)) {
+      if (const std::optional<Sampler> sampler = find_sampler(label.substr(0, label.size() - suffix.size()))) {
+        *scheduler = s.scheduler;
+        return *sampler;
+      }
+    }
+  }
+  throw Error("unknown sampler '" + std::string(label) + "' (one of " + sampler_choices() + ")");
+}
+
+Scheduler parse_scheduler_label(std::string_view label) {
+  for (const SchedulerLabel& s : kSchedulerLabels) {
+    if (same_name(label, s.name) || same_name(label, s.label) || same_name(label, scheduler_name(s.scheduler))) return s.scheduler;
+  }
+  std::string choices;
+  for (const SchedulerLabel& s : kSchedulerLabels) choices += (choices.empty() ? "" : ", ") + std::string(s.name);
+  throw Error("unknown scheduler '" + std::string(label) + "' (one of " + choices + ")");
+}
+
+const char* sampler_label(Sampler sampler) {
+  for (const SamplerLabel& s : kSamplerLabels) {
+    if (s.sampler == sampler) return s.label;
+  }
+  return sampler_name(sampler);
+}
+
+const char* scheduler_label(Scheduler scheduler) {
+  for (const SchedulerLabel& s : kSchedulerLabels) {
+    if (s.scheduler == scheduler) return s.label;
+  }
+  return scheduler_name(scheduler);
+}
+
+json samplers_json() {
+  json list = json::array();
+  for (const SamplerLabel& s : kSamplerLabels) {
+    list.push_back({{"name", s.label}, {"aliases", {sampler_name(s.sampler)}}, {"options", json::object()}});
+  }
+  return list;
+}
+
+json schedulers_json() {
+  json list = json::array();
+  for (const SchedulerLabel& s : kSchedulerLabels) {
+    list.push_back({{"name", s.name},
+                    {"label", s.label},
+                    {"aliases", {scheduler_name(s.scheduler)}},
+                    {"default_rho", s.scheduler == Scheduler::Karras ? json(7.0) : json(-1.0)},
+                    {"need_inner_model", false}});
+  }
+  return list;
+}
+
+GenerationJobRequest parse_generation_request(std::string_view body, bool img2img, const ServerLimits& limits,
+                                              uint64_t random_seed) {
+  json root;
+  try {
+    root = json::parse(body);
+  } catch (const json::parse_error& e) {
+    throw ApiError(400, "body: not valid JSON (at byte " + std::to_string(e.byte) + ")");
+  }
+  if (!root.is_object()) throw ApiError(400, std::string("body: expected a JSON object, got ") + json_type(root));
+
+  Fields fields(root);
+  GenerationJobRequest job;
+  GenerationRequest& r = job.generation;
+  r.prompt = fields.text("prompt").value_or("");
+  r.negative_prompt = fields.text("negative_prompt").value_or("");
+  const int64_t seed = fields.integer("seed", -1, std::numeric_limits<uint32_t>::max()).value_or(-1);
+  r.seed = seed < 0 ? random_seed : static_cast<uint64_t>(seed);
+
+  std::optional<Scheduler> scheduler_in_label;
+  // sampler_index is the older name of sampler_name.
+  for (const char* name : {"sampler_name", "sampler_index"}) {
+    if (const auto label = fields.text(name); label && !r.sampler) {
+      try {
+        r.sampler = parse_sampler_label(*label, &scheduler_in_label);
+      } catch (const Error& e) {
+        fields.refuse(name, e.what());
+      }
+    }
+  }
+  if (const auto label = fields.text("scheduler")) {
+    try {
+      r.scheduler = parse_scheduler_label(*label);
+    } catch (const Error& e) {
+      fields.refuse("scheduler", e.what());
+    }
+  }
+  if (r.scheduler == Scheduler::Default && scheduler_in_label) r.scheduler = *scheduler_in_label;
+
+  if (const auto steps = fields.integer("steps", 1, limits.max_steps)) r.steps = static_cast<int>(*steps);
+  r.cfg_scale = fields.number("cfg_scale", 0.0, 100.0);
+  r.width = fields.integer("width", 8, limits.max_side).value_or(0);
+  r.height = fields.integer("height", 8, limits.max_side).value_or(0);
+  r.batch = fields.integer("batch_size", 1, limits.max_images).value_or(1);
+  job.iterations = fields.integer("n_iter", 1, limits.max_images).value_or(1);
+  if (r.batch * job.iterations > limits.max_images) {
+    fields.refuse("n_iter", std::to_string(r.batch) + " x " + std::to_string(job.iterations) +
+                                " images is over this server's limit of " + std::to_string(limits.max_images) + " per request");
+  }
+  job.send_images = fields.flag("send_images").value_or(true);
+  job.save_images = fields.flag("save_images").value_or(false);
+
+  if (const json* overrides = fields.find("override_settings")) {
+    if (!overrides->is_object()) fields.refuse("override_settings", std::string("expected an object, got ") + json_type(*overrides));
+    Fields settings(*overrides, "override_settings.");
+    job.checkpoint = settings.text("sd_model_checkpoint").value_or("");
+    r.clip_skip = static_cast<int>(settings.integer("CLIP_stop_at_last_layers", 1, 12).value_or(0));
+    const std::vector<std::string> unread = settings.unread();
+    job.ignored.insert(job.ignored.end(), unread.begin(), unread.end());
+  }
+  // Overrides never outlive the request here, so restoring them afterwards is what always happens.
+  fields.flag("override_settings_restore_afterwards");
+
+  if (img2img) {
+    const json* images = fields.find("init_images");
+    if (!images || !images->is_array() || images->empty()) fields.refuse("init_images", "expected a list of one base64 PNG");
+    if (images->size() > 1) job.ignored.push_back("init_images[1:]");
+    if (!(*images)[0].is_string()) fields.refuse("init_images", std::string("expected base64 strings, got ") + json_type((*images)[0]));
+    std::vector<uint8_t> png;
+    try {
+      png = base64_decode((*images)[0].get_ref<const std::string&>());
+    } catch (const Error& e) {
+      fields.refuse("init_images", std::string("[0] is ") + e.what());
+    }
+    // A PNG's header states its size (bytes 16 to 23, big-endian): refuse a huge
+    // one before decoding it, as a small body can inflate to gigabytes.
+    const auto be32 = [&](size_t at) {
+      return (uint32_t{png[at]} << 24) | (uint32_t{png[at + 1]} << 16) | (uint32_t{png[at + 2]} << 8) | png[at + 3];
+    };
+    const int64_t largest = 2 * limits.max_side;
+    if (png.size() >= 24 && (be32(16) > largest || be32(20) > largest)) {
+      fields.refuse("init_images", "[0] is " + std::to_string(be32(16)) + " x " + std::to_string(be32(20)) +
+                                       " pixels, over this server's limit of " + std::to_string(largest) + " a side");
+    }
+    try {
+      r.init_image = decode_png(png, 3, "init_images[0]");
+    } catch (const Error& e) {
+      throw ApiError(422, e.what());
+    }
+    r.strength = fields.number("denoising_strength", 0.0, 1.0).value_or(0.75);
+  }
+  const std::vector<std::string> unread = fields.unread();
+  job.ignored.insert(job.ignored.begin(), unread.begin(), unread.end());
+  return job;
+}
+
+json response_parameters(const GenerationJobRequest& job, const ModelInfo& model, bool img2img) {
+  const GenerationRequest& r = job.generation;
+  json parameters = {
+      {"prompt", r.prompt},
+      {"negative_prompt", r.negative_prompt},
+      {"seed", r.seed},
+      {"sampler_name", sampler_label(r.sampler.value_or(model.default_sampler))},
+      {"scheduler", scheduler_label(r.scheduler)},
+      {"steps", r.steps.value_or(model.default_steps)},
+      {"cfg_scale", r.cfg_scale.value_or(model.default_cfg_scale)},
+      {"width", effective(r.width, model.default_width)},
+      {"height", effective(r.height, model.default_height)},
+      {"batch_size", r.batch},
+      {"n_iter", job.iterations},
+      {"send_images", job.send_images},
+      {"save_images", job.save_images},
+      {"override_settings", {{"sd_model_checkpoint", model_title(model.path)}}},
+  };
+  if (r.clip_skip) parameters["override_settings"]["CLIP_stop_at_last_layers"] = r.clip_skip;
+  if (img2img) parameters["denoising_strength"] = r.strength;
+  return parameters;
+}
+
+json response_info(const GenerationJobRequest& job, const ModelInfo& model, const std::vector<std::string>& infotexts,
+                   bool interrupted) {
+  const GenerationRequest& r = job.generation;
+  const int64_t images = r.batch * job.iterations;
+  std::vector<uint64_t> seeds;
+  for (int64_t i = 0; i < images; ++i) seeds.push_back(r.seed + static_cast<uint64_t>(i));
+  json info = {
+      {"prompt", r.prompt},
+      {"all_prompts", std::vector<std::string>(static_cast<size_t>(images), r.prompt)},
+      {"negative_prompt", r.negative_prompt},
+      {"all_negative_prompts", std::vector<std::string>(static_cast<size_t>(images), r.negative_prompt)},
+      {"seed", r.seed},
+      {"all_seeds", seeds},
+      {"subseed", r.seed},
+      {"all_subseeds", seeds},
+      {"subseed_strength", 0},
+      {"width", effective(r.width, model.default_width)},
+      {"height", effective(r.height, model.default_height)},
+      {"sampler_name", sampler_label(r.sampler.value_or(model.default_sampler))},
+      {"scheduler", scheduler_label(r.scheduler)},
+      {"cfg_scale", r.cfg_scale.value_or(model.default_cfg_scale)},
+      {"steps", r.steps.value_or(model.default_steps)},
+      {"batch_size", r.batch},
+      {"n_iter", job.iterations},
+      {"sd_model_name", model_title(model.path)},
+      {"sd_model_hash", nullptr},
+      {"clip_skip", r.clip_skip ? r.clip_skip : 1},
+      {"denoising_strength", r.init_image ? json(r.strength) : json(nullptr)},
+      {"infotexts", infotexts},
+      {"styles", json::array()},
+      {"job_timestamp", timestamp_now()},
+      {"index_of_first_image", 0},
+      {"is_using_inpainting_conditioning", false},
+      {"version", std::string("tiledraw ") + version()},
+      {"interrupted", interrupted},
+      {"ignored_fields", job.ignored},
+  };
+  return info;
+}
+
+std::string base64_encode(std::span<const uint8_t> bytes) {
+  std::string text(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int length = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()), bytes.data(), static_cast<int>(bytes.size()));
+  text.resize(static_cast<size_t>(length));
+  return text;
+}
+
+std::vector<uint8_t> base64_decode(std::string_view text) {
+  if (text.rfind("data:", 0) == 0) {
+    const size_t comma = text.find(',');
+    if (comma == std::string_view::npos || text.substr(0, comma).find(";base64") == std::string_view::npos) {
+      throw Error("a data URL that is not base64");
+    }
+    text.remove_prefix(comma + 1);
+  }
+  if (text.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw Error("too long");
+  std::unique_ptr<EVP_ENCODE_CTX, decltype(&EVP_ENCODE_CTX_free)> context(EVP_ENCODE_CTX_new(), EVP_ENCODE_CTX_free);
+  if (!context) throw std::bad_alloc();
+  EVP_DecodeInit(context.get());
+  std::vector<uint8_t> bytes(text.size() + 3);
+  int length = 0, tail = 0;
+  if (EVP_DecodeUpdate(context.get(), bytes.data(), &length, reinterpret_cast<const unsigned char*>(text.data()),
+                       static_cast<int>(text.size())) < 0 ||
+      EVP_DecodeFinal(context.get(), bytes.data() + length, &tail) != 1) {
+    throw Error("not valid base64");
+  }
+  bytes.resize(static_cast<size_t>(length + tail));
+  return bytes;
+}
+
+}  // namespace tiledraw::server
