@@ -46,15 +46,20 @@ test-asan: deps
 	@cd build-asan && ctest --output-on-failure -j$(JOBS) -LE accuracy
 
 # libgomp is not instrumented, so its barriers would show as races: each
-# generation runs on one OpenMP thread, and the two generations on two threads.
+# generation runs on one OpenMP thread, and the two generations (or the
+# server's workers) on threads of their own.
 # Nor is oneDNN: tools/tsan.supp leaves its internals to oneDNN. auto's
 # remembered choices go to the build tree, as under ctest.
+# The server's tests run its program under ThreadSanitizer too: a report ends
+# the server with a non-zero status, which the test reports.
+TSAN_RUN = OMP_NUM_THREADS=1 TILEDRAW_CACHE_DIR=$(CURDIR)/build-tsan/cache \
+  TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tools/tsan.supp"
 tsan: deps
 	@$(call configure,build-tsan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILEDRAW_SANITIZE=thread -DTILEDRAW_BUILD_BENCH=OFF)
-	@cmake --build build-tsan -j$(JOBS) --target tiledraw_tests
-	@OMP_NUM_THREADS=1 TILEDRAW_CACHE_DIR=$(CURDIR)/build-tsan/cache \
-	  TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tools/tsan.supp" \
-	  build-tsan/tests/tiledraw_tests --gtest_filter='Generator.*:ProgramCache.*'
+	@cmake --build build-tsan -j$(JOBS) --target tiledraw_tests tiledraw_cli
+	@$(TSAN_RUN) build-tsan/tests/tiledraw_tests --gtest_filter='Generator.*:ProgramCache.*'
+	@$(TSAN_RUN) python3 tests/server/api_test.py build-tsan/tiledraw models build-tsan/server-api
+	@$(TSAN_RUN) python3 tests/server/load_test.py build-tsan/tiledraw
 
 # The libFuzzer targets (clang), FUZZ_SECONDS each (60 by default); see tools/fuzz.sh.
 fuzz: deps

@@ -331,7 +331,44 @@ def tokenizer_seeds():
         write("tokenizer_fuzz", name, data)
 
 
+# --- a1111_request_fuzz: a flags byte (bit 0: img2img), then the body --------
+
+def tiny_png():
+    """A 2 x 1 gray PNG, built here with zlib."""
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 2, 1, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\x10\xf0"))
+            + chunk(b"IEND", b""))
+
+
+def request_seeds():
+    import base64
+    png = base64.b64encode(tiny_png()).decode()
+    bodies = {
+        "txt2img-full": (0, {"prompt": "a (cat:1.2)", "negative_prompt": "blurry", "seed": -1, "sampler_name": "DPM++ 2M Karras",
+                             "scheduler": "automatic", "steps": 20, "cfg_scale": 7, "width": 64, "height": 64,
+                             "batch_size": 2, "n_iter": 2, "send_images": True, "save_images": False,
+                             "override_settings": {"sd_model_checkpoint": "x.safetensors", "CLIP_stop_at_last_layers": 2,
+                                                   "sd_vae": "y"},
+                             "override_settings_restore_afterwards": True, "restore_faces": False, "enable_hr": False}),
+        "txt2img-nulls": (0, {"prompt": None, "seed": None, "sampler_name": None, "sampler_index": "Euler a", "steps": 20.0}),
+        "txt2img-wrong-types": (0, {"prompt": 1, "steps": "20", "width": [64], "override_settings": "x"}),
+        "txt2img-limits": (0, {"steps": 51, "width": 257, "batch_size": 5, "n_iter": 2, "seed": 4294967296}),
+        "img2img": (1, {"prompt": "a dog", "init_images": ["data:image/png;base64," + png], "denoising_strength": 0.5}),
+        "img2img-bad-base64": (1, {"init_images": ["iVBOR%%%"]}),
+        "img2img-truncated": (1, {"init_images": [png[:20]]}),
+    }
+    for name, (flags, body) in bodies.items():
+        write("a1111_request_fuzz", name, bytes([flags]) + json.dumps(body).encode())
+    write("a1111_request_fuzz", "not-json", b"\x00{\"prompt\": ")
+    write("a1111_request_fuzz", "array", b"\x00[1, 2, 3]")
+
+
 def main():
+    request_seeds()
     header_seeds()
     quant8s_seeds()
     model_loader_seeds()

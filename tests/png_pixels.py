@@ -8,7 +8,11 @@ def read_png(path):
     """(width, height, channels, pixels): the pixels as bytes, row by row,
     each pixel's channels interleaved."""
     with open(path, "rb") as f:
-        data = f.read()
+        return decode_png(f.read(), path)
+
+
+def decode_png(data, path="PNG"):
+    """read_png for bytes in memory."""
     pos, chunks = 8, {}
     while pos < len(data):
         length = int.from_bytes(data[pos:pos + 4], "big")

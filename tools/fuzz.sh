@@ -23,11 +23,11 @@ build=build-fuzz
 # auto's remembered choices stay in the build tree, not the caller's home.
 export TILEDRAW_CACHE_DIR="$PWD/$build/cache"
 seconds=${FUZZ_SECONDS:-60}
-targets=(safetensors_header_fuzz quant8s_fuzz model_loader_fuzz png_metadata_fuzz tokenizer_fuzz)
+targets=(safetensors_header_fuzz quant8s_fuzz model_loader_fuzz png_metadata_fuzz tokenizer_fuzz a1111_request_fuzz)
 # Longest input per target: room for a few KB of JSON or text, and for the
 # structured targets what their decoders read.
 declare -A max_len=([safetensors_header_fuzz]=16384 [quant8s_fuzz]=4096 [model_loader_fuzz]=512
-                    [png_metadata_fuzz]=16384 [tokenizer_fuzz]=4096)
+                    [png_metadata_fuzz]=16384 [tokenizer_fuzz]=4096 [a1111_request_fuzz]=8192)
 limits=(-timeout=10 -rss_limit_mb=2048)
 
 # One worker per target, one OpenMP thread: the runs stay on one core.

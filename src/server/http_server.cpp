@@ -407,6 +407,10 @@ Server::Server(const ServerOptions& options) : impl_(std::make_unique<Impl>(opti
 Server::~Server() = default;
 int Server::port() const { return impl_->port; }
 void Server::run() { impl_->http.listen_after_bind(); }
-void Server::stop() { impl_->http.stop(); }
+void Server::stop() {
+  // Requests waiting on generations end within a step, so the listener can join their threads.
+  impl_->queue->cancel_all();
+  impl_->http.stop();
+}
 
 }  // namespace tiledraw::server

@@ -27,11 +27,10 @@ JobQueue::JobQueue(int workers, size_t capacity, int threads_per_job) : capacity
 }
 
 JobQueue::~JobQueue() {
+  cancel_all();
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
-    for (const auto& job : queue_) job->cancel = true;
-    for (const auto& job : running_) job->cancel = true;
   }
   available_.notify_all();
   for (std::thread& worker : workers_) worker.join();
@@ -63,6 +62,12 @@ int JobQueue::interrupt_running() {
   std::lock_guard lock(mutex_);
   for (const auto& job : running_) job->cancel = true;
   return static_cast<int>(running_.size());
+}
+
+void JobQueue::cancel_all() {
+  std::lock_guard lock(mutex_);
+  for (const auto& job : queue_) job->cancel = true;
+  for (const auto& job : running_) job->cancel = true;
 }
 
 void JobQueue::work(int threads_per_job) {

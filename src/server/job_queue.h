@@ -70,6 +70,8 @@ class JobQueue {
   // Sets the cancel flag of every running job (A1111's interrupt stops the
   // current job, not the queue). Returns how many it reached.
   int interrupt_running();
+  // Cancels every job, running or queued (the server is stopping).
+  void cancel_all();
 
  private:
   void work(int threads_per_job);
