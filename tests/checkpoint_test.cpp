@@ -136,7 +136,7 @@ TEST(Checkpoint, ADiffusersFolderLoadsItsTransformerSchedulerAndLabels) {
   request.classes = {"tabby"};
   request.steps = 3;
   const GenerationResult result = folder->generate(request);
-  EXPECT_THAT(result.parameters[0], HasSubstr("class 0 (tabby, tabby cat)\nSteps: 3, Sampler: ddim"));
+  EXPECT_THAT(result.parameters[0], HasSubstr("class 0 (tabby, tabby cat)\nSteps: 3, Sampler: DDIM"));
 }
 
 TEST(Checkpoint, FamiliesNotRunYetAreNamedAndUnknownFilesListWhatTheyHold) {

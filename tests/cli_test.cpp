@@ -195,13 +195,13 @@ TEST_F(Cli, GenerateWritesAReproduciblePngThatCarriesItsParameters) {
     ASSERT_EQ(run(args + dir_.file("b.png")).status, 0);
     EXPECT_EQ(test::read_text(dir_.file("a.png")), test::read_text(dir_.file("b.png"))) << sampler << ": the same seed, the same PNG";
     const std::string png = test::read_text(dir_.file("a.png"));
-    EXPECT_THAT(png, HasSubstr(std::string("parameters") + '\0' + "class 1\nSteps: 4, Sampler: " + sampler +
+    EXPECT_THAT(png, HasSubstr(std::string("parameters") + '\0' + "class 1\nSteps: 4, Sampler: " + sampler_label(parse_sampler(sampler)) +
                                    ", CFG scale: 4, Seed: 7, Size: 8x8, Model: pixel-dit.safetensors"));
   }
   ASSERT_EQ(run("generate -q -m " + model + " --steps 4 --sampler dpm++2m --scheduler karras --cfg-scale 1.5 -o " +
                 dir_.file("k.png")).status, 0);
   EXPECT_THAT(test::read_text(dir_.file("k.png")),
-              HasSubstr("Steps: 4, Sampler: dpm++2m, Schedule type: karras, CFG scale: 1.5, Seed: 42, Size: 8x8"));
+              HasSubstr("Steps: 4, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 1.5, Seed: 42, Size: 8x8"));
   ASSERT_EQ(run("generate -q -m " + model + " --steps 3 --seed 8 -W 12 -H 8 -b 2 -o " + dir_.file("c.png")).status, 0);
   EXPECT_TRUE(std::filesystem::exists(dir_.file("c-1.png")));
   EXPECT_TRUE(std::filesystem::exists(dir_.file("c-2.png")));

@@ -16,6 +16,10 @@ enum class Sampler { Euler, EulerAncestral, Heun, Dpm2, DpmPp2m, DpmPp2sAncestra
 enum class Scheduler { Default, Normal, Karras, Exponential, SgmUniform, Simple };
 const char* sampler_name(Sampler sampler);        // "euler_a", "dpm++2m", ...
 const char* scheduler_name(Scheduler scheduler);  // "default", "karras", ...
+// The A1111 web UI's labels, which it shows and writes in a PNG's parameters
+// text: "DPM++ 2M", "Euler a"; "Karras", "SGM Uniform" ("Automatic" for Default).
+const char* sampler_label(Sampler sampler);
+const char* scheduler_label(Scheduler scheduler);
 Sampler parse_sampler(std::string_view name);     // an Error names the choices
 Scheduler parse_scheduler(std::string_view name);
 std::vector<std::string> sampler_names();

@@ -220,8 +220,8 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   result.decode_seconds = seconds_since(decode_start);
 
   // A1111's parameters text: the subject, then the settings (its own seed per image).
-  const std::string settings_head = "\nSteps: " + std::to_string(steps) + ", Sampler: " + sampler_name(sampler) +
-                                    (r.scheduler == Scheduler::Default ? "" : std::string(", Schedule type: ") + scheduler_name(r.scheduler)) +
+  const std::string settings_head = "\nSteps: " + std::to_string(steps) + ", Sampler: " + sampler_label(sampler) +
+                                    (r.scheduler == Scheduler::Default ? "" : std::string(", Schedule type: ") + scheduler_label(r.scheduler)) +
                                     ", CFG scale: " + number(cfg_scale) + ", Seed: ";
   const std::string img2img = r.init_image ? ", Denoising strength: " + number(r.strength) : std::string();
   const std::string settings_tail = ", Size: " + std::to_string(width) + "x" + std::to_string(height) +

@@ -59,6 +59,34 @@ const char* scheduler_name(Scheduler scheduler) {
   return "simple";
 }
 
+const char* sampler_label(Sampler sampler) {
+  switch (sampler) {
+    case Sampler::Euler: return "Euler";
+    case Sampler::EulerAncestral: return "Euler a";
+    case Sampler::Heun: return "Heun";
+    case Sampler::Dpm2: return "DPM2";
+    case Sampler::DpmPp2m: return "DPM++ 2M";
+    case Sampler::DpmPp2sAncestral: return "DPM++ 2S a";
+    case Sampler::DpmPp2mSde: return "DPM++ 2M SDE";
+    case Sampler::Lcm: return "LCM";
+    case Sampler::Ddim: return "DDIM";
+    case Sampler::Ddpm: break;
+  }
+  return "DDPM";  // not in A1111, named in its style
+}
+
+const char* scheduler_label(Scheduler scheduler) {
+  switch (scheduler) {
+    case Scheduler::Default: return "Automatic";
+    case Scheduler::Normal: return "Normal";
+    case Scheduler::Karras: return "Karras";
+    case Scheduler::Exponential: return "Exponential";
+    case Scheduler::SgmUniform: return "SGM Uniform";
+    case Scheduler::Simple: break;
+  }
+  return "Simple";
+}
+
 Sampler parse_sampler(std::string_view name) { return parse(name, kSamplers, sampler_name, "sampler"); }
 Scheduler parse_scheduler(std::string_view name) { return parse(name, kSchedulers, scheduler_name, "scheduler"); }
 std::vector<std::string> sampler_names() { return names_of(kSamplers, sampler_name); }

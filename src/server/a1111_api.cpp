@@ -19,32 +19,14 @@ namespace {
 
 using nlohmann::json;
 
-struct SamplerLabel {
-  Sampler sampler;
-  const char* label;
-};
-// A1111's labels (its "sampler_name" values); DDPM has none there.
-constexpr SamplerLabel kSamplerLabels[] = {
-    {Sampler::Euler, "Euler"},           {Sampler::EulerAncestral, "Euler a"},
-    {Sampler::Heun, "Heun"},             {Sampler::Dpm2, "DPM2"},
-    {Sampler::DpmPp2m, "DPM++ 2M"},      {Sampler::DpmPp2sAncestral, "DPM++ 2S a"},
-    {Sampler::DpmPp2mSde, "DPM++ 2M SDE"}, {Sampler::Lcm, "LCM"},
-    {Sampler::Ddim, "DDIM"},             {Sampler::Ddpm, "DDPM"},
-};
-
-struct SchedulerLabel {
+// A1111 names schedules in lower case ("karras", "sgm_uniform"), as tiledraw
+// does, and has two more: "automatic" is tiledraw's default, and "uniform",
+// k-diffusion's default discrete schedule, is tiledraw's `normal`.
+struct ScheduleAlias {
+  const char* name;
   Scheduler scheduler;
-  const char* name;   // A1111's "name" (what a request sends)
-  const char* label;  // its "label" (what its web UI shows, and old sampler names end with)
 };
-// A1111 calls k-diffusion's default discrete schedule "Uniform"; tiledraw's
-// `normal` is that schedule, so both names mean it.
-constexpr SchedulerLabel kSchedulerLabels[] = {
-    {Scheduler::Default, "automatic", "Automatic"}, {Scheduler::Normal, "uniform", "Uniform"},
-    {Scheduler::Normal, "normal", "Normal"},        {Scheduler::Karras, "karras", "Karras"},
-    {Scheduler::Exponential, "exponential", "Exponential"}, {Scheduler::SgmUniform, "sgm_uniform", "SGM Uniform"},
-    {Scheduler::Simple, "simple", "Simple"},
-};
+constexpr ScheduleAlias kScheduleAliases[] = {{"automatic", Scheduler::Default}, {"uniform", Scheduler::Normal}};
 
 bool same_name(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -52,15 +34,24 @@ bool same_name(std::string_view a, std::string_view b) {
          });
 }
 
-std::string sampler_choices() {
-  std::string text;
-  for (const SamplerLabel& s : kSamplerLabels) text += (text.empty() ? "" : ", ") + std::string(s.label);
-  return text;
+std::vector<Sampler> all_samplers() {
+  std::vector<Sampler> samplers;
+  for (const std::string& name : sampler_names()) samplers.push_back(parse_sampler(name));
+  return samplers;
 }
 
+std::vector<Scheduler> all_schedulers() {
+  std::vector<Scheduler> schedulers;
+  for (const std::string& name : scheduler_names()) schedulers.push_back(parse_scheduler(name));
+  return schedulers;
+}
+
+// What A1111 calls a schedule in requests and answers.
+const char* a1111_scheduler_name(Scheduler s) { return s == Scheduler::Default ? "automatic" : scheduler_name(s); }
+
 std::optional<Sampler> find_sampler(std::string_view label) {
-  for (const SamplerLabel& s : kSamplerLabels) {
-    if (same_name(label, s.label) || same_name(label, sampler_name(s.sampler))) return s.sampler;
+  for (const Sampler s : all_samplers()) {
+    if (same_name(label, sampler_label(s)) || same_name(label, sampler_name(s))) return s;
   }
   return std::nullopt;
 }
@@ -163,57 +154,53 @@ std::string model_title(const std::string& path) {
 Sampler parse_sampler_label(std::string_view label, std::optional<Scheduler>* scheduler) {
   if (const std::optional<Sampler> sampler = find_sampler(label)) return *sampler;
   // Before version 1.9, A1111's labels carried the schedule: "DPM++ 2M Karras".
-  for (const SchedulerLabel& s : kSchedulerLabels) {
-    const std::string suffix = std::string(" ") + s.label;
+  for (const Scheduler s : all_schedulers()) {
+    const std::string suffix = std::string(" ") + scheduler_label(s);
     if (label.size() > suffix.size() && same_name(label.substr(label.size() - suffix.size()), suffix)) {
       if (const std::optional<Sampler> sampler = find_sampler(label.substr(0, label.size() - suffix.size()))) {
-        *scheduler = s.scheduler;
+        *scheduler = s;
         return *sampler;
       }
     }
   }
-  throw Error("unknown sampler '" + std::string(label) + "' (one of " + sampler_choices() + ")");
+  std::string choices;
+  for (const Sampler s : all_samplers()) choices += (choices.empty() ? "" : ", ") + std::string(sampler_label(s));
+  throw Error("unknown sampler '" + std::string(label) + "' (one of " + choices + ")");
 }
 
 Scheduler parse_scheduler_label(std::string_view label) {
-  for (const SchedulerLabel& s : kSchedulerLabels) {
-    if (same_name(label, s.name) || same_name(label, s.label) || same_name(label, scheduler_name(s.scheduler))) return s.scheduler;
+  for (const ScheduleAlias& alias : kScheduleAliases) {
+    if (same_name(label, alias.name)) return alias.scheduler;
+  }
+  for (const Scheduler s : all_schedulers()) {
+    if (same_name(label, scheduler_name(s)) || same_name(label, scheduler_label(s))) return s;
   }
   std::string choices;
-  for (const SchedulerLabel& s : kSchedulerLabels) choices += (choices.empty() ? "" : ", ") + std::string(s.name);
+  for (const ScheduleAlias& alias : kScheduleAliases) choices += (choices.empty() ? "" : ", ") + std::string(alias.name);
+  for (const Scheduler s : all_schedulers()) {
+    if (s != Scheduler::Default) choices += std::string(", ") + scheduler_name(s);
+  }
   throw Error("unknown scheduler '" + std::string(label) + "' (one of " + choices + ")");
-}
-
-const char* sampler_label(Sampler sampler) {
-  for (const SamplerLabel& s : kSamplerLabels) {
-    if (s.sampler == sampler) return s.label;
-  }
-  return sampler_name(sampler);
-}
-
-const char* scheduler_label(Scheduler scheduler) {
-  for (const SchedulerLabel& s : kSchedulerLabels) {
-    if (s.scheduler == scheduler) return s.label;
-  }
-  return scheduler_name(scheduler);
 }
 
 json samplers_json() {
   json list = json::array();
-  for (const SamplerLabel& s : kSamplerLabels) {
-    list.push_back({{"name", s.label}, {"aliases", {sampler_name(s.sampler)}}, {"options", json::object()}});
-  }
+  for (const Sampler s : all_samplers()) list.push_back({{"name", sampler_label(s)}, {"aliases", {sampler_name(s)}}, {"options", json::object()}});
   return list;
 }
 
 json schedulers_json() {
   json list = json::array();
-  for (const SchedulerLabel& s : kSchedulerLabels) {
-    list.push_back({{"name", s.name},
-                    {"label", s.label},
-                    {"aliases", {scheduler_name(s.scheduler)}},
-                    {"default_rho", s.scheduler == Scheduler::Karras ? json(7.0) : json(-1.0)},
+  const auto add = [&](const std::string& name, Scheduler s) {
+    list.push_back({{"name", name},
+                    {"label", scheduler_label(s)},
+                    {"aliases", {scheduler_name(s)}},
+                    {"default_rho", s == Scheduler::Karras ? 7.0 : -1.0},
                     {"need_inner_model", false}});
+  };
+  for (const ScheduleAlias& alias : kScheduleAliases) add(alias.name, alias.scheduler);
+  for (const Scheduler s : all_schedulers()) {
+    if (s != Scheduler::Default) add(scheduler_name(s), s);
   }
   return list;
 }
@@ -320,7 +307,7 @@ json response_parameters(const GenerationJobRequest& job, const ModelInfo& model
       {"negative_prompt", r.negative_prompt},
       {"seed", r.seed},
       {"sampler_name", sampler_label(r.sampler.value_or(model.default_sampler))},
-      {"scheduler", scheduler_label(r.scheduler)},
+      {"scheduler", a1111_scheduler_name(r.scheduler)},
       {"steps", r.steps.value_or(model.default_steps)},
       {"cfg_scale", r.cfg_scale.value_or(model.default_cfg_scale)},
       {"width", effective(r.width, model.default_width)},
@@ -355,7 +342,7 @@ json response_info(const GenerationJobRequest& job, const ModelInfo& model, cons
       {"width", effective(r.width, model.default_width)},
       {"height", effective(r.height, model.default_height)},
       {"sampler_name", sampler_label(r.sampler.value_or(model.default_sampler))},
-      {"scheduler", scheduler_label(r.scheduler)},
+      {"scheduler", a1111_scheduler_name(r.scheduler)},
       {"cfg_scale", r.cfg_scale.value_or(model.default_cfg_scale)},
       {"steps", r.steps.value_or(model.default_steps)},
       {"batch_size", r.batch},

@@ -57,8 +57,6 @@ GenerationJobRequest parse_generation_request(std::string_view body, bool img2im
 // `scheduler` is set when the label names one.
 Sampler parse_sampler_label(std::string_view label, std::optional<Scheduler>* scheduler);
 Scheduler parse_scheduler_label(std::string_view label);
-const char* sampler_label(Sampler sampler);      // "DPM++ 2M"
-const char* scheduler_label(Scheduler scheduler);  // "Karras"
 
 // GET /sdapi/v1/samplers and /schedulers.
 nlohmann::json samplers_json();
