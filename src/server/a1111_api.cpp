@@ -205,8 +205,7 @@ json schedulers_json() {
   return list;
 }
 
-GenerationJobRequest parse_generation_request(std::string_view body, bool img2img, const ServerLimits& limits,
-                                              uint64_t random_seed) {
+json parse_json_object(std::string_view body) {
   json root;
   try {
     root = json::parse(body);
@@ -214,7 +213,12 @@ GenerationJobRequest parse_generation_request(std::string_view body, bool img2im
     throw ApiError(400, "body: not valid JSON (at byte " + std::to_string(e.byte) + ")");
   }
   if (!root.is_object()) throw ApiError(400, std::string("body: expected a JSON object, got ") + json_type(root));
+  return root;
+}
 
+GenerationJobRequest parse_generation_request(std::string_view body, bool img2img, const ServerLimits& limits,
+                                              uint64_t random_seed) {
+  const json root = parse_json_object(body);
   Fields fields(root);
   GenerationJobRequest job;
   GenerationRequest& r = job.generation;
@@ -253,6 +257,8 @@ GenerationJobRequest parse_generation_request(std::string_view body, bool img2im
     fields.refuse("n_iter", std::to_string(r.batch) + " x " + std::to_string(job.iterations) +
                                 " images is over this server's limit of " + std::to_string(limits.max_images) + " per request");
   }
+  job.task_id = fields.text("force_task_id").value_or("");
+  if (job.task_id.size() > 128) fields.refuse("force_task_id", "longer than 128 bytes");
   job.send_images = fields.flag("send_images").value_or(true);
   job.save_images = fields.flag("save_images").value_or(false);
 

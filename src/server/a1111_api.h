@@ -40,8 +40,12 @@ struct GenerationJobRequest {
   int64_t iterations = 1;        // n_iter: batches one after another, seeds continuing
   std::string checkpoint;        // override_settings.sd_model_checkpoint; empty: the current model
   bool send_images = true, save_images = false;
+  std::string task_id;  // force_task_id: what /internal/progress is asked about; empty: the server names one
   std::vector<std::string> ignored;  // fields tiledraw does not support, as the client named them
 };
+
+// A request body that must be a JSON object; an ApiError 400 names what it is instead.
+nlohmann::json parse_json_object(std::string_view body);
 
 // How A1111 names a model: its file or folder name.
 std::string model_title(const std::string& path);

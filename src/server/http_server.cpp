@@ -186,6 +186,13 @@ struct Server::Impl {
     return seeds() & 0xffffffffu;
   }
 
+  std::string new_task_id() {
+    std::lock_guard lock(seed_mutex);
+    char id[32];
+    std::snprintf(id, sizeof id, "task(%016llx)", static_cast<unsigned long long>(seeds()));
+    return id;
+  }
+
   bool authorized(const Request& req) const {
     if (options.api_key.empty() || req.path == "/" || req.path == "/health") return true;
     const std::string header = req.get_header_value("Authorization");
@@ -198,6 +205,7 @@ struct Server::Impl {
   void routes();
   void generate(const Request& req, Response& res, bool img2img);
   json progress() const;
+  json task_progress(const std::string& task_id) const;
 };
 
 void Server::Impl::generate(const Request& req, Response& res, bool img2img) {
@@ -229,6 +237,7 @@ void Server::Impl::generate(const Request& req, Response& res, bool img2img) {
     throw ApiError(422, std::string("width, height: ") + e.what());
   }
   if (job.save_images && options.output_dir.empty()) job.ignored.push_back("save_images (the server has no output directory)");
+  if (job.task_id.empty()) job.task_id = new_task_id();
 
   const std::shared_ptr<Job> queued = queue->submit(job, *model->pipeline);
   if (!queued) {
@@ -309,6 +318,30 @@ json Server::Impl::progress() const {
           {"queued", s.queued}};
 }
 
+// A1111's per-task progress (what its own web page polls): one client's job
+// among many, by the force_task_id it sent.
+json Server::Impl::task_progress(const std::string& task_id) const {
+  const std::shared_ptr<Job> job = queue->find_task(task_id);
+  const Job::State state = job ? job->state() : Job::State::Finished;
+  json answer = {{"active", job && state == Job::State::Running},
+                 {"queued", job && state == Job::State::Queued},
+                 {"completed", job && state == Job::State::Finished},
+                 {"progress", nullptr},
+                 {"eta", nullptr},
+                 {"live_preview", nullptr},
+                 {"id_live_preview", -1},
+                 {"textinfo", !job ? "no such task" : state == Job::State::Queued ? "waiting in the queue" : ""}};
+  if (job && state != Job::State::Queued) {
+    const int64_t done = job->steps_done, total = job->steps_total;
+    const double fraction = state == Job::State::Finished ? 1.0 : total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 0.0;
+    const double elapsed = job->running_seconds();
+    answer["progress"] = fraction;
+    answer["eta"] = fraction > 0 && state == Job::State::Running ? elapsed / fraction - elapsed : 0.0;
+    answer["textinfo"] = "step " + std::to_string(done) + "/" + std::to_string(total);
+  }
+  return answer;
+}
+
 void Server::Impl::routes() {
   http.set_pre_routing_handler([this](const Request& req, Response& res) {
     if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
@@ -375,13 +408,7 @@ void Server::Impl::routes() {
                {"outdir_samples", options.output_dir}});
   });
   http.Post("/sdapi/v1/options", [this](const Request& req, Response& res) {
-    json body;
-    try {
-      body = json::parse(req.body);
-    } catch (const json::parse_error& e) {
-      throw ApiError(400, "body: not valid JSON (at byte " + std::to_string(e.byte) + ")");
-    }
-    if (!body.is_object()) throw ApiError(400, "body: expected a JSON object");
+    const json body = parse_json_object(req.body);
     json ignored = json::array();
     for (const auto& [key, value] : body.items()) {
       if (key != "sd_model_checkpoint") {
@@ -396,6 +423,13 @@ void Server::Impl::routes() {
     send_json(res, 200, {{"ignored_fields", ignored}});
   });
   http.Get("/sdapi/v1/progress", [this](const Request&, Response& res) { send_json(res, 200, progress()); });
+  http.Post("/internal/progress", [this](const Request& req, Response& res) {
+    const json body = parse_json_object(req.body);
+    if (!body.contains("id_task") || !body["id_task"].is_string()) {
+      throw ApiError(422, "id_task: expected a string");
+    }
+    send_json(res, 200, task_progress(body["id_task"].get<std::string>()));
+  });
   http.Post("/sdapi/v1/interrupt", [this](const Request&, Response& res) {
     send_json(res, 200, {{"interrupted", queue->interrupt_running()}});
   });

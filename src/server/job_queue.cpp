@@ -58,6 +58,15 @@ QueueSnapshot JobQueue::snapshot() const {
   return s;
 }
 
+std::shared_ptr<Job> JobQueue::find_task(const std::string& task_id) const {
+  std::lock_guard lock(mutex_);
+  const auto same = [&](const std::shared_ptr<Job>& job) { return job->request.task_id == task_id; };
+  if (const auto it = std::find_if(running_.begin(), running_.end(), same); it != running_.end()) return *it;
+  if (const auto it = std::find_if(queue_.begin(), queue_.end(), same); it != queue_.end()) return *it;
+  if (const auto it = std::find_if(finished_.rbegin(), finished_.rend(), same); it != finished_.rend()) return *it;
+  return nullptr;
+}
+
 int JobQueue::interrupt_running() {
   std::lock_guard lock(mutex_);
   for (const auto& job : running_) job->cancel = true;
@@ -92,6 +101,9 @@ void JobQueue::work(int threads_per_job) {
     {
       std::lock_guard lock(mutex_);
       running_.erase(std::find(running_.begin(), running_.end(), job));
+      constexpr size_t kFinishedKept = 64;
+      finished_.push_back(job);
+      if (finished_.size() > kFinishedKept) finished_.pop_front();
     }
     {
       std::lock_guard lock(job->mutex_);

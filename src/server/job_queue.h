@@ -67,6 +67,8 @@ class JobQueue {
   // Queues a job; null when the queue is full.
   std::shared_ptr<Job> submit(GenerationJobRequest request, const Pipeline& pipeline);
   QueueSnapshot snapshot() const;
+  // The job of a task id, queued, running or among the last finished ones; null if none.
+  std::shared_ptr<Job> find_task(const std::string& task_id) const;
   // Sets the cancel flag of every running job (A1111's interrupt stops the
   // current job, not the queue). Returns how many it reached.
   int interrupt_running();
@@ -81,6 +83,7 @@ class JobQueue {
   std::condition_variable available_;
   std::deque<std::shared_ptr<Job>> queue_;
   std::vector<std::shared_ptr<Job>> running_;
+  std::deque<std::shared_ptr<Job>> finished_;  // the most recent, for progress polls that come late
   size_t capacity_;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

@@ -189,11 +189,20 @@ def main():
     with Server(TILEDRAW, "-m", SD, "--workers", "1", "--queue", "1", "--max-steps", "1000") as s:
         long_body = {"prompt": "a dress", "steps": 1000, "seed": 1}
         answers = []
-        threads = [threading.Thread(target=lambda: answers.append(s.post("/sdapi/v1/txt2img", long_body))) for _ in range(2)]
-        for t in threads:
-            t.start()
-        check(wait_until(lambda: (lambda p: p["queued"] == 1 and p["state"]["sampling_steps"] > 0)(s.get("/sdapi/v1/progress")[2])),
-              "two long requests: one runs, one waits")
+        threads = [threading.Thread(target=lambda task=task: answers.append(
+            s.post("/sdapi/v1/txt2img", {**long_body, "force_task_id": task}))) for task in ("first", "second")]
+        threads[0].start()
+        check(wait_until(lambda: s.get("/sdapi/v1/progress")[2]["state"]["sampling_steps"] > 0), "a long request runs")
+        threads[1].start()
+        check(wait_until(lambda: s.get("/sdapi/v1/progress")[2]["queued"] == 1), "a second one waits")
+        first = s.post("/internal/progress", {"id_task": "first", "id_live_preview": -1})[2]
+        second = s.post("/internal/progress", {"id_task": "second"})[2]
+        unknown = s.post("/internal/progress", {"id_task": "third"})[2]
+        check(first["active"] and not first["queued"] and 0 <= first["progress"] <= 1 and first["textinfo"].endswith("/1000")
+              and second["queued"] and not second["active"] and second["progress"] is None
+              and not unknown["active"] and not unknown["completed"] and unknown["textinfo"] == "no such task",
+              "POST /internal/progress: each task by its force_task_id (running, queued, unknown)")
+        expect_error(s, "/internal/progress", {"id": "x"}, 422, ["id_task", "expected a string"])
         progress = s.get("/sdapi/v1/progress")[2]
         check(0 <= progress["progress"] <= 1 and progress["state"]["sampling_steps"] == 1000 and progress["state"]["job_count"] == 2,
               f"GET /sdapi/v1/progress: the running job's steps ({progress['state']['sampling_step']}/1000), two jobs")
@@ -211,6 +220,8 @@ def main():
         check(len(infos) == 2 and all(i["interrupted"] for i in infos) and all(a[2]["images"] == [] for a in answers),
               f"POST /sdapi/v1/interrupt: both stop early with 200, interrupted, no images ({time.monotonic() - start:.2f} s)")
         check(s.post("/sdapi/v1/txt2img", {"steps": 2})[0] == 200, "the worker is free again")
+        done = s.post("/internal/progress", {"id_task": "first"})[2]
+        check(done["completed"] and done["progress"] == 1 and not done["active"], "a finished task reads as completed")
 
     # A time limit, and a client that goes away: each frees the worker within a step.
     with Server(TILEDRAW, "-m", SD, "--workers", "1", "--max-steps", "10000", "--timeout", "0.5") as s:
