@@ -250,12 +250,12 @@ void Server::Impl::generate(const Request& req, Response& res, bool img2img) {
   bool timed_out = false;
   while (!queued->wait_for(std::chrono::milliseconds(50))) {
     if (socket >= 0 && !client_connected(socket)) {
-      queued->cancel = true;  // nobody to answer: the worker moves on within one step
+      queue->cancel(queued);  // nobody to answer: out of the queue, or stopped within a step
       return;
     }
     if (!timed_out && std::chrono::steady_clock::now() > deadline) {
       timed_out = true;
-      queued->cancel = true;
+      queue->cancel(queued);
     }
   }
   if (timed_out) {

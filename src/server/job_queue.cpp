@@ -73,6 +73,22 @@ int JobQueue::interrupt_running() {
   return static_cast<int>(running_.size());
 }
 
+void JobQueue::cancel(const std::shared_ptr<Job>& job) {
+  job->cancel = true;
+  {
+    std::lock_guard lock(mutex_);
+    const auto queued = std::find(queue_.begin(), queue_.end(), job);
+    if (queued == queue_.end()) return;
+    queue_.erase(queued);
+  }
+  {
+    std::lock_guard lock(job->mutex_);
+    job->cancelled = true;
+    job->state_ = Job::State::Finished;
+  }
+  job->finished_.notify_all();
+}
+
 void JobQueue::cancel_all() {
   std::lock_guard lock(mutex_);
   for (const auto& job : queue_) job->cancel = true;
@@ -126,9 +142,6 @@ void JobQueue::run(Job& job) {
       job.results.push_back(job.pipeline->generate(request, report, &job.cancel));
     } catch (const Cancelled&) {
       break;
-    } catch (const ApiError& e) {
-      job.error = e.what(), job.error_status = e.status();
-      return;
     } catch (const Error& e) {
       // The library's errors are about what it was asked (a size, the memory limit).
       job.error = e.what(), job.error_status = 422;

@@ -72,6 +72,9 @@ class JobQueue {
   // Sets the cancel flag of every running job (A1111's interrupt stops the
   // current job, not the queue). Returns how many it reached.
   int interrupt_running();
+  // Cancels a job: a queued one leaves the queue at once (finished, with
+  // nothing), a running one stops within a step.
+  void cancel(const std::shared_ptr<Job>& job);
   // Cancels every job, running or queued (the server is stopping).
   void cancel_all();
 

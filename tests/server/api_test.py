@@ -236,10 +236,19 @@ def main():
         client.sendall(b"POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         check(wait_until(lambda: s.get("/sdapi/v1/progress")[2]["running"] == 1), "a client's long request runs")
+        waiting = socket.create_connection(("127.0.0.1", s.port))
+        waiting.sendall(b"POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(body)).encode()
+                        + b"\r\n\r\n" + body)
+        check(wait_until(lambda: s.get("/sdapi/v1/progress")[2]["queued"] == 1), "a second client's request waits")
+        waiting.close()
+        start = time.monotonic()
+        check(wait_until(lambda: s.get("/sdapi/v1/progress")[2]["queued"] == 0, timeout=5)
+              and s.get("/sdapi/v1/progress")[2]["running"] == 1,
+              f"the waiting client hung up: its job left the queue within {time.monotonic() - start:.2f} s, the other runs on")
         client.close()
         start = time.monotonic()
         check(wait_until(lambda: s.get("/sdapi/v1/progress")[2]["running"] == 0, timeout=5),
-              f"the client hung up: its job was cancelled within {time.monotonic() - start:.2f} s")
+              f"the running client hung up: its job was cancelled within {time.monotonic() - start:.2f} s")
 
     # Files: only under --output-dir, with names the server makes.
     out = os.path.join(WORK, "saved")
