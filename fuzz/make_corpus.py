@@ -365,6 +365,8 @@ def request_seeds():
         write("a1111_request_fuzz", name, bytes([flags]) + json.dumps(body).encode())
     write("a1111_request_fuzz", "not-json", b"\x00{\"prompt\": ")
     write("a1111_request_fuzz", "array", b"\x00[1, 2, 3]")
+    # nlohmann's number overflow escaped as out_of_range, not an ApiError (a 500 from the server).
+    write("a1111_request_fuzz", "crash-number-overflow", b'\x00{"steps": 1e400}')
 
 
 def main():

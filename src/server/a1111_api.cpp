@@ -211,6 +211,8 @@ json parse_json_object(std::string_view body) {
     root = json::parse(body);
   } catch (const json::parse_error& e) {
     throw ApiError(400, "body: not valid JSON (at byte " + std::to_string(e.byte) + ")");
+  } catch (const json::out_of_range&) {
+    throw ApiError(400, "body: holds a number beyond a double's range");  // 1e400 (found by fuzzing)
   }
   if (!root.is_object()) throw ApiError(400, std::string("body: expected a JSON object, got ") + json_type(root));
   return root;

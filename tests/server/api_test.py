@@ -141,6 +141,7 @@ def main():
         expect_error(s, t2i, None, 400, ["body", "not valid JSON"], raw=b'{"prompt": ')
         expect_error(s, t2i, None, 400, ["body", "not valid JSON"], raw=b'\xff\xfe{}')
         expect_error(s, t2i, [1, 2], 400, ["body", "expected a JSON object"])
+        expect_error(s, t2i, None, 400, ["body", "beyond a double's range"], raw=b'{"steps": 1e400}')
         expect_error(s, t2i, {"prompt": 5}, 422, ["prompt", "expected a string"])
         expect_error(s, t2i, {"steps": "ten"}, 422, ["steps", "expected an integer"])
         expect_error(s, t2i, {"steps": 2.5}, 422, ["steps", "expected an integer"])
