@@ -14,6 +14,7 @@
 #include "accel/panel_weight.h"
 #include "amx_emulation.h"
 #include "kernels/activation/activation.h"
+#include "kernels/gemm/f32_gemm.h"
 #include "test_util.h"
 #include "tiledraw/accel.h"
 #include "tiledraw/cpu.h"
@@ -184,6 +185,51 @@ TEST_P(Backend, RunsStoredPanelsAsTheRowsTheyHoldAlignedOrNot) {
   buffer.data()[((1 * (p.k / 4) + 5) * 64 + 7) * 4 + 2] = 0;  // -128 at row 64 + 7
   EXPECT_THAT([&] { accel_->pack({nullptr, p.scale.data(), p.n, p.k, buffer.data()}); },
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("holds -128 at row 71")));
+}
+
+// Two generations on one model run the same program at once from two threads
+// (the server's workers). oneDNN's own scratchpad, one per primitive, made
+// them overwrite each other's partial sums; each thread must get what it gets alone.
+TEST_P(Backend, TwoThreadsRunningOneProgramGetWhatEachGetsAlone) {
+  const Problem a = random_problem(256, 320, 1280, 21), b = random_problem(256, 320, 1280, 23);
+  const auto w = accel_->pack({a.q.data(), a.scale.data(), a.n, a.k});
+  const Epilogue epilogue{true, Activation::None, false};
+  const auto program = accel_->prepare({ProgramCache::bucket_m(a.m), a.n, a.k, epilogue});
+  const auto run_on = [&](const Problem& p, std::vector<float>& y, int times) {
+    QuantizedActivation x;
+    x.quantize(p.x.data(), p.m, p.k, p.k);
+    y.assign(static_cast<size_t>(p.m * p.n), 0.0f);
+    for (int i = 0; i < times; ++i) accel_->run(*program, {&x, w.get(), a.bias.data(), y.data(), p.n});
+  };
+  std::vector<float> alone_a, alone_b, together_a, together_b;
+  run_on(a, alone_a, 1);
+  run_on(b, alone_b, 1);
+  std::thread first([&] { run_on(a, together_a, 40); });
+  std::thread second([&] { run_on(b, together_b, 40); });
+  first.join();
+  second.join();
+  EXPECT_EQ(together_a, alone_a) << accel_->kernel();
+  EXPECT_EQ(together_b, alone_b) << accel_->kernel();
+}
+
+// The float layers' oneDNN matmul, cached per shape for the whole process, the same way.
+TEST(F32GemmOnednn, TwoThreadsRunningOneShapeGetWhatEachGetsAlone) {
+  constexpr int64_t m = 1024, k = 576, n = 64;
+  const std::vector<float> w = test::random_floats(n * k, 31), bias = test::random_floats(n, 32);
+  const std::vector<float> xa = test::random_floats(m * k, 33), xb = test::random_floats(m * k, 34);
+  const auto run_on = [&](const std::vector<float>& x, std::vector<float>& y, int times) {
+    y.assign(m * n, 0.0f);
+    for (int i = 0; i < times; ++i) kernels::f32_gemm_onednn(x.data(), m, k, w.data(), n, bias.data(), y.data(), n);
+  };
+  std::vector<float> alone_a, alone_b, together_a, together_b;
+  run_on(xa, alone_a, 1);
+  run_on(xb, alone_b, 1);
+  std::thread first([&] { run_on(xa, together_a, 40); });
+  std::thread second([&] { run_on(xb, together_b, 40); });
+  first.join();
+  second.join();
+  EXPECT_EQ(together_a, alone_a);
+  EXPECT_EQ(together_b, alone_b);
 }
 
 INSTANTIATE_TEST_SUITE_P(Accel, Backend, ::testing::Values("vnni", "onednn", "amx", "amx-emulated"),

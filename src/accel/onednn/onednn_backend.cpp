@@ -6,6 +6,7 @@
 
 #include "accel/backends.h"
 #include "kernels/epilogue/linear_epilogue.h"
+#include "kernels/gemm/onednn_util.h"
 #include "tiledraw/cpu.h"
 #include "tiledraw/error.h"
 
@@ -20,10 +21,7 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
+using kernels::onednn::engine;
 
 class OnednnWeight final : public PackedWeight {
  public:
@@ -75,7 +73,7 @@ class OnednnProgram final : public Program {
     const memory::desc src({m, shape().k}, dt::s8, memory::dims{x_stride, 1});
     const memory::desc weights({shape().k, shape().n}, dt::s8, tag::any);
     const memory::desc dst({m, shape().n}, dt::f32, memory::dims{ld_sums, 1});
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), engine());
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), kernels::onednn::user_scratchpad(), engine());
     return primitives_.emplace(key, Primitive{dnnl::matmul(pd), pd}).first->second;
   }
 
@@ -127,7 +125,8 @@ class OnednnBackend final : public Accelerator {
       thread_local dnnl::stream stream(engine());
       prim.matmul.execute(stream, {{DNNL_ARG_SRC, src},
                                    {DNNL_ARG_WEIGHTS, w.for_layout(prim.desc.weights_desc())},
-                                   {DNNL_ARG_DST, dst}});
+                                   {DNNL_ARG_DST, dst},
+                                   {DNNL_ARG_SCRATCHPAD, kernels::onednn::thread_scratchpad(prim.desc.scratchpad_desc())}});
       stream.wait();
     } catch (const dnnl::error& e) {
       throw Error(std::string("oneDNN matmul failed: ") + e.what());
