@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netdb.h>
+#include <omp.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "server/job_queue.h"
 #include "server/web_page.h"
@@ -147,11 +149,22 @@ struct Server::Impl {
   std::atomic<uint64_t> saved{0};
 
   explicit Impl(const ServerOptions& o) : options(o) {
-    for (const std::string& path : options.models) {
-      models.push_back({model_title(path), path, Pipeline::load(path, options.load)});
-      const ModelInfo& info = models.back().pipeline->info();
-      if (info.latent && info.vae.empty()) throw Error(path + ": the model makes latents and has no VAE to decode them");
-    }
+    // libgomp keeps a team of threads for every thread that ran a parallel
+    // region, and once its threads outnumber the cores it stops spinning
+    // between regions: each then waits on a futex, 4x slower per step on the
+    // bundled model. Loading on a thread of its own ends the loader's team
+    // with it, and leaves the cores to the workers' teams.
+    std::exception_ptr failure;
+    std::thread loader([&] {
+      omp_set_num_threads(options.threads);
+      try {
+        load_models();
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    });
+    loader.join();
+    if (failure) std::rethrow_exception(failure);
     if (!options.output_dir.empty()) std::filesystem::create_directories(options.output_dir);
     if (!options.api_key.empty()) key_digest = sha256(options.api_key);
     queue = std::make_unique<JobQueue>(options.workers, options.queue, std::max(1, options.threads / options.workers));
@@ -165,6 +178,14 @@ struct Server::Impl {
     port = options.port == 0 ? http.bind_to_any_port(options.host) : (http.bind_to_port(options.host, options.port) ? options.port : -1);
     if (port < 0) {
       throw Error("cannot listen on " + options.host + ":" + std::to_string(options.port) + " (in use, or not an address of this machine)");
+    }
+  }
+
+  void load_models() {
+    for (const std::string& path : options.models) {
+      models.push_back({model_title(path), path, Pipeline::load(path, options.load)});
+      const ModelInfo& info = models.back().pipeline->info();
+      if (info.latent && info.vae.empty()) throw Error(path + ": the model makes latents and has no VAE to decode them");
     }
   }
 
