@@ -187,6 +187,21 @@ TEST_P(Backend, RunsStoredPanelsAsTheRowsTheyHoldAlignedOrNot) {
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("holds -128 at row 71")));
 }
 
+// Runs `run(input, y, times)` on two inputs alone, then 40 times each on two
+// threads at once: each thread must get what it got alone.
+template <typename Input, typename Run>
+void expect_two_threads_get_what_each_gets_alone(const Input& a, const Input& b, Run run) {
+  std::vector<float> alone_a, alone_b, together_a, together_b;
+  run(a, alone_a, 1);
+  run(b, alone_b, 1);
+  std::thread first([&] { run(a, together_a, 40); });
+  std::thread second([&] { run(b, together_b, 40); });
+  first.join();
+  second.join();
+  EXPECT_EQ(together_a, alone_a);
+  EXPECT_EQ(together_b, alone_b);
+}
+
 // Two generations on one model run the same program at once from two threads
 // (the server's workers). oneDNN's own scratchpad, one per primitive, made
 // them overwrite each other's partial sums; each thread must get what it gets alone.
@@ -201,15 +216,7 @@ TEST_P(Backend, TwoThreadsRunningOneProgramGetWhatEachGetsAlone) {
     y.assign(static_cast<size_t>(p.m * p.n), 0.0f);
     for (int i = 0; i < times; ++i) accel_->run(*program, {&x, w.get(), a.bias.data(), y.data(), p.n});
   };
-  std::vector<float> alone_a, alone_b, together_a, together_b;
-  run_on(a, alone_a, 1);
-  run_on(b, alone_b, 1);
-  std::thread first([&] { run_on(a, together_a, 40); });
-  std::thread second([&] { run_on(b, together_b, 40); });
-  first.join();
-  second.join();
-  EXPECT_EQ(together_a, alone_a) << accel_->kernel();
-  EXPECT_EQ(together_b, alone_b) << accel_->kernel();
+  expect_two_threads_get_what_each_gets_alone(a, b, run_on);
 }
 
 // The float layers' oneDNN matmul, cached per shape for the whole process, the same way.
@@ -221,15 +228,7 @@ TEST(F32GemmOnednn, TwoThreadsRunningOneShapeGetWhatEachGetsAlone) {
     y.assign(m * n, 0.0f);
     for (int i = 0; i < times; ++i) kernels::f32_gemm_onednn(x.data(), m, k, w.data(), n, bias.data(), y.data(), n);
   };
-  std::vector<float> alone_a, alone_b, together_a, together_b;
-  run_on(xa, alone_a, 1);
-  run_on(xb, alone_b, 1);
-  std::thread first([&] { run_on(xa, together_a, 40); });
-  std::thread second([&] { run_on(xb, together_b, 40); });
-  first.join();
-  second.join();
-  EXPECT_EQ(together_a, alone_a);
-  EXPECT_EQ(together_b, alone_b);
+  expect_two_threads_get_what_each_gets_alone(xa, xb, run_on);
 }
 
 INSTANTIATE_TEST_SUITE_P(Accel, Backend, ::testing::Values("vnni", "onednn", "amx", "amx-emulated"),

@@ -132,18 +132,17 @@ class Fields {
   std::set<std::string> used_;
 };
 
-std::string timestamp_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char text[16];
-  std::strftime(text, sizeof text, "%Y%m%d%H%M%S", &utc);
-  return text;
-}
-
 int64_t effective(int64_t value, int64_t model_default) { return value > 0 ? value : model_default; }
 
 }  // namespace
+
+std::string utc_now(const char* format) {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char text[64];
+  return std::string(text, std::strftime(text, sizeof text, format, &utc));
+}
 
 std::string model_title(const std::string& path) {
   std::filesystem::path p(path);
@@ -361,7 +360,7 @@ json response_info(const GenerationJobRequest& job, const ModelInfo& model, cons
       {"denoising_strength", r.init_image ? json(r.strength) : json(nullptr)},
       {"infotexts", infotexts},
       {"styles", json::array()},
-      {"job_timestamp", timestamp_now()},
+      {"job_timestamp", utc_now("%Y%m%d%H%M%S")},
       {"index_of_first_image", 0},
       {"is_using_inpainting_conditioning", false},
       {"version", std::string("tiledraw ") + version()},

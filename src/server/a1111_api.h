@@ -47,6 +47,9 @@ struct GenerationJobRequest {
 // A request body that must be a JSON object; an ApiError 400 names what it is instead.
 nlohmann::json parse_json_object(std::string_view body);
 
+// The time now in UTC, as strftime formats it (A1111's job timestamps, file names).
+std::string utc_now(const char* format);
+
 // How A1111 names a model: its file or folder name.
 std::string model_title(const std::string& path);
 

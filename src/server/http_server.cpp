@@ -110,15 +110,6 @@ bool client_connected(int fd) {
   return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-std::string file_timestamp() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", &utc);
-  return text;
-}
-
 std::vector<std::string> comma_separated(const std::string& list) {
   std::vector<std::string> items;
   std::stringstream in(list);
@@ -300,7 +291,7 @@ void Server::Impl::generate(const Request& req, Response& res, bool img2img) {
         // Names made here, never from the request: the directory is the only place written.
         const uint64_t n = saved.fetch_add(1) + 1;
         char name[96];
-        std::snprintf(name, sizeof name, "%s-%05llu-%llu.png", file_timestamp().c_str(), static_cast<unsigned long long>(n),
+        std::snprintf(name, sizeof name, "%s-%05llu-%llu.png", utc_now("%Y%m%d-%H%M%S").c_str(), static_cast<unsigned long long>(n),
                       static_cast<unsigned long long>(r.seed + infotexts.size() - 1));
         write_png((std::filesystem::path(options.output_dir) / name).string(), result.images[i], {{"parameters", parameters}});
       }

@@ -18,22 +18,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, image_pixels  # noqa: E402
+from harness import Server, check, failures, image_pixels  # noqa: E402
 
 if len(sys.argv) != 3:
     sys.exit(__doc__)
 TILEDRAW, OUT = sys.argv[1], sys.argv[2]
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 DATA_PNG = "data:image/png;base64,"
-failures = []
-
-
-def check(condition, what):
-    print(("ok    " if condition else "FAIL  ") + what)
-    if not condition:
-        failures.append(what)
-
-
 def chromium(url, *flags):
     """Runs headless Chromium on `url` with a fresh profile (no localStorage
     left from an earlier run); its stdout."""

@@ -36,17 +36,7 @@ class Server:
 
     def stop(self):
         """SIGTERM, as a service manager stops it; the exit must be clean."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                raise AssertionError("tiledraw serve did not stop within 30 s of SIGTERM")
-        stderr = self.process.stderr.read()
-        if self.process.returncode != 0:
-            raise AssertionError(f"tiledraw serve exited with {self.process.returncode}: {stderr}")
-        return stderr
+        return stop_process(self.process, signal.SIGTERM, "tiledraw serve")
 
     def request(self, method, path, body=None, headers=None, raw=None, timeout=120):
         """(status, headers, parsed JSON or text). `body` is sent as JSON, `raw` as is."""
@@ -73,6 +63,33 @@ class Server:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         raise RuntimeError("no VmRSS")
+
+
+failures = []
+
+
+def check(condition, what):
+    """Prints the check as ok or FAIL; failures are kept in `failures`."""
+    print(("ok    " if condition else "FAIL  ") + what)
+    if not condition:
+        failures.append(what)
+
+
+def stop_process(process, sig, name, timeout=30):
+    """Sends `sig` unless the process has ended, waits, and insists on exit 0;
+    returns its stderr."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"{name} did not stop within {timeout} s of {signal.Signals(sig).name}")
+    stderr = process.stderr.read()
+    if process.returncode != 0:
+        raise AssertionError(f"{name} exited with {process.returncode}: {stderr}")
+    return stderr
 
 
 def image_pixels(b64):

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, image_pixels, wait_until  # noqa: E402
+from harness import Server, image_pixels, stop_process, wait_until  # noqa: E402
 
 TILEDRAW, WORK = sys.argv[1], os.path.abspath(sys.argv[2])
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "nginx.conf")
@@ -84,16 +84,7 @@ class Nginx:
 
     def stop(self):
         """SIGQUIT: nginx's graceful shutdown; it must exit 0."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise AssertionError("nginx did not stop within 20 s of SIGQUIT")
-        if self.process.returncode != 0:
-            raise AssertionError(f"nginx exited with {self.process.returncode}: {self.process.stderr.read()}")
+        stop_process(self.process, signal.SIGQUIT, "nginx", timeout=20)
 
 
 class Front:
