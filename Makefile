@@ -59,7 +59,7 @@ tsan: deps
 	@cmake --build build-tsan -j$(JOBS) --target tiledraw_tests tiledraw_cli
 	@$(TSAN_RUN) build-tsan/tests/tiledraw_tests --gtest_filter='Generator.*:ProgramCache.*'
 	@$(TSAN_RUN) python3 tests/server/api_test.py build-tsan/tiledraw models build-tsan/server-api
-	@$(TSAN_RUN) python3 tests/server/load_test.py build-tsan/tiledraw
+	@$(TSAN_RUN) python3 tests/server/load_test.py build-tsan/tiledraw --sanitized
 
 # The libFuzzer targets (clang), FUZZ_SECONDS each (60 by default); see tools/fuzz.sh.
 fuzz: deps
