@@ -475,6 +475,11 @@ ClipTokenizer::ClipTokenizer(std::vector<std::string> tokens, std::vector<std::p
   if (tokens_.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
     throw Error(source + ": too many tokens");
   }
+  // ICU makes its normalizers on first use, synchronised by atomics inside
+  // libicuuc, which ThreadSanitizer cannot see: made here, at load, before any
+  // generation thread encodes a prompt, they are only ever read concurrently.
+  normalizer(true);
+  normalizer(false);
   FlatMap<std::string_view, int32_t, std::hash<std::string_view>> ids(tokens_.size());
   for (size_t id = 0; id < tokens_.size(); ++id) {
     // Merges are written "a b", one per line, so no symbol can hold either.

@@ -224,9 +224,9 @@ def main():
         hanging.sock.shutdown(socket.SHUT_RDWR)
         hanging.close()
         hung_up = time.monotonic()
-        cancelled = wait_until(lambda: a.get("/health")[2]["running"] == 0, timeout=1.5)
+        cancelled = wait_until(lambda: a.get("/health")[2]["running"] == 0, timeout=2.5)
         check(running and cancelled, f"a client that hangs up through nginx: the instance's job ends "
-              f"{time.monotonic() - hung_up:.2f} s later (want < 1.5 s; all 16 x 150 steps take several seconds)")
+              f"{time.monotonic() - hung_up:.2f} s later (want < 2.5 s, room for a step on a busy machine; all 16 x 150 steps take 4.3 s alone)")
 
         with open(os.path.join(WORK, "error.log")) as f:
             errors = [line.rstrip() for line in f if any(f"[{level}]" in line for level in ("error", "crit", "alert", "emerg"))
