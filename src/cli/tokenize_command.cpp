@@ -35,7 +35,8 @@ std::string chunk_ids_text(const text::TokenChunk& chunk, int32_t end_of_text) {
   std::string out;
   size_t i = 0;
   for (; i < chunk.ids.size(); ++i) {
-    out += (i ? " " : "") + std::to_string(chunk.ids[i]);
+    if (i) out += ' ';
+    out += std::to_string(chunk.ids[i]);
     if (chunk.ids[i] == end_of_text) break;
   }
   const size_t padding = chunk.ids.size() - std::min(i + 1, chunk.ids.size());
