@@ -232,19 +232,11 @@ GenerationJobRequest parse_generation_request(std::string_view body, bool img2im
   // sampler_index is the older name of sampler_name.
   for (const char* name : {"sampler_name", "sampler_index"}) {
     if (const auto label = fields.text(name); label && !r.sampler) {
-      try {
-        r.sampler = parse_sampler_label(*label, &scheduler_in_label);
-      } catch (const Error& e) {
-        fields.refuse(name, e.what());
-      }
+      r.sampler = for_field(name, [&] { return parse_sampler_label(*label, &scheduler_in_label); });
     }
   }
   if (const auto label = fields.text("scheduler")) {
-    try {
-      r.scheduler = parse_scheduler_label(*label);
-    } catch (const Error& e) {
-      fields.refuse("scheduler", e.what());
-    }
+    r.scheduler = for_field("scheduler", [&] { return parse_scheduler_label(*label); });
   }
   if (r.scheduler == Scheduler::Default && scheduler_in_label) r.scheduler = *scheduler_in_label;
 

@@ -27,6 +27,19 @@ class ApiError : public Error {
   int status_;
 };
 
+// Runs `work` with the library's errors turned into a 422 that names `field`
+// ("scheduler: unknown scheduler 'x' ..."), as the command line's for_flag does for flags.
+template <typename Work>
+auto for_field(const std::string& field, Work&& work) {
+  try {
+    return work();
+  } catch (const ApiError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ApiError(422, field + ": " + e.what());
+  }
+}
+
 // What one request may ask for, beyond what the model itself allows.
 struct ServerLimits {
   int64_t max_side = 2048;  // pixels, width and height

@@ -232,22 +232,10 @@ void Server::Impl::generate(const Request& req, Response& res, bool img2img) {
     // A class-conditional model reads its classes from the prompt: "sneaker, 3".
     r.classes = comma_separated(r.prompt);
     r.negative_classes = comma_separated(r.negative_prompt);
-    try {
-      model->pipeline->class_ids(r.classes);
-    } catch (const Error& e) {
-      throw ApiError(422, std::string("prompt: ") + e.what());
-    }
-    try {
-      model->pipeline->class_ids(r.negative_classes);
-    } catch (const Error& e) {
-      throw ApiError(422, std::string("negative_prompt: ") + e.what());
-    }
+    for_field("prompt", [&] { return model->pipeline->class_ids(r.classes); });
+    for_field("negative_prompt", [&] { return model->pipeline->class_ids(r.negative_classes); });
   }
-  try {
-    model->pipeline->image_size(r);
-  } catch (const Error& e) {
-    throw ApiError(422, std::string("width, height: ") + e.what());
-  }
+  for_field("width, height", [&] { return model->pipeline->image_size(r); });
   if (job.save_images && options.output_dir.empty()) job.ignored.push_back("save_images (the server has no output directory)");
   if (job.task_id.empty()) job.task_id = new_task_id();
 
