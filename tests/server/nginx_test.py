@@ -128,8 +128,9 @@ def main():
     with open(EXAMPLE) as f:
         example = f.read()
 
-    a = Server(TILEDRAW, "--workers", "1", "--queue", "2")
-    b = Server(TILEDRAW, "--workers", "1", "--queue", "2")
+    # Two instances on two cores: one thread each, as one would deploy them.
+    a = Server(TILEDRAW, "--workers", "1", "--queue", "2", env={"OMP_NUM_THREADS": "1"})
+    b = Server(TILEDRAW, "--workers", "1", "--queue", "2", env={"OMP_NUM_THREADS": "1"})
     addr = {f"127.0.0.1:{a.port}": "A", f"127.0.0.1:{b.port}": "B"}
     nginx = None
     try:
@@ -194,7 +195,7 @@ def main():
 
         def at_once(i):
             barrier.wait()
-            return front.post(T2I, {"prompt": "a dark ankle boot", "seed": i, "steps": 100})
+            return front.post(T2I, {"prompt": "a dark ankle boot", "seed": i, "steps": 40})
         with ThreadPoolExecutor(16) as pool:
             burst = list(pool.map(at_once, range(16)))
         ok = sum(1 for s, _, _ in burst if s == 200)
