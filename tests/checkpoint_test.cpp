@@ -147,15 +147,24 @@ TEST(Checkpoint, FamiliesNotRunYetAreNamedAndUnknownFilesListWhatTheyHold) {
                                   {"conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight", {2}},
                                   {"first_stage_model.decoder.conv_in.weight", {2}}},
                                  {});
+  // SDXL is recognised by its names; a broken file is refused by its UNet's loader.
   const CheckpointInfo xl = inspect_checkpoint(dir.file("sdxl.safetensors"));
   EXPECT_EQ(xl.family, "sdxl");
-  EXPECT_FALSE(xl.supported);
-  ASSERT_EQ(xl.components.size(), 4u);
+  EXPECT_TRUE(xl.supported);
+  ASSERT_EQ(xl.components.size(), 4u);  // the UNet, both text encoders, the tokenizer: the VAE is too broken to count
   EXPECT_EQ(xl.components[2].name, "text_encoder_2");
-  EXPECT_THAT(xl.components[2].where, HasSubstr("conditioner.embedders.1.* in sdxl.safetensors"));
+  EXPECT_THAT(xl.components[2].where, HasSubstr("sdxl.safetensors (conditioner.embedders.1.model.*)"));
   EXPECT_THAT([&] { Pipeline::load(dir.file("sdxl.safetensors")); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("Stable Diffusion XL (UNet, two text encoders, VAE); "
-                                                        "tiledraw does not run this family yet")));
+              ::testing::ThrowsMessage<Error>(HasSubstr("sdxl.safetensors: not a Stable Diffusion UNet: no tensor "
+                                                        "'model.diffusion_model.conv_in.weight'")));
+  // The refiner (one OpenCLIP encoder, aesthetic scores) is named and refused.
+  test::write_random_safetensors(dir.file("refiner.safetensors"),
+                                 {{"model.diffusion_model.label_emb.0.0.weight", {2}},
+                                  {"conditioner.embedders.0.model.token_embedding.weight", {2}}},
+                                 {});
+  EXPECT_THAT([&] { Pipeline::load(dir.file("refiner.safetensors")); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("the Stable Diffusion XL refiner (one OpenCLIP text encoder, "
+                                                        "aesthetic-score conditioning); tiledraw does not run this family yet")));
 
   // An SD 1.x checkpoint is recognised by its names; a broken one is refused
   // by its UNet's loader, naming what is wrong.
@@ -176,7 +185,7 @@ TEST(Checkpoint, FamiliesNotRunYetAreNamedAndUnknownFilesListWhatTheyHold) {
                                                                  {"head.weight", {2}}}, {});
   EXPECT_THAT([&] { inspect_checkpoint(dir.file("other.safetensors")); },
               ::testing::ThrowsMessage<Error>(HasSubstr("other.safetensors: no model family matches (3 tensors: encoder (2), "
-                                                        "head (1)); tiledraw knows sd1, sd2, sdxl, sd3, flux, sd-unet, dit")));
+                                                        "head (1)); tiledraw knows sd1, sd2, sdxl, sdxl-refiner, sd3, flux, sd-unet, dit")));
   LoadOptions stated;
   stated.family = "dit";
   EXPECT_THAT([&] { Pipeline::load(dir.file("other.safetensors"), stated); },

@@ -122,7 +122,7 @@ std::vector<float> token_ids(const std::vector<int64_t>& lengths, bool pad_with_
 std::vector<float> encode(const models::ClipTextEncoder& encoder, const std::vector<float>& ids, int64_t layers) {
   const auto accel = make_accelerator("ref");
   const int64_t batch = static_cast<int64_t>(ids.size()) / kPositions;
-  const auto built = encoder.build(batch, layers);
+  const auto built = encoder.build(batch, {layers});
   EXPECT_EQ(built->graph.values()[static_cast<size_t>(built->hidden_states)].shape, (std::vector<int64_t>{batch, kPositions, kWidth}));
   ProgramCache cache;
   runtime::Executor exec(built->graph, *accel, cache);
@@ -187,7 +187,7 @@ TEST_F(ClipText, LayersChooseTheDepthWithinTheModel) {
   const std::vector<float> ids = token_ids({12}, false);
   EXPECT_NE(encode(encoder, ids, 1), encode(encoder, ids, 2));
   for (int64_t layers : {int64_t{0}, kLayers + 1}) {
-    EXPECT_THAT([&] { encoder.build(1, layers); },
+    EXPECT_THAT([&] { encoder.build(1, {layers}); },
                 ThrowsMessage<Error>(HasSubstr("cannot stop after layer " + std::to_string(layers) + " of a model of 2 layers")));
   }
   std::vector<float> outside = ids;

@@ -115,13 +115,14 @@ int main_checked(int argc, char** argv) {
     const Tensor ids = read_input(in, "input_ids");
     const int64_t batch = ids.shape.empty() ? 0 : ids.shape[0], width = encoder.config().width;
     if (layers == 0) layers = encoder.config().layers;
-    const auto built = encoder.build(batch, layers);
+    const bool full = layers == encoder.config().layers;
+    const auto built = encoder.build(batch, {layers, true, full});
     if (ids.data.size() != static_cast<size_t>(batch * encoder.config().positions)) throw Error(in + ": input_ids is not [batch, positions]");
     run(built->graph, *accel, ids.data.data(), runs, profile, [&](const runtime::Executor& exec) {
       const float* hidden = exec.data(built->hidden_states);
       keep("hidden_states", {batch, encoder.config().positions, width}, hidden, static_cast<size_t>(batch * encoder.config().positions * width));
-      if (layers == encoder.config().layers) {
-        const std::vector<float> pooled = encoder.pooled(ids.data.data(), hidden, batch);
+      if (full) {
+        const std::vector<float> pooled = encoder.pooled(ids.data.data(), exec.data(built->pooling_source), batch);
         keep("pooled", {batch, static_cast<int64_t>(pooled.size()) / batch}, pooled.data(), pooled.size());
       }
     });

@@ -316,11 +316,14 @@ TEST(UNetModel, RefusesBadFilesConfigsAndSizes) {
               HasSubstr("3 heads and 1 transformer layers do not fit block width 32"));
   EXPECT_THAT(load_error(write_tiny_unet(dir, UNetLayout::Diffusers, {{"config", R"({"addition_embed_type": "text_time"})"}}),
                          UNetLayout::Diffusers),
-              HasSubstr("config 'addition_embed_type' = \"text_time\" is not supported"));
+              HasSubstr("the config's addition_embed_type \"text_time\" disagrees with the tensors (no add_embedding)"));
+  EXPECT_THAT(load_error(write_tiny_unet(dir, UNetLayout::Diffusers, {{"config", R"({"addition_embed_type": "image"})"}}),
+                         UNetLayout::Diffusers),
+              HasSubstr("config 'addition_embed_type' = \"image\" is not supported (SDXL's is \"text_time\")"));
   EXPECT_THAT(load_error(write_tiny_unet(dir, UNetLayout::Diffusers, {},
                                          [](std::vector<TinyTensor>& t) { t.push_back({"add_embedding.linear_1.weight", "", {8, 8}}); }),
                          UNetLayout::Diffusers),
-              HasSubstr("an SDXL UNet"));
+              HasSubstr("'add_embedding.linear_1.weight' reads 8 values, not a pooled text vector and 6 sizes of 256"));
 
   const SafetensorsFile file = SafetensorsFile::open(write_tiny_unet(dir, UNetLayout::Diffusers));
   const models::UNetModel model(file, *accel, Precision::AsStored, {});

@@ -55,6 +55,11 @@ struct GenerationRequest {
   // choice, the last for SD 1.x, the penultimate for SD 2.x).
   std::string prompt, negative_prompt;
   int clip_skip = 0;
+  // SDXL's size conditioning, in pixels: the size the model is told the
+  // picture had before it was cropped, the crop's top-left corner, and the
+  // size it is told to make. 0: the request's own size (and no crop), as
+  // SDXL pipelines default.
+  int64_t original_width = 0, original_height = 0, crop_top = 0, crop_left = 0, target_width = 0, target_height = 0;
   // img2img: the picture to start from (resized to the request's size), and
   // how much of the schedule runs on it: 0 returns it (through the VAE), 1
   // ignores it (txt2img from the same noise); the last floor(strength x

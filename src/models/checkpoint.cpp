@@ -133,10 +133,10 @@ struct KnownFamily {
 
 const std::vector<KnownFamily>& known_families() {
   static const std::vector<KnownFamily> families = {
-      {"sdxl", "Stable Diffusion XL (UNet, two text encoders, VAE)", "StableDiffusionXLPipeline",
-       {{"model.diffusion_model.label_emb.0.0.weight", "conditioner.embedders.1.model.token_embedding.weight"}},
-       {{"diffusion_model", "model.diffusion_model."}, {"text_encoder", "conditioner.embedders.0."},
-        {"text_encoder_2", "conditioner.embedders.1."}, {"vae", "first_stage_model."}}},
+      {"sdxl-refiner", "the Stable Diffusion XL refiner (one OpenCLIP text encoder, aesthetic-score conditioning)",
+       "StableDiffusionXLImg2ImgPipeline",
+       {{"model.diffusion_model.label_emb.0.0.weight", "conditioner.embedders.0.model.token_embedding.weight"}},
+       {{"diffusion_model", "model.diffusion_model."}, {"text_encoder_2", "conditioner.embedders.0."}, {"vae", "first_stage_model."}}},
       {"sd3", "Stable Diffusion 3 (MMDiT, flow matching)", "StableDiffusion3Pipeline",
        {{"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"}},
        {{"diffusion_model", "model.diffusion_model."}, {"text_encoders", "text_encoders."}, {"vae", "first_stage_model."}}},
@@ -182,6 +182,21 @@ nlohmann::json component_config(const SafetensorsFile& file, const std::string& 
   return nlohmann::json::object();
 }
 
+// A Stable Diffusion checkpoint's VAE and where its CLIP vocabulary is.
+void add_vae_and_tokenizer(DetectedFamily& found, const Checkpoint& c, text::ClipKind kind) {
+  if (std::optional<WeightView> vae = find_vae(c)) {
+    if (!c.folder()) vae = WeightView(vae->file(), vae->prefix(), {}, component_config(*c.file(), "vae"));
+    found.info.components.push_back({"vae", c.folder() ? "vae/ in " + c.path() : vae->where(), "AutoencoderKL"});
+    found.components.emplace("vae", *vae);
+  }
+  try {
+    const text::FoundTokenizer tokenizer = text::find_clip_tokenizer({c.path(), "", kind});
+    found.info.components.push_back({"tokenizer", tokenizer.source, "CLIP BPE"});
+  } catch (const text::TokenizerNotFound&) {
+    found.info.components.push_back({"tokenizer", "not found", "prompts need a CLIP vocabulary (README: the CLIP vocabulary)"});
+  }
+}
+
 // Stable Diffusion 1.x or 2.x (`version`): a UNet, a CLIP text encoder and a
 // VAE, in one file under the original prefixes or in a diffusers folder. The
 // two are told apart by their text encoders: OpenAI's CLIP ViT-L (width 768)
@@ -217,18 +232,49 @@ std::optional<DetectedFamily> detect_stable_diffusion(const Checkpoint& c, int v
   found.info.components.push_back({"text_encoder", where_text, version == 1 ? "CLIP ViT-L/14" : "OpenCLIP ViT-H/14"});
   found.components.emplace("diffusion_model", *unet);
   found.components.emplace("text_encoder", *text_encoder);
-  if (std::optional<WeightView> vae = find_vae(c)) {
-    if (!c.folder()) vae = WeightView(vae->file(), vae->prefix(), {}, component_config(*c.file(), "vae"));
-    found.info.components.push_back({"vae", c.folder() ? "vae/ in " + c.path() : vae->where(), "AutoencoderKL"});
-    found.components.emplace("vae", *vae);
+  add_vae_and_tokenizer(found, c, version == 1 ? text::ClipKind::OpenAiVitL14 : text::ClipKind::OpenClipVitH14);
+  return found;
+}
+
+// Stable Diffusion XL: a UNet with an added embedding of the pooled text and
+// the image sizes, OpenAI's CLIP ViT-L and OpenCLIP's ViT-bigG text
+// encoders, a VAE; one file under sgm's prefixes or a diffusers folder.
+std::optional<DetectedFamily> detect_sdxl(const Checkpoint& c) {
+  std::optional<WeightView> unet, text_encoder, text_encoder_2;
+  if (c.folder()) {
+    const nlohmann::json& index = c.model_index();
+    if (!index.contains("_class_name") || index["_class_name"] != "StableDiffusionXLPipeline") return std::nullopt;
+    unet = c.component("unet");
+    text_encoder = c.component("text_encoder");
+    text_encoder_2 = c.component("text_encoder_2");
+    if (!unet || !text_encoder || !text_encoder_2) {
+      throw Error(c.path() + ": a StableDiffusionXLPipeline folder needs unet/, text_encoder/ and text_encoder_2/ weights");
+    }
+  } else {
+    const SafetensorsFile& file = *c.file();
+    const char* const first = "conditioner.embedders.0.transformer.";
+    const char* const second = "conditioner.embedders.1.model.";
+    if (!file.find("model.diffusion_model.label_emb.0.0.weight") ||
+        !file.find(std::string(first) + "text_model.embeddings.token_embedding.weight") ||
+        !file.find(std::string(second) + "token_embedding.weight")) {
+      return std::nullopt;
+    }
+    unet = WeightView(file, "model.diffusion_model.", {}, component_config(file, "unet"));
+    text_encoder = WeightView(file, first, {}, component_config(file, "text_encoder"));
+    text_encoder_2 = WeightView(file, second, {}, component_config(file, "text_encoder_2"));
   }
-  try {
-    const text::FoundTokenizer tokenizer = text::find_clip_tokenizer(
-        {c.path(), "", version == 1 ? text::ClipKind::OpenAiVitL14 : text::ClipKind::OpenClipVitH14});
-    found.info.components.push_back({"tokenizer", tokenizer.source, "CLIP BPE"});
-  } catch (const text::TokenizerNotFound&) {
-    found.info.components.push_back({"tokenizer", "not found", "prompts need a CLIP vocabulary (README: the CLIP vocabulary)"});
-  }
+  const auto where = [&](const WeightView& view, const char* folder) {
+    return c.folder() ? std::string(folder) + "/ in " + c.path() : view.where();
+  };
+  DetectedFamily found;
+  found.info = {"sdxl", "Stable Diffusion XL (UNet, CLIP ViT-L and OpenCLIP ViT-bigG text encoders, VAE)", true, {}};
+  found.info.components.push_back({"diffusion_model", where(*unet, "unet"), "UNet with added size conditioning"});
+  found.info.components.push_back({"text_encoder", where(*text_encoder, "text_encoder"), "CLIP ViT-L/14"});
+  found.info.components.push_back({"text_encoder_2", where(*text_encoder_2, "text_encoder_2"), "OpenCLIP ViT-bigG/14"});
+  found.components.emplace("diffusion_model", *unet);
+  found.components.emplace("text_encoder", *text_encoder);
+  found.components.emplace("text_encoder_2", *text_encoder_2);
+  add_vae_and_tokenizer(found, c, text::ClipKind::OpenAiVitL14);
   return found;
 }
 
@@ -240,6 +286,7 @@ std::vector<std::pair<std::string, Probe>> probes() {
   std::vector<std::pair<std::string, Probe>> out;
   out.emplace_back("sd1", [](const Checkpoint& c) { return detect_stable_diffusion(c, 1); });
   out.emplace_back("sd2", [](const Checkpoint& c) { return detect_stable_diffusion(c, 2); });
+  out.emplace_back("sdxl", detect_sdxl);
   for (const KnownFamily& k : known_families()) {
     out.emplace_back(k.family, [&k](const Checkpoint& c) { return detect_known(c, k); });
   }

@@ -187,20 +187,24 @@ ClipTextEncoder::ClipTextEncoder(const WeightView& view, const Accelerator& acce
   config_.projection = static_cast<int64_t>(projection_.size()) / width;
 }
 
-std::unique_ptr<ClipTextEncoder::Graph> ClipTextEncoder::build(int64_t batch, int64_t layers) const {
+std::unique_ptr<ClipTextEncoder::Graph> ClipTextEncoder::build(int64_t batch, const Outputs& outputs) const {
   const ClipTextConfig& c = config_;
   if (batch <= 0) throw Error("CLIP text encoder: batch " + std::to_string(batch) + " must be positive");
-  if (layers < 1 || layers > c.layers) {
-    throw Error("CLIP text encoder: cannot stop after layer " + std::to_string(layers) + " of a model of " +
+  if (outputs.layers < 1 || outputs.layers > c.layers) {
+    throw Error("CLIP text encoder: cannot stop after layer " + std::to_string(outputs.layers) + " of a model of " +
                 std::to_string(c.layers) + " layers");
   }
   auto model = std::make_unique<Graph>();
   runtime::Graph& g = model->graph;
+  const auto final_norm = [&](int x) { return g.layer_norm(x, final_gamma_, final_beta_, c.layer_norm_eps); };
+  const auto take = [&](int x) { return outputs.final_norm ? final_norm(x) : x; };
   model->ids = g.input({batch, c.positions});
   const int embedded = g.reshape(g.embedding(model->ids, token_table_, c.vocabulary, c.width), {batch, c.positions * c.width});
   int x = g.reshape(g.binary(kernels::Binary::Add, embedded, g.constant({c.positions * c.width}, position_table_)),
                     {batch, c.positions, c.width});
-  for (int64_t l = 0; l < layers; ++l) {
+  const int64_t depth = outputs.for_pooling ? c.layers : outputs.layers;
+  for (int64_t l = 0; l < depth; ++l) {
+    if (l == outputs.layers) model->hidden_states = take(x);
     const Layer& w = layers_[static_cast<size_t>(l)];
     const std::vector<int> qkv = g.chunk(linear(g, g.layer_norm(x, w.norm1_gamma, w.norm1_beta, c.layer_norm_eps), w.qkv), 3);
     const int attended = g.attention(qkv[0], qkv[1], qkv[2], c.heads, attention_math(w.qkv), true);
@@ -208,19 +212,23 @@ std::unique_ptr<ClipTextEncoder::Graph> ClipTextEncoder::build(int64_t batch, in
     const int hidden = g.unary(c.activation, linear(g, g.layer_norm(x, w.norm2_gamma, w.norm2_beta, c.layer_norm_eps), w.fc1));
     x = g.binary(kernels::Binary::Add, x, linear(g, hidden, w.fc2));
   }
-  model->hidden_states = g.layer_norm(x, final_gamma_, final_beta_, c.layer_norm_eps);
+  if (outputs.layers == depth) model->hidden_states = take(x);
   g.output(model->hidden_states);
+  if (outputs.for_pooling) {
+    model->pooling_source = outputs.layers == depth && outputs.final_norm ? model->hidden_states : final_norm(x);
+    if (model->pooling_source != model->hidden_states) g.output(model->pooling_source);
+  }
   return model;
 }
 
-std::vector<float> ClipTextEncoder::pooled(const float* ids, const float* hidden_states, int64_t batch) const {
+std::vector<float> ClipTextEncoder::pooled(const float* ids, const float* states, int64_t batch) const {
   const int64_t width = config_.width, positions = config_.positions;
-  const int64_t columns = config_.projection ? config_.projection : width;
+  const int64_t columns = pooled_width();
   std::vector<float> out(static_cast<size_t>(batch * columns));
   for (int64_t b = 0; b < batch; ++b) {
     const float* row_ids = ids + b * positions;
     const int64_t eos = std::max_element(row_ids, row_ids + positions) - row_ids;  // the first of equal largest ids
-    const float* h = hidden_states + (b * positions + eos) * width;
+    const float* h = states + (b * positions + eos) * width;
     float* pooled = &out[static_cast<size_t>(b * columns)];
     if (!config_.projection) {
       std::copy(h, h + width, pooled);

@@ -37,20 +37,30 @@ class ClipTextEncoder {
   ClipTextEncoder(const WeightView& view, const Accelerator& accel, Precision precision = Precision::AsStored);
   const ClipTextConfig& config() const { return config_; }
 
+  // What a graph gives: the hidden states after `layers` transformer layers,
+  // through the final layer norm (SD 1.x's last layer or its clip skip, SD
+  // 2.x's penultimate) or as they are (SDXL's penultimate); and, for pooling,
+  // the states after every layer and the final norm as well.
+  struct Outputs {
+    int64_t layers = 0;
+    bool final_norm = true;
+    bool for_pooling = false;
+  };
   struct Graph {
     runtime::Graph graph;
-    int ids;            // input [batch, positions]: token ids, whole numbers held as floats
-    int hidden_states;  // output [batch, positions, width]
+    int ids;                 // input [batch, positions]: token ids, whole numbers held as floats
+    int hidden_states;       // output [batch, positions, width]
+    int pooling_source = -1;  // output [batch, positions, width] when asked for: what pooled() reads
   };
-  // The first `layers` transformer layers, then the final layer norm: SD 1.x's
-  // last layer (or fewer, its clip-skip) and SD 2.x's penultimate one.
-  std::unique_ptr<Graph> build(int64_t batch, int64_t layers) const;
+  std::unique_ptr<Graph> build(int64_t batch, const Outputs& outputs) const;
 
   // The pooled output: for each row of `ids`, the hidden state at its EOS (the
   // position of its largest id, as CLIP takes it), times the text projection
-  // where the file has one: [batch, projection or width]. `hidden_states` must
-  // come from a full-depth graph, build(batch, config().layers).
-  std::vector<float> pooled(const float* ids, const float* hidden_states, int64_t batch) const;
+  // where the file has one: [batch, projection or width]. `states` must be a
+  // graph's pooling_source.
+  std::vector<float> pooled(const float* ids, const float* states, int64_t batch) const;
+  // The pooled output's width.
+  int64_t pooled_width() const { return config_.projection ? config_.projection : config_.width; }
 
  private:
   struct Layer {

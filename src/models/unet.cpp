@@ -71,6 +71,7 @@ WeightView::Rename ldm_rename(const LdmNumbering& n) {
       {"conv_in", {"input_blocks.0.0"}},   {"time_embedding.linear_1", {"time_embed.0"}},
       {"time_embedding.linear_2", {"time_embed.2"}}, {"conv_norm_out", {"out.0"}},
       {"conv_out", {"out.2"}},             {"mid_block.attentions.0", {"middle_block.1"}},
+      {"add_embedding.linear_1", {"label_emb.0.0"}}, {"add_embedding.linear_2", {"label_emb.0.2"}},
   };
   const auto resnet = [&](const std::string& diffusers, const std::string& ldm) {
     for (const auto& [part, ldm_part] : kResnetParts) rules.push_back({diffusers + "." + part, {ldm + "." + ldm_part}});
@@ -156,7 +157,7 @@ std::vector<bool> attention_of(const nlohmann::json& types, const char* key, siz
 // absent, null or the value given.
 void refuse_other_unets(const nlohmann::json& json, const std::string& where) {
   static const std::pair<const char*, nlohmann::json> kAccepted[] = {
-      {"addition_embed_type", nullptr},      {"class_embed_type", nullptr},
+      {"class_embed_type", nullptr},
       {"encoder_hid_dim_type", nullptr},     {"time_cond_proj_dim", nullptr},
       {"resnet_time_scale_shift", "default"}, {"time_embedding_type", "positional"},
       {"mid_block_type", "UNetMidBlock2DCrossAttn"}, {"flip_sin_to_cos", true},
@@ -203,9 +204,6 @@ bool holds_sd_unet(const WeightView& view) {
 UNetConfig read_unet_config(const WeightView& stored_view) {
   const std::string where = stored_view.where();
   const std::optional<UNetLayout> layout = unet_layout(stored_view);
-  if (stored_view.find("add_embedding.linear_1.weight") || stored_view.find("label_emb.0.0.weight")) {
-    throw Error(where + ": an SDXL UNet (it embeds image sizes); only Stable Diffusion 1.x and 2.x UNets run so far");
-  }
   const WeightView view = canonical_view(stored_view);
   const auto require = [&](const std::string& name) -> const TensorInfo& { return require_tensor(view, name, kKind, kExpected); };
   const auto rows = [&](const std::string& name) {
@@ -230,6 +228,10 @@ UNetConfig read_unet_config(const WeightView& stored_view) {
   c.cross_attention_dim = context_key.shape.size() == 2 ? context_key.shape[1] : 0;
   c.linear_projection = require(mid_transformer + ".proj_in.weight").shape.size() == 2;
   const bool sd2 = c.cross_attention_dim == 1024 || c.linear_projection;
+  if (const TensorInfo* added = view.find("add_embedding.linear_1.weight")) {
+    c.addition_input_dim = added->shape.size() == 2 ? added->shape[1] : 0;
+    c.addition_time_embed_dim = 256;  // SDXL's
+  }
   for (int64_t level = 0; level < levels; ++level) {
     const std::string down_transformer = down_block(level) + ".attentions.0";
     const std::string up_transformer = up_block(levels - 1 - level) + ".attentions.0";
@@ -262,13 +264,27 @@ UNetConfig read_unet_config(const WeightView& stored_view) {
   c.norm_groups = get("norm_num_groups", c.norm_groups);
   if (json.contains("norm_eps") && json["norm_eps"].is_number()) c.norm_eps = json["norm_eps"].get<float>();
   c.frequency_shift = get("freq_shift", c.frequency_shift);
+  const nlohmann::json added_type = json.contains("addition_embed_type") ? json["addition_embed_type"] : nlohmann::json();
+  if (!added_type.is_null() && added_type != "text_time") {
+    throw Error(where + ": config 'addition_embed_type' = " + added_type.dump() + " is not supported (SDXL's is \"text_time\")");
+  }
+  if (added_type == "text_time" && !c.addition_input_dim) {
+    throw Error(where + ": the config's addition_embed_type \"text_time\" disagrees with the tensors (no add_embedding)");
+  }
+  c.addition_time_embed_dim = get("addition_time_embed_dim", c.addition_time_embed_dim);
+  if (c.addition_input_dim && (c.addition_time_embed_dim < 2 || c.addition_time_embed_dim % 2 || c.pooled_text_dim() <= 0)) {
+    throw Error(where + ": '" + require("add_embedding.linear_1.weight").name + "' reads " + std::to_string(c.addition_input_dim) +
+                " values, not a pooled text vector and 6 sizes of " + std::to_string(c.addition_time_embed_dim) +
+                " (addition_time_embed_dim, an even number)");
+  }
   if (json.contains("use_linear_projection") && json["use_linear_projection"].is_boolean()) {
     c.linear_projection = json["use_linear_projection"].get<bool>();
   }
   const std::vector<int64_t> stated_channels = per_level(json, "block_out_channels", c.block_out_channels, where);
   if (stated_channels != c.block_out_channels || get("in_channels", c.in_channels) != c.in_channels ||
       get("out_channels", c.out_channels) != c.out_channels || get("layers_per_block", c.layers_per_block) != c.layers_per_block ||
-      get("cross_attention_dim", c.cross_attention_dim) != c.cross_attention_dim) {
+      get("cross_attention_dim", c.cross_attention_dim) != c.cross_attention_dim ||
+      get("projection_class_embeddings_input_dim", c.addition_input_dim) != c.addition_input_dim) {
     throw Error(where + ": the config disagrees with the tensor shapes (channels " + list_string(c.block_out_channels) +
                 ", " + std::to_string(c.layers_per_block) + " resnets per block, in " + std::to_string(c.in_channels) +
                 ", out " + std::to_string(c.out_channels) + ", context " + std::to_string(c.cross_attention_dim) + ")");
@@ -367,6 +383,10 @@ UNetModel::UNetModel(const WeightView& view, const Accelerator& accel, Precision
   conv_in_ = layer("conv_in", {first, c.in_channels, 3, 3});
   time_linear_1_ = layer("time_embedding.linear_1", {time_width, first});
   time_linear_2_ = layer("time_embedding.linear_2", {time_width, time_width});
+  if (c.addition_input_dim) {
+    added_linear_1_ = layer("add_embedding.linear_1", {time_width, c.addition_input_dim});
+    added_linear_2_ = layer("add_embedding.linear_2", {time_width, time_width});
+  }
 
   // The channels of each skip the down path leaves, popped by the up path in reverse.
   std::vector<int64_t> skips = {first};
@@ -466,7 +486,21 @@ std::unique_ptr<ModelGraph> UNetModel::build(const GraphShape& shape) const {
   model->inputs = {{InputRole::Latents, latents}, {InputRole::Timestep, timesteps}, {InputRole::TextContext, context}};
 
   const int frequencies = g.timestep_embedding(timesteps, c.block_out_channels.front(), c.frequency_shift);
-  const int time = linear(g, linear(g, frequencies, time_linear_1_, Activation::Silu), time_linear_2_);
+  int time = linear(g, linear(g, frequencies, time_linear_1_, Activation::Silu), time_linear_2_);
+  if (c.addition_input_dim) {
+    // SDXL: [pooled text, a sinusoid of each size] through add_embedding, added to the time embedding.
+    const int64_t pooled_width = c.pooled_text_dim(), sizes_width = 6 * c.addition_time_embed_dim;
+    const int pooled = g.input({shape.batch, pooled_width});
+    const int sizes = g.input({shape.batch, 6});
+    model->inputs.push_back({InputRole::PooledText, pooled});
+    model->inputs.push_back({InputRole::ExtraVector, sizes});
+    const int size_frequencies = g.timestep_embedding(g.reshape(sizes, {shape.batch * 6}), c.addition_time_embed_dim);
+    const int added = g.concat_channels(g.reshape(pooled, {shape.batch, pooled_width, 1, 1}),
+                                        g.reshape(size_frequencies, {shape.batch, sizes_width, 1, 1}));
+    const int embedded = linear(g, linear(g, g.reshape(added, {shape.batch, c.addition_input_dim}), *added_linear_1_, Activation::Silu),
+                                *added_linear_2_);
+    time = g.binary(kernels::Binary::Add, time, embedded);
+  }
   const int silu_time = g.unary(kernels::Unary::Silu, time);  // what every resnet's projection reads
 
   int x = conv2d(g, latents, conv_in_, 3, 1);

@@ -10,10 +10,11 @@
 #include "runtime/graph.h"
 #include "sampling/schedule.h"
 
-// Stable Diffusion 1.x and 2.x's UNet (diffusers' UNet2DConditionModel):
-// resnets conditioned on the timestep, spatial transformers attending to the
-// text context, down- and up-sampling with skip connections. Read in diffusers'
-// names or the original (LDM) single-file ones, float or 8-bit S.
+// Stable Diffusion 1.x, 2.x and XL's UNet (diffusers' UNet2DConditionModel):
+// resnets conditioned on the timestep (and in SDXL on the pooled text and the
+// image sizes too), spatial transformers attending to the text context, down-
+// and up-sampling with skip connections. Read in diffusers' names or the
+// original (LDM) single-file ones, float or 8-bit S.
 namespace tiledraw::models {
 
 enum class UNetLayout { Diffusers, Original };
@@ -37,6 +38,12 @@ struct UNetConfig {
   int64_t norm_groups = 32;
   float norm_eps = 1e-5f;                     // resnets' and the output's group norms
   int64_t frequency_shift = 0;                // timestep frequencies 10000^(-i / (half - shift))
+  // SDXL's added embedding (diffusers' addition_embed_type "text_time"): the
+  // pooled text vector and six sizes, each size a sinusoid this wide, through
+  // add_embedding into the time embedding. 0 without one.
+  int64_t addition_time_embed_dim = 0;
+  int64_t addition_input_dim = 0;  // projection_class_embeddings_input_dim: pooled width + 6 sizes' sinusoids
+  int64_t pooled_text_dim() const { return addition_input_dim - 6 * addition_time_embed_dim; }
   int64_t time_embedding_dim() const { return 4 * block_out_channels.front(); }
   int64_t levels() const { return static_cast<int64_t>(block_out_channels.size()); }
 };
@@ -53,7 +60,7 @@ UNetConfig read_unet_config(const WeightView& view);
 // The layout of a view's UNet names, if it holds one.
 std::optional<UNetLayout> unet_layout(const WeightView& view);
 // Whether the view holds a Stable Diffusion 1.x/2.x UNet, in either layout
-// (not SDXL's, which has an extra embedding of sizes).
+// (not SDXL's, which has an added embedding of sizes).
 bool holds_sd_unet(const WeightView& view);
 
 // What the family loader decides for a UNet: the defaults are SD 1.x's.
@@ -63,6 +70,7 @@ struct UNetOptions {
   LatentFormat latent{4, 8, 0.18215, 0.0};
   int64_t trained_latent_size = 64;  // 64 for 512-pixel models, 96 for 768
   std::string description;           // empty: one made from the config
+  double default_cfg_scale = 7.0;
 };
 
 class UNetModel : public DiffusionModel {
@@ -79,8 +87,11 @@ class UNetModel : public DiffusionModel {
   LatentFormat latent_format() const override { return options_.latent; }
   int64_t latent_multiple() const override { return int64_t{1} << (config_.levels() - 1); }
   int64_t trained_latent_size() const override { return options_.trained_latent_size; }
+  double default_cfg_scale() const override { return options_.default_cfg_scale; }
   // Inputs: latents [batch, in_channels, h, w], timestep [batch], text context
-  // [batch, tokens, cross_attention_dim]; output [batch, out_channels, h, w].
+  // [batch, tokens, cross_attention_dim], and for SDXL the pooled text
+  // [batch, pooled_text_dim()] and sizes [batch, 6]; output [batch,
+  // out_channels, h, w].
   std::unique_ptr<ModelGraph> build(const GraphShape& shape) const override;
 
  private:
@@ -127,6 +138,7 @@ class UNetModel : public DiffusionModel {
   UNetOptions options_;
   WeightStore weights_;
   LinearWeights conv_in_, time_linear_1_, time_linear_2_, conv_out_;
+  std::optional<LinearWeights> added_linear_1_, added_linear_2_;
   std::vector<Block> down_, up_;  // up_ in diffusers' order: deepest first
   Resnet mid_first_, mid_second_;
   SpatialTransformer mid_transformer_;

@@ -38,6 +38,7 @@ struct EncodeContext {
   const Accelerator& accel;
   ProgramCache& cache;
   const std::atomic<bool>* cancel = nullptr;
+  int64_t height = 0, width = 0;  // the image the request makes, in pixels
 };
 
 class Conditioner {

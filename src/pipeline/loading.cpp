@@ -66,26 +66,22 @@ models::Prediction sd_prediction(const models::Checkpoint& c, const models::Weig
   return models::Prediction::Epsilon;
 }
 
-void load_stable_diffusion(LoadedModel& m, const models::DetectedFamily& found, const LoadOptions& o,
-                           const Accelerator& accel) {
-  const bool sd2 = found.info.family == "sd2";
+// The UNet of a Stable Diffusion family, with the options its loader decides.
+std::unique_ptr<models::UNetModel> load_unet(const LoadedModel& m, const models::DetectedFamily& found, const LoadOptions& o,
+                                             const Accelerator& accel, models::UNetOptions unet) {
   const models::WeightView& unet_view = found.components.at("diffusion_model");
-  sampling::NoiseSchedule schedule = sampling::NoiseSchedule::stable_diffusion();
   if (!m.checkpoint.scheduler_config().is_null()) {
-    schedule = sampling::NoiseSchedule::from_diffusers(m.checkpoint.scheduler_config(), schedule,
-                                                       m.checkpoint.path() + "/scheduler/scheduler_config.json");
+    unet.schedule = sampling::NoiseSchedule::from_diffusers(m.checkpoint.scheduler_config(), unet.schedule,
+                                                            m.checkpoint.path() + "/scheduler/scheduler_config.json");
   }
-  models::UNetOptions unet;
   unet.prediction = sd_prediction(m.checkpoint, unet_view, o);
-  unet.schedule = schedule;
-  unet.latent = {4, 8, 0.18215, 0.0};
   // The config's sample_size where it gives one (a model trained at another
-  // size than SD's 512 or 768 pixels), else SD's.
+  // size than the family's), else the family's.
   const nlohmann::json& unet_config = unet_view.config();
-  unet.trained_latent_size = unet_config.contains("sample_size") && unet_config["sample_size"].is_number_integer() &&
-                                     unet_config["sample_size"].get<int64_t>() > 0
-                                 ? unet_config["sample_size"].get<int64_t>()
-                                 : sd2 && unet.prediction == models::Prediction::V ? 96 : 64;
+  if (unet_config.contains("sample_size") && unet_config["sample_size"].is_number_integer() &&
+      unet_config["sample_size"].get<int64_t>() > 0) {
+    unet.trained_latent_size = unet_config["sample_size"].get<int64_t>();
+  }
   unet.description = found.info.description;
   auto model = std::make_unique<models::UNetModel>(unet_view, accel, o.precision, unet);
   if (model->config().in_channels != unet.latent.channels) {
@@ -93,25 +89,91 @@ void load_stable_diffusion(LoadedModel& m, const models::DetectedFamily& found, 
                 " input channels (" + (model->config().in_channels == 9 ? "inpainting" : "not text-to-image") +
                 "); tiledraw runs the 4-channel text-to-image UNet only");
   }
-  m.text_encoder = std::make_unique<models::ClipTextEncoder>(found.components.at("text_encoder"), accel, o.precision);
-  const text::ClipKind clip = sd2 ? text::ClipKind::OpenClipVitH14 : text::ClipKind::OpenAiVitL14;
+  return model;
+}
+
+// The CLIP vocabulary a text-to-image model's prompts need. Without one the
+// model still loads (for forward and inspect); `missing` says where to get one.
+struct TokenizerOrWhy {
   std::optional<text::ClipTokenizer> tokenizer;
   std::string missing;
+};
+
+TokenizerOrWhy find_tokenizer(LoadedModel& m, const LoadOptions& o, text::ClipKind kind) {
+  TokenizerOrWhy out;
   try {
-    text::FoundTokenizer found_tokenizer = text::find_clip_tokenizer({m.checkpoint.path(), o.tokenizer, clip});
-    tokenizer = std::move(found_tokenizer.tokenizer);
-    m.model_info.tokenizer = found_tokenizer.source;
+    text::FoundTokenizer found = text::find_clip_tokenizer({m.checkpoint.path(), o.tokenizer, kind});
+    out.tokenizer = std::move(found.tokenizer);
+    m.model_info.tokenizer = found.source;
   } catch (const text::TokenizerNotFound& e) {
-    missing = e.what();
+    out.missing = e.what();
     m.model_info.tokenizer = "not found";
   }
   m.model_info.text = true;
-  const int64_t stored = m.text_encoder->config().layers;
-  TextEncoding encoding;
-  if (tokenizer) encoding.pad_id = text::padding_id(clip, *tokenizer);
-  encoding.counted_layers = sd2 && stored == 23 ? 24 : stored;
-  encoding.default_clip_skip = sd2 ? 2 : 1;
-  m.conditioner = std::make_unique<TextConditioner>(std::move(tokenizer), std::move(missing), *m.text_encoder, encoding);
+  return out;
+}
+
+const models::ClipTextEncoder& load_text_encoder(LoadedModel& m, const models::DetectedFamily& found, const char* component,
+                                                 const LoadOptions& o, const Accelerator& accel) {
+  return *m.text_encoders.emplace_back(std::make_unique<models::ClipTextEncoder>(found.components.at(component), accel, o.precision));
+}
+
+void load_stable_diffusion(LoadedModel& m, const models::DetectedFamily& found, const LoadOptions& o,
+                           const Accelerator& accel) {
+  const bool sd2 = found.info.family == "sd2";
+  models::UNetOptions unet;
+  unet.latent = {4, 8, 0.18215, 0.0};
+  // SD 2.x's v models were trained at 768 pixels, the others at 512.
+  const bool v = sd_prediction(m.checkpoint, found.components.at("diffusion_model"), o) == models::Prediction::V;
+  unet.trained_latent_size = sd2 && v ? 96 : 64;
+  auto model = load_unet(m, found, o, accel, unet);
+  const models::ClipTextEncoder& encoder = load_text_encoder(m, found, "text_encoder", o, accel);
+  const text::ClipKind clip = sd2 ? text::ClipKind::OpenClipVitH14 : text::ClipKind::OpenAiVitL14;
+  TokenizerOrWhy tokenizer = find_tokenizer(m, o, clip);
+  TextTower tower;
+  tower.encoder = &encoder;
+  if (tokenizer.tokenizer) tower.pad_id = text::padding_id(clip, *tokenizer.tokenizer);
+  const int64_t stored = encoder.config().layers;
+  tower.counted_layers = sd2 && stored == 23 ? 24 : stored;
+  tower.default_clip_skip = sd2 ? 2 : 1;
+  m.conditioner = std::make_unique<TextConditioner>(std::move(tokenizer.tokenizer), std::move(tokenizer.missing),
+                                                    TextEncoding{{tower}, false, false});
+  m.model = std::move(model);
+}
+
+// SDXL: the UNet reads both encoders' penultimate layers side by side (no
+// final norm), the second's pooled vector and the image sizes.
+void load_sdxl(LoadedModel& m, const models::DetectedFamily& found, const LoadOptions& o, const Accelerator& accel) {
+  models::UNetOptions unet;
+  unet.latent = {4, 8, 0.13025, 0.0};
+  unet.trained_latent_size = 128;
+  unet.default_cfg_scale = 5.0;  // diffusers' SDXL pipeline
+  auto model = load_unet(m, found, o, accel, unet);
+  const models::UNetConfig& c = model->config();
+  TextTower first{&load_text_encoder(m, found, "text_encoder", o, accel), 0, 0, 2, false, false};
+  TextTower second{&load_text_encoder(m, found, "text_encoder_2", o, accel), 0, 0, 2, false, true};
+  first.counted_layers = first.encoder->config().layers;
+  second.counted_layers = second.encoder->config().layers;
+  const std::string where = found.components.at("diffusion_model").where();
+  if (first.encoder->config().width + second.encoder->config().width != c.cross_attention_dim) {
+    throw Error(where + ": the UNet reads a context " + std::to_string(c.cross_attention_dim) + " wide, the text encoders give " +
+                std::to_string(first.encoder->config().width) + " + " + std::to_string(second.encoder->config().width));
+  }
+  if (!c.addition_input_dim || second.encoder->pooled_width() != c.pooled_text_dim()) {
+    throw Error(where + ": the UNet's added embedding reads a pooled text vector " + std::to_string(c.pooled_text_dim()) +
+                " wide, the second text encoder gives " + std::to_string(second.encoder->pooled_width()));
+  }
+  TokenizerOrWhy tokenizer = find_tokenizer(m, o, text::ClipKind::OpenAiVitL14);
+  if (tokenizer.tokenizer) {
+    first.pad_id = text::padding_id(text::ClipKind::OpenAiVitL14, *tokenizer.tokenizer);
+    second.pad_id = text::padding_id(text::ClipKind::OpenClipVitH14, *tokenizer.tokenizer);
+  }
+  // diffusers' force_zeros_for_empty_prompt, true unless a folder's model_index.json says otherwise.
+  const nlohmann::json& index = m.checkpoint.model_index();
+  const bool zeros = !(index.is_object() && index.contains("force_zeros_for_empty_prompt") &&
+                       index["force_zeros_for_empty_prompt"] == false);
+  m.conditioner = std::make_unique<TextConditioner>(std::move(tokenizer.tokenizer), std::move(tokenizer.missing),
+                                                    TextEncoding{{first, second}, zeros, true});
   m.model = std::move(model);
 }
 
@@ -124,6 +186,7 @@ const std::map<std::string, FamilyLoader>& loaders() {
       {"dit", load_dit},
       {"sd1", load_stable_diffusion},
       {"sd2", load_stable_diffusion},
+      {"sdxl", load_sdxl},
       {"vae", [](LoadedModel&, const models::DetectedFamily&, const LoadOptions&, const Accelerator&) {}},
   };
   return table;

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "models/checkpoint.h"
 #include "models/clip_text.h"
@@ -24,7 +25,7 @@ struct LoadedModel {
   CheckpointInfo info;
   std::unique_ptr<models::DiffusionModel> model;  // null for a VAE alone
   std::unique_ptr<models::VaeDecoder> vae;        // null for a pixel-space model
-  std::unique_ptr<models::ClipTextEncoder> text_encoder;  // text-to-image families
+  std::vector<std::unique_ptr<models::ClipTextEncoder>> text_encoders;  // text-to-image families, in the conditioner's order
   std::unique_ptr<Conditioner> conditioner;
   std::string vae_path;
   ModelInfo model_info;

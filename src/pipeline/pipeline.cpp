@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 
 #include "pipeline/generation.h"
 #include "pipeline/loading.h"
@@ -65,7 +66,7 @@ GenerationResult Pipeline::generate_and_release(const GenerationRequest& request
   impl_->released = true;
   pipeline::LoadedModel& m = *impl_->loaded;
   return pipeline::generate(m, *impl_->accel, impl_->cache, request, progress, cancel,
-                            {[&m] { m.text_encoder.reset(); }, [&m] { m.model.reset(); }});
+                            {[&m] { m.text_encoders.clear(); }, [&m] { m.model.reset(); }});
 }
 
 void Pipeline::require_weights() const {
@@ -87,26 +88,31 @@ const FloatTensor& named_input(const std::map<std::string, FloatTensor>& inputs,
 }
 
 // Runs once, then `runs` more times for the timing.
-void run_timed(runtime::Executor& exec, const std::vector<const float*>& inputs, int runs, Pipeline::ForwardTiming* timing) {
+void run_timed(const std::function<void()>& run, int runs, Pipeline::ForwardTiming* timing) {
   auto start = std::chrono::steady_clock::now();
-  exec.run(inputs);
+  run();
   if (!timing) return;
   timing->first_seconds = seconds_since(start);
   std::vector<double> times;
   for (int r = 0; r < runs; ++r) {
     start = std::chrono::steady_clock::now();
-    exec.run(inputs);
+    run();
     times.push_back(seconds_since(start));
   }
   std::sort(times.begin(), times.end());
   timing->runs = runs;
-  timing->arena_bytes = exec.plan().arena_bytes;
-  timing->arena_without_reuse_bytes = exec.plan().no_reuse_bytes;
   if (!times.empty()) {
     timing->median_seconds = times[times.size() / 2];
     timing->min_seconds = times.front();
     timing->max_seconds = times.back();
   }
+}
+
+void run_timed(runtime::Executor& exec, const std::vector<const float*>& inputs, int runs, Pipeline::ForwardTiming* timing) {
+  run_timed([&] { exec.run(inputs); }, runs, timing);
+  if (!timing) return;
+  timing->arena_bytes = exec.plan().arena_bytes;
+  timing->arena_without_reuse_bytes = exec.plan().no_reuse_bytes;
 }
 
 FloatTensor output_of(const runtime::Graph& graph, const runtime::Executor& exec, int value) {
@@ -151,17 +157,36 @@ std::map<std::string, FloatTensor> Pipeline::forward(const std::string& componen
   if (component == "text_encoder") {
     const auto* text = dynamic_cast<const pipeline::TextConditioner*>(m.conditioner.get());
     if (!text) throw Error(info().path + ": " + info().description + " has no text encoder");
-    const FloatTensor& ids = named_input(inputs, {"input_ids", "ids"}, "the text encoder reads input_ids [batch, 77 k]");
     const int64_t chunk = static_cast<int64_t>(text::kChunkLength);
-    if (ids.shape.size() != 2 || ids.shape[1] % chunk || ids.shape[0] < 1 || ids.shape[1] < 1) {
-      throw Error("'input_ids' has shape " + shape_string(ids.shape) + ", the text encoder reads [batch, 77 k]");
+    // Each encoder reads input_ids, or its own input_ids_N (SDXL's second pads with 0).
+    std::vector<std::vector<float>> ids;
+    std::vector<int64_t> ids_shape;
+    for (size_t i = 0; i < text->towers().size(); ++i) {
+      const std::string own = "input_ids_" + std::to_string(i + 1);
+      const FloatTensor& t = i > 0 && inputs.count(own) ? inputs.at(own)
+                                                        : named_input(inputs, {"input_ids", "ids"}, "the text encoder reads input_ids [batch, 77 k]");
+      if (t.shape.size() != 2 || t.shape[1] % chunk || t.shape[0] < 1 || t.shape[1] < 1 || (i > 0 && t.shape != ids_shape)) {
+        throw Error("'" + (i > 0 && inputs.count(own) ? own : std::string("input_ids")) + "' has shape " + shape_string(t.shape) +
+                    ", the text encoder reads [batch, 77 k]" + (i > 0 ? " like input_ids" : ""));
+      }
+      ids_shape = t.shape;
+      ids.push_back(t.data);
     }
-    const auto built = m.text_encoder->build(ids.shape[0] * ids.shape[1] / chunk, text->layers_for(0));
-    runtime::Executor exec(built->graph, *impl_->accel, impl_->cache);
-    run_timed(exec, {ids.data.data()}, runs, timing);
-    FloatTensor hidden = output_of(built->graph, exec, built->hidden_states);
-    hidden.shape = {ids.shape[0], ids.shape[1], hidden.shape.back()};
-    return {{"hidden_states", std::move(hidden)}};
+    const int64_t batch = ids_shape[0], chunks = ids_shape[1] / chunk;
+    pipeline::EncodeContext context{*impl_->accel, impl_->cache};
+    pipeline::TextConditioner::Encoded encoded;
+    run_timed([&] { encoded = text->encode_ids(ids, batch * chunks, 0, context); }, runs, timing);
+    std::map<std::string, FloatTensor> out;
+    out["hidden_states"] = {{batch, ids_shape[1], text->context_width()}, std::move(encoded.context)};
+    if (const int64_t width = text->pooled_width()) {
+      // Each row's pooled vector is its first chunk's.
+      FloatTensor& pooled = out["pooled"] = {{batch, width}, {}};
+      for (int64_t b = 0; b < batch; ++b) {
+        const auto first = encoded.pooled.begin() + b * chunks * width;
+        pooled.data.insert(pooled.data.end(), first, first + width);
+      }
+    }
+    return out;
   }
   if (!component.empty() && component != "diffusion_model" && component != "unet") {
     throw Error("unknown component '" + component +

@@ -75,9 +75,12 @@ def layer_count(sd):
     return sum(1 for name in sd if name.endswith("mlp.fc1.weight"))
 
 
-def forward(sd, ids, heads, activation, layers=None, eps=1e-5):
+def forward(sd, ids, heads, activation, layers=None, eps=1e-5, final_norm=True):
     """Hidden states [batch, tokens, width] after the first `layers` layers
-    (all by default) and the final layer norm, from Hugging Face's names."""
+    (all by default) and the final layer norm, from Hugging Face's names.
+    With final_norm False, the hidden state as the layer left it (Hugging
+    Face's hidden_states[layers], OpenCLIP's residual stream): what SDXL's
+    UNet reads from both its encoders, their penultimate layer's output."""
     act = ACTIVATIONS[activation]
     batch, tokens = ids.shape
     x = sd["text_model.embeddings.token_embedding.weight"][ids] + sd["text_model.embeddings.position_embedding.weight"][:tokens]
@@ -99,7 +102,7 @@ def forward(sd, ids, heads, activation, layers=None, eps=1e-5):
         a = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(batch, tokens, width)
         x = x + lin(a, p + "self_attn.out_proj")
         x = x + lin(act(lin(norm(x, p + "layer_norm2"), p + "mlp.fc1")), p + "mlp.fc2")
-    return norm(x, "text_model.final_layer_norm")
+    return norm(x, "text_model.final_layer_norm") if final_norm else x
 
 
 def pooled(sd, ids, hidden_states):

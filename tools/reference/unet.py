@@ -9,10 +9,12 @@ reference that tiledraw's UNet is tested against.
               (LDM) single-file names: input_blocks.N.M, middle_block.M,
               output_blocks.N.M, time_embed.0/2, out.0/2; from_ldm the inverse
   SD15_CONFIG  Stable Diffusion 1.5's config
-  forward(state_dict, config, sample, timestep, context)   the raw model
-              output (noise or v) for sample [b, in, h, w], timestep [b]
-              (possibly fractional) and context [b, tokens, cross_attention_dim];
-              the state dict in diffusers' names
+  forward(state_dict, config, sample, timestep, context, text_embeds,
+              time_ids)   the raw model output (noise or v) for sample
+              [b, in, h, w], timestep [b] (possibly fractional) and context
+              [b, tokens, cross_attention_dim]; with SDXL's extra embedding,
+              text_embeds [b, pooled] and time_ids [b, 6]; the state dict in
+              diffusers' names
 
 The architecture: conv_in; a sinusoidal timestep embedding of width
 block_out_channels[0] ([cos, sin], freq_shift 0) through linear_1, SiLU,
@@ -21,7 +23,19 @@ cross-attention blocks) and a stride-2 conv; a mid block of resnet,
 transformer, resnet; up blocks of layers_per_block + 1 resnets, each reading
 the concatenation with a skip, then nearest 2x upsampling and a conv; group
 norm, SiLU, conv_out. `attention_head_dim` counts heads unless
-`num_attention_heads` is given (diffusers' naming quirk)."""
+`num_attention_heads` is given (diffusers' naming quirk).
+
+SDXL's UNet (`"addition_embed_type": "text_time"`) adds to the timestep
+embedding, before any resnet reads it, add_embedding.linear_2(SiLU(
+add_embedding.linear_1([text_embeds, time_embeds]))), where time_embeds is
+each of the 6 time ids (original height and width, crop top and left, target
+height and width) through the timestep's sinusoid of width
+addition_time_embed_dim, flattened to [b, 6 D]; linear_1 reads
+projection_class_embeddings_input_dim = pooled + 6 D values. The original
+layout names the two layers label_emb.0.0 and label_emb.0.2. Its levels may
+differ in transformer depth (`transformer_layers_per_block` per level, the
+mid block taking the last level's, an up block its level's) and its first
+level has no attention (DownBlock2D first, UpBlock2D last)."""
 import math
 
 import torch
@@ -67,6 +81,14 @@ def per_level(config, key, default):
 def heads_per_level(config):
     return per_level(config, "num_attention_heads", None) if config.get("num_attention_heads") is not None \
         else per_level(config, "attention_head_dim", 8)
+
+
+def has_text_time(config):
+    """SDXL's extra embedding of the pooled text vector and the 6 size values."""
+    kind = config.get("addition_embed_type")
+    if kind not in (None, "text_time"):
+        raise ValueError(f"addition_embed_type {kind!r}: only SDXL's 'text_time' is written here")
+    return kind == "text_time"
 
 
 def layout(config):
@@ -131,6 +153,9 @@ def parameter_shapes(config):
     conv("conv_in", channels[0], config["in_channels"], 3)
     lin("time_embedding.linear_1", temb, channels[0])
     lin("time_embedding.linear_2", temb, temb)
+    if has_text_time(config):
+        lin("add_embedding.linear_1", temb, config["projection_class_embeddings_input_dim"])
+        lin("add_embedding.linear_2", temb, temb)
     skips = [channels[0]]
     cin = channels[0]
     for level, cout in enumerate(channels):
@@ -181,7 +206,8 @@ def ldm_name(name, config):
     layers = config["layers_per_block"]
     parts = name.split(".")
     fixed = {"conv_in": "input_blocks.0.0", "time_embedding.linear_1": "time_embed.0",
-             "time_embedding.linear_2": "time_embed.2", "conv_norm_out": "out.0", "conv_out": "out.2"}
+             "time_embedding.linear_2": "time_embed.2", "conv_norm_out": "out.0", "conv_out": "out.2",
+             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
     for diffusers, ldm in fixed.items():
         if name.startswith(diffusers + "."):
             return ldm + name[len(diffusers):]
@@ -226,7 +252,7 @@ def timestep_embedding(t, dim, shift=0):
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
-def forward(sd, config, sample, timestep, context):
+def forward(sd, config, sample, timestep, context, text_embeds=None, time_ids=None):
     channels, down_attention, up_attention, heads, _ = layout(config)
     layers, groups, eps = config["layers_per_block"], config["norm_num_groups"], config.get("norm_eps", 1e-5)
     linear_proj = config.get("use_linear_projection", False)
@@ -283,6 +309,14 @@ def forward(sd, config, sample, timestep, context):
 
     emb = timestep_embedding(timestep, channels[0], config.get("freq_shift", 0))
     emb = lin(F.silu(lin(emb, "time_embedding.linear_1")), "time_embedding.linear_2")
+    if has_text_time(config):
+        if text_embeds is None or time_ids is None:
+            raise ValueError("SDXL's UNet needs text_embeds [b, pooled] and time_ids [b, 6]")
+        b = time_ids.shape[0]
+        time_embeds = timestep_embedding(time_ids.reshape(-1), config["addition_time_embed_dim"],
+                                         config.get("freq_shift", 0)).reshape(b, -1)
+        added = torch.cat([text_embeds.float(), time_embeds], dim=-1)
+        emb = emb + lin(F.silu(lin(added, "add_embedding.linear_1")), "add_embedding.linear_2")
     x = conv(sample, "conv_in")
     skips = [x]
     for level in range(len(channels)):
