@@ -1,6 +1,7 @@
 // The CLIP text encoder: both checkpoint layouts, the causal mask, the layer
 // choice, the pooled output, and malformed files. Its numbers against PyTorch
 // are checked by tests/reference/test_encoders.py.
+#include <cmath>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -193,6 +194,40 @@ TEST_F(ClipText, LayersChooseTheDepthWithinTheModel) {
   std::vector<float> outside = ids;
   outside[3] = static_cast<float>(kVocabulary);
   EXPECT_THROW(encode(encoder, outside, 1), Error) << "an id past the vocabulary";
+}
+
+// SDXL's way: the penultimate layer as it is, and from the same run the
+// full-depth, final-normed states the pooled vector is taken from.
+TEST_F(ClipText, PenultimateWithoutFinalNormAndPoolingSourceInOneRun) {
+  const SafetensorsFile file = SafetensorsFile::open(dir_.file("sd2.safetensors"));
+  const models::ClipTextEncoder encoder(models::WeightView(file, "cond_stage_model.model.", {}, {}), *accel_, Precision::Float);
+  const std::vector<float> ids = token_ids({7, 30}, false);
+  const auto built = encoder.build(2, {kLayers - 1, false, true});
+  ProgramCache cache;
+  runtime::Executor exec(built->graph, *accel_, cache);
+  exec.run({ids.data()});
+  const float* raw = exec.data(built->hidden_states);
+  const float* source = exec.data(built->pooling_source);
+  // The final layer norm of the raw states, computed here, is what the normed graph gives.
+  const std::vector<float> normed = encode(encoder, ids, kLayers - 1);
+  const std::vector<float>& gamma = named(hf_, "text_model.final_layer_norm.weight").values;
+  const std::vector<float>& beta = named(hf_, "text_model.final_layer_norm.bias").values;
+  double worst = 0.0;
+  for (int64_t token = 0; token < 2 * kPositions; ++token) {
+    const float* x = raw + token * kWidth;
+    double mean = 0.0, variance = 0.0;
+    for (int64_t i = 0; i < kWidth; ++i) mean += x[i];
+    mean /= kWidth;
+    for (int64_t i = 0; i < kWidth; ++i) variance += (x[i] - mean) * (x[i] - mean);
+    variance /= kWidth;
+    for (int64_t i = 0; i < kWidth; ++i) {
+      const double expected = (x[i] - mean) / std::sqrt(variance + 1e-5) * gamma[static_cast<size_t>(i)] + beta[static_cast<size_t>(i)];
+      worst = std::max(worst, std::abs(expected - normed[static_cast<size_t>(token * kWidth + i)]));
+    }
+  }
+  EXPECT_LT(worst, 1e-4) << "the raw penultimate states are the normed ones before the final layer norm";
+  EXPECT_EQ(std::vector<float>(source, source + 2 * kPositions * kWidth), encode(encoder, ids, kLayers))
+      << "the pooling source is the full-depth, final-normed run";
 }
 
 TEST_F(ClipText, PooledIsTheProjectedHiddenStateAtTheFirstLargestId) {

@@ -106,6 +106,7 @@ struct ModelInfo {
   double default_cfg_scale = 0.0;
   std::string vae;  // the VAE's file, empty for a pixel-space model
   bool text = false;      // it reads a prompt
+  bool size_conditioning = false;  // it reads the original size, crop and target size (SDXL)
   std::string tokenizer;  // where its vocabulary was found
 };
 

@@ -19,7 +19,7 @@ namespace {
 struct GenerateArgs {
   std::string model, family, precision = "auto", vae, vae_precision = "auto", labels, output = "out.png";
   std::string sampler, scheduler = "default", initial_noise, output_latents;
-  std::string negative_prompt, init_image, tokenizer, prediction;
+  std::string negative_prompt, init_image, tokenizer, prediction, original_size, crop, target_size;
   double strength = 0.75;
   int clip_skip = 0;
   std::vector<std::string> prompts, classes, class_names, negative_classes;
@@ -55,6 +55,19 @@ std::vector<std::string> comma_separated(const std::vector<std::string>& lists) 
     for (std::string item; std::getline(in, item, ',');) items.push_back(item);
   }
   return items;
+}
+
+// Two whole numbers that are not negative, as "1024x768" or "32,64".
+std::pair<int64_t, int64_t> number_pair(const std::string& text, char separator, const char* what) {
+  const size_t at = text.find(separator);
+  const auto whole = [&](const std::string& part) {
+    if (part.empty() || part.size() > 6 || part.find_first_not_of("0123456789") != std::string::npos) {
+      throw Error("'" + text + "' is not " + what);
+    }
+    return std::stoll(part);
+  };
+  if (at == std::string::npos) throw Error("'" + text + "' is not " + what);
+  return {whole(text.substr(0, at)), whole(text.substr(at + 1))};
 }
 
 // The tensor `name` of a safetensors file as floats.
@@ -99,6 +112,11 @@ void run_generate(GenerateArgs a) {
     throw Error(std::string(a.prompts.empty() ? a.negative_prompt.empty() ? "--clip-skip" : "--negative-prompt" : "--prompt") +
                 ": " + a.model + " (" + info.description + ") reads no text" + (info.classes ? "; give --class" : ""));
   }
+  for (const auto& [flag, value] : {std::pair{"--original-size", &a.original_size}, {"--crop", &a.crop}, {"--target-size", &a.target_size}}) {
+    if (!value->empty() && !info.size_conditioning) {
+      throw Error(std::string(flag) + ": " + a.model + " (" + info.description + ") has no size conditioning (SDXL has)");
+    }
+  }
   if (info.text && (!a.classes.empty() || !a.class_names.empty() || !a.negative_classes.empty())) {
     throw Error("--class: " + a.model + " (" + info.description + ") is a text-to-image model; give --prompt");
   }
@@ -106,6 +124,17 @@ void run_generate(GenerateArgs a) {
   GenerationRequest request;
   request.negative_prompt = a.negative_prompt;
   request.clip_skip = a.clip_skip;
+  if (!a.original_size.empty()) {
+    std::tie(request.original_width, request.original_height) =
+        for_flag("--original-size", [&] { return number_pair(a.original_size, 'x', "WIDTHxHEIGHT"); });
+  }
+  if (!a.crop.empty()) {
+    std::tie(request.crop_top, request.crop_left) = for_flag("--crop", [&] { return number_pair(a.crop, ',', "TOP,LEFT"); });
+  }
+  if (!a.target_size.empty()) {
+    std::tie(request.target_width, request.target_height) =
+        for_flag("--target-size", [&] { return number_pair(a.target_size, 'x', "WIDTHxHEIGHT"); });
+  }
   request.strength = a.strength;
   if (!a.init_image.empty()) request.init_image = for_flag("--init-img", [&] { return read_png(a.init_image, 3); });
   // Classes are checked per flag, so that an error names the flag it came from.
@@ -224,8 +253,12 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--clip-skip", args->clip_skip,
-                  "Use the text encoder's N-th layer from the end (default: the model's, 1 for SD 1.x, 2 for SD 2.x)")
+                  "Use the text encoder's N-th layer from the end (default: the model's, 1 for SD 1.x, 2 for SD 2.x and SDXL)")
       ->check(CLI::Range(1, 64));
+  cmd->add_option("--original-size", args->original_size,
+                  "SDXL: the size the model is told the picture had before cropping, WIDTHxHEIGHT (default: the output's)");
+  cmd->add_option("--crop", args->crop, "SDXL: the crop's top-left corner the model is told of, TOP,LEFT (default 0,0)");
+  cmd->add_option("--target-size", args->target_size, "SDXL: the size the model is told to make, WIDTHxHEIGHT (default: the output's)");
   cmd->add_option("--tokenizer", args->tokenizer,
                   "CLIP vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json + merges.txt, or their folder) when the model "
                   "carries none (default: $TILEDRAW_TOKENIZER, files beside the model, the Hugging Face cache)");

@@ -174,6 +174,7 @@ void load_sdxl(LoadedModel& m, const models::DetectedFamily& found, const LoadOp
                        index["force_zeros_for_empty_prompt"] == false);
   m.conditioner = std::make_unique<TextConditioner>(std::move(tokenizer.tokenizer), std::move(tokenizer.missing),
                                                     TextEncoding{{first, second}, zeros, true});
+  m.model_info.size_conditioning = true;
   m.model = std::move(model);
 }
 

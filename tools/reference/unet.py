@@ -315,7 +315,7 @@ def forward(sd, config, sample, timestep, context, text_embeds=None, time_ids=No
         b = time_ids.shape[0]
         time_embeds = timestep_embedding(time_ids.reshape(-1), config["addition_time_embed_dim"],
                                          config.get("freq_shift", 0)).reshape(b, -1)
-        added = torch.cat([text_embeds.float(), time_embeds], dim=-1)
+        added = torch.cat([text_embeds.to(time_embeds.dtype), time_embeds], dim=-1)
         emb = emb + lin(F.silu(lin(added, "add_embedding.linear_1")), "add_embedding.linear_2")
     x = conv(sample, "conv_in")
     skips = [x]
