@@ -207,7 +207,7 @@ std::optional<DetectedFamily> detect_stable_diffusion(const Checkpoint& c, int v
   if (c.folder()) {
     unet = c.component("unet");
     text_encoder = c.component("text_encoder");
-    if (!unet || !text_encoder || !unet->find("conv_in.weight")) return std::nullopt;
+    if (!unet || !text_encoder || !unet->find("conv_in.weight") || c.component("text_encoder_2")) return std::nullopt;
     const TensorInfo* tokens = text_encoder->find("text_model.embeddings.token_embedding.weight");
     if (!tokens || tokens->shape.size() != 2 || (tokens->shape[1] == 1024) != (version == 2)) return std::nullopt;
     where_unet = "unet/ in " + c.path();

@@ -32,7 +32,11 @@ Checked:
   77-token chunks; the folder with the first and the empty negative;
 - img2img: strength 0 returns the picture's latents (SDXL's scaling factor),
   strength 1 is txt2img from the same noise, strength 0.5 runs the last 2 of 4
-  steps from the picture noised to their first sigma.
+  steps from the picture noised to their first sigma;
+- a second model as real files come: BF16 and without configs, so that
+  everything is read off the shapes (SDXL's 256-wide size sinusoids, the
+  VAE's groups and SDXL's scaling factor): its components and two
+  generations, and `tiledraw convert` of the whole file to 8-bit S.
 
 The token ids come from `tiledraw tokenize --json` (the tokenizer has its own
 tests against hand-checked ids); the second encoder's are the same with 0
@@ -307,6 +311,24 @@ CASES = [("ddim", "default", PROMPT, NEGATIVE, (), DEFAULT_TIME_IDS),
          ("euler", "normal", LONG_PROMPT, NEGATIVE, (), DEFAULT_TIME_IDS)]
 
 
+def check_converted(tmp, label, model, path):
+    """`tiledraw convert` of the whole checkpoint: the 8-bit S file is still
+    SDXL, and its UNet runs as stored within the 8-bit S bound of PyTorch."""
+    converted = f"{tmp}/sdxl-8bit-s.safetensors"
+    run("convert", "-q", path, converted)
+    check_family(f"{label}, converted to 8-bit S", converted)
+    g = torch.Generator().manual_seed(61)
+    t = torch.tensor([500.0])
+    inputs = {"sample": torch.randn((1, 4, 8, 8), generator=g), "timestep": t,
+              "encoder_hidden_states": torch.randn((1, 77, model.text_width), generator=g),
+              "text_embeds": torch.randn((1, model.pooled_width), generator=g),
+              "time_ids": torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]])}
+    expected = model.unet_forward(*(inputs[k] for k in ("sample", "timestep", "encoder_hidden_states", "text_embeds",
+                                                        "time_ids")))
+    compare(f"{label}, converted: unet as stored", forward(tmp, converted, "unet", inputs, "auto").get("out"), expected,
+            INT8_BOUND, "rms")
+
+
 def main():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -319,6 +341,16 @@ def main():
             check_components(tmp, label, model, path)
             check_generation(tmp, label, model, path, cases)
         check_img2img(tmp, "sdxl file", model, f"{tmp}/sdxl.safetensors")
+        # As real files come: BF16, no configs (everything read off the shapes:
+        # SDXL's 256-wide size sinusoids, the VAE's 32 groups, its 0.13025).
+        bare_label, bare_path = "sdxl BF16 file without metadata", f"{tmp}/sdxl-bare.safetensors"
+        bare = RandomSdxl(600, time_embed_dim=256, vae_channels=(32, 64), vae_groups=32)
+        bare.round_weights(torch.bfloat16)
+        bare.write_single_file(bare_path, torch.bfloat16, config=False)
+        check_family(bare_label, bare_path)
+        check_components(tmp, bare_label, bare, bare_path)
+        check_generation(tmp, bare_label, bare, bare_path, CASES[2:4])
+        check_converted(tmp, bare_label, bare, bare_path)
     if failures:
         print("failed:", *failures, sep="\n  ")
         sys.exit(1)

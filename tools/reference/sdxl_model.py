@@ -24,6 +24,7 @@ transformers further down, linear projections; the SD VAE with scaling factor
         with text_projection [width, projection] and logit_scale),
         first_stage_model.*; per-component configs in the "config" metadata
   .write_folder(path, tokenizer_dir)   a diffusers folder
+  .round_weights(dtype)   the weights as a file of that dtype holds them
   .encode(ids1, ids2)   (context [b, 77, 64 + 128], pooled [b, 96]) of one
         77-token chunk per row: ids1 padded with end-of-text (TE1's
         tokenizer), ids2 with 0 (TE2's)
@@ -116,6 +117,16 @@ class RandomSdxl:
         shape = dict(block_out_channels=tuple(vae_channels), layers_per_block=vae_layers, norm_num_groups=vae_groups)
         self.decoder = vae.randomize(vae.VaeDecoder(latent_channels=4, out_channels=3, **shape), seed + 2).eval()
         self.encoder = vae.randomize(vae.VaeEncoder(in_channels=3, latent_channels=4, **shape), seed + 3).eval()
+
+    def round_weights(self, dtype):
+        """Every weight rounded to `dtype` and back, as a file of that dtype
+        holds it, so that the forward passes here compute what it holds."""
+        for state in (self.te1, self.te2, self.unet):
+            for name, value in state.items():
+                state[name] = value.to(dtype).float()
+        for module in (self.decoder, self.encoder):
+            for parameter in module.parameters():
+                parameter.data = parameter.data.to(dtype).float()
 
     def vae_state_dict(self):
         return {**self.decoder.state_dict(), **self.encoder.state_dict()}
