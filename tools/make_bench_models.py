@@ -8,9 +8,11 @@ sampling stays finite; and `sd15`, a whole Stable Diffusion 1.5 checkpoint as
 people download it (one file, the original names: model.diffusion_model.* the
 860M-parameter UNet, cond_stage_model.transformer.* the text encoder,
 first_stage_model.* the VAE's encoder and decoder; no config, as theirs have
-none), written tensor by tensor from seeded generators.
+none), written tensor by tensor from seeded generators; and `sdxl`, SDXL base
+1.0's shapes in its single-file names (the 2.6B UNet, CLIP ViT-L and OpenCLIP
+ViT-bigG text encoders, the VAE).
 
-  /usr/bin/python3 tools/make_bench_models.py OUT_DIR [dit vae-decoder vae-encoder clip-l sd15]
+  /usr/bin/python3 tools/make_bench_models.py OUT_DIR [dit vae-decoder vae-encoder clip-l sd15 sdxl]
 
 Without names it writes the DiT and the VAE decoder, the pair bench/ uses."""
 import json
@@ -35,6 +37,8 @@ def main(out, names):
     if "clip-l" in names:
         sd = clip_text.random_state_dict(width=768, layers=12, mlp=3072, vocabulary=49408, positions=77, seed=2)
         st_io.save(f"{out}/sd15-text-encoder-random-f16.safetensors", {k: v.half() for k, v in sd.items()}, note)
+    if "sdxl" in names:
+        write_sdxl(out, note)
     if "vae-encoder" in names:
         encoder = vae.randomize(vae.VaeEncoder(), seed=3)
         st_io.save(f"{out}/sd-vae-encoder-random-f16.safetensors", {k: v.half() for k, v in encoder.state_dict().items()},
@@ -68,6 +72,29 @@ def write_sd15(out, note):
     halves = {**vae.decoder_to_original_layout(decoder, 4), **vae.encoder_to_original_layout(encoder)}
     tensors.update({f"first_stage_model.{k}": v.half() for k, v in halves.items()})
     st_io.save(f"{out}/sd15-random-f16.safetensors", tensors, note)
+
+
+def write_sdxl(out, note):
+    """SDXL base 1.0's shapes: the 2.6B UNet, CLIP ViT-L (123M) and OpenCLIP
+    ViT-bigG (695M, with its text projection and logit_scale), the VAE (84M);
+    sgm's single-file names."""
+    tensors = {f"model.diffusion_model.{k}": v for k, v in
+               unet.to_ldm(unet.random_state_dict(unet.SDXL_CONFIG, seed=8, dtype=torch.float16), unet.SDXL_CONFIG).items()}
+    counts = {"unet": sum(v.numel() for v in tensors.values())}
+    first = clip_text.random_state_dict(width=768, layers=12, mlp=3072, vocabulary=49408, positions=77, seed=9)
+    tensors.update({f"conditioner.embedders.0.transformer.{k}": v.half() for k, v in first.items()})
+    second = clip_text.random_state_dict(width=1280, layers=32, mlp=5120, vocabulary=49408, positions=77,
+                                         projection=1280, seed=10)
+    counts["text encoders"] = sum(v.numel() for v in first.values()) + sum(v.numel() for v in second.values())
+    second = dict(clip_text.to_openclip(second), logit_scale=torch.tensor(4.6055))
+    tensors.update({f"conditioner.embedders.1.model.{k}": v.half() for k, v in second.items()})
+    decoder = vae.randomize(vae.VaeDecoder(), seed=11).state_dict()
+    encoder = vae.randomize(vae.VaeEncoder(), seed=12).state_dict()
+    halves = {**vae.decoder_to_original_layout(decoder, 4), **vae.encoder_to_original_layout(encoder)}
+    tensors.update({f"first_stage_model.{k}": v.half() for k, v in halves.items()})
+    counts["vae"] = sum(v.numel() for v in halves.values())
+    print("parameters:", ", ".join(f"{name} {count:,}" for name, count in counts.items()))
+    st_io.save(f"{out}/sdxl-random-f16.safetensors", tensors, note)
 
 
 if __name__ == "__main__":

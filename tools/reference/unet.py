@@ -8,7 +8,7 @@ reference that tiledraw's UNet is tested against.
   to_ldm(state_dict, config)        the same tensors under the original
               (LDM) single-file names: input_blocks.N.M, middle_block.M,
               output_blocks.N.M, time_embed.0/2, out.0/2; from_ldm the inverse
-  SD15_CONFIG  Stable Diffusion 1.5's config
+  SD15_CONFIG, SDXL_CONFIG  Stable Diffusion 1.5's and XL base's configs
   forward(state_dict, config, sample, timestep, context, text_embeds,
               time_ids)   the raw model output (noise or v) for sample
               [b, in, h, w], timestep [b] (possibly fractional) and context
@@ -51,6 +51,15 @@ SD15_CONFIG = {"in_channels": 4, "out_channels": 4, "block_out_channels": [320, 
                "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
                "attention_head_dim": 8, "cross_attention_dim": 768, "use_linear_projection": False,
+               "norm_num_groups": 32, "norm_eps": 1e-5, "flip_sin_to_cos": True, "freq_shift": 0}
+
+# Stable Diffusion XL base 1.0's (the keys that shape it).
+SDXL_CONFIG = {"in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280], "layers_per_block": 2,
+               "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+               "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+               "attention_head_dim": [5, 10, 20], "transformer_layers_per_block": [1, 2, 10],
+               "cross_attention_dim": 2048, "use_linear_projection": True, "addition_embed_type": "text_time",
+               "addition_time_embed_dim": 256, "projection_class_embeddings_input_dim": 2816,
                "norm_num_groups": 32, "norm_eps": 1e-5, "flip_sin_to_cos": True, "freq_shift": 0}
 
 
@@ -185,9 +194,10 @@ def parameter_shapes(config):
     return shapes
 
 
-def random_state_dict(config, seed):
+def random_state_dict(config, seed, dtype=torch.float32):
     """Random weights of 1/sqrt(fan-in) scale, norm scales 1 +- 0.1, biases
-    +-0.1 (every value non-zero: zeros are redrawn as 0.01)."""
+    +-0.1 (every value non-zero: zeros are redrawn as 0.01), each stored as
+    `dtype` as it is drawn."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for name, shape in parameter_shapes(config):
@@ -196,7 +206,7 @@ def random_state_dict(config, seed):
             t = base + 0.1 * torch.randn(shape, generator=g)
         else:
             t = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
-        sd[name] = torch.where(t == 0, torch.full_like(t, 0.01), t)
+        sd[name] = torch.where(t == 0, torch.full_like(t, 0.01), t).to(dtype)
     return sd
 
 
