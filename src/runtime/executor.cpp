@@ -87,8 +87,15 @@ Executor::Executor(const Graph& graph, const Accelerator& accel, ProgramCache& c
       transpose_(kernels::transpose_kernel(isa_level())),
       elementwise_(kernels::elementwise_kernels(isa_level())),
       rows_(kernels::row_kernels(isa_level())) {
-  for (const Node& node : graph.nodes()) {
+  std::vector<int> last_read(graph.values().size(), -1);
+  for (size_t i = 0; i < graph.nodes().size(); ++i) {
+    const Node& node = graph.nodes()[i];
     quantize_only_.push_back(node.kind == OpKind::NormModulate && only_quantized_linears_read(node.output));
+    if (node.kind == OpKind::Linear && node.weight) last_read[static_cast<size_t>(graph.root(node.inputs[0]))] = static_cast<int>(i);
+  }
+  quantized_last_read_.resize(graph.nodes().size());
+  for (size_t root = 0; root < last_read.size(); ++root) {
+    if (last_read[root] >= 0) quantized_last_read_[static_cast<size_t>(last_read[root])].push_back(static_cast<int>(root));
   }
 }
 
@@ -130,11 +137,9 @@ void Executor::run_norm_modulate(const Node& node, const float* x, float* y) {
   const size_t node_index = static_cast<size_t>(&node - graph_.nodes().data());
   QuantizedActivation* quantized = nullptr;
   if (quantize_only_[node_index]) {
-    auto& slot = quantized_[static_cast<size_t>(node.output)];
-    if (!slot) slot = std::make_unique<QuantizedActivation>();
-    slot->reset(rows, cols);
+    quantized = &quantized_slot(node.output);
+    quantized->reset(rows, cols);
     quantized_in_run_[static_cast<size_t>(node.output)] = run_count_;
-    quantized = slot.get();
   }
   // Blocks of rows, not single rows: each kernel call has a fixed cost, and a
   // block of 16 rows (72 KiB at width 1152) still stays in cache between passes.
@@ -178,14 +183,13 @@ const float* Executor::data(int value) const { return address(value); }
 
 const QuantizedActivation& Executor::quantized(int value) {
   const int root = graph_.root(value);
-  auto& slot = quantized_[static_cast<size_t>(root)];
-  if (!slot) slot = std::make_unique<QuantizedActivation>();
+  QuantizedActivation& slot = quantized_slot(root);
   if (quantized_in_run_[static_cast<size_t>(root)] != run_count_) {
     const Value& v = graph_.values()[static_cast<size_t>(value)];
-    slot->quantize(address(value), v.rows(), v.cols(), v.cols());
+    slot.quantize(address(value), v.rows(), v.cols(), v.cols());
     quantized_in_run_[static_cast<size_t>(root)] = run_count_;
   }
-  return *slot;
+  return slot;
 }
 
 bool all_finite(const float* x, int64_t count) {
@@ -472,6 +476,25 @@ void Executor::run_node(const Node& node) {
   }
   const bool float_path = (node.kind == OpKind::Linear || node.kind == OpKind::Conv2d) && !node.weight;
   profile_.add(node.kind, float_path, seconds_since(start), ops);
+  release_quantized(static_cast<size_t>(&node - graph_.nodes().data()));
+}
+
+QuantizedActivation& Executor::quantized_slot(int root) {
+  auto& slot = quantized_[static_cast<size_t>(root)];
+  if (!slot && !free_quantized_.empty()) {
+    slot = std::move(free_quantized_.back());
+    free_quantized_.pop_back();
+  }
+  if (!slot) slot = std::make_unique<QuantizedActivation>();
+  return *slot;
+}
+
+void Executor::release_quantized(size_t node_index) {
+  for (const int root : quantized_last_read_[node_index]) {
+    auto& slot = quantized_[static_cast<size_t>(root)];
+    if (slot) free_quantized_.push_back(std::move(slot));
+    quantized_in_run_[static_cast<size_t>(root)] = -1;
+  }
 }
 
 }  // namespace tiledraw::runtime

@@ -84,6 +84,8 @@ class Executor {
   // that accepts it, with the weight packed again from its source (once).
   std::pair<const Accelerator*, const PackedWeight*> backend_for(const MatmulShape& shape, const PackedWeight& weight);
   void run_norm_modulate(const Node& node, const float* x, float* y);
+  QuantizedActivation& quantized_slot(int root);  // the value's buffer, from the pool when it has none
+  void release_quantized(size_t node_index);
   bool only_quantized_linears_read(int value) const;
 
   const Graph& graph_;
@@ -93,8 +95,14 @@ class Executor {
   MemoryReservation arena_reservation_;
   accel::AlignedArray<std::byte> arena_;
   std::vector<const float*> inputs_;
+  // The 8-bit copy of each value a quantized linear reads, held from its
+  // first reader to its last: then the buffer goes back to a pool for the
+  // next value, so that a run holds the copies still to be read, not one per
+  // value (1.7 GiB for SDXL's UNet at 1024 x 1024).
   std::vector<std::unique_ptr<QuantizedActivation>> quantized_;  // per value
   std::vector<int64_t> quantized_in_run_;
+  std::vector<std::vector<int>> quantized_last_read_;  // per node: the values it reads quantized last
+  std::vector<std::unique_ptr<QuantizedActivation>> free_quantized_;
   std::vector<bool> quantize_only_;  // per node: a NormModulate whose floats nobody reads
   std::map<std::string, std::unique_ptr<Accelerator>> fallbacks_;
   std::map<std::pair<const Accelerator*, const PackedWeight*>, std::unique_ptr<PackedWeight>> repacked_;
