@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -275,6 +276,40 @@ TEST(Convert, RefusesNonFiniteWeightsAndWritesNothing) {
               ::testing::ThrowsMessage<Error>(HasSubstr("tensor 'lin.weight' holds NaN or infinity (row 1)")));
   EXPECT_FALSE(std::filesystem::exists(dir.file("out.safetensors")));
   EXPECT_EQ(dir.entries().size(), 1u);
+}
+
+// A diffusers folder converts component by component into a new folder; the
+// other files are copied as they are, and nothing is left behind on an error.
+TEST(Convert, ConvertsADiffusersFolderIntoANewOne) {
+  test::TempDir dir;
+  const std::filesystem::path in = dir.path() / "model", out = dir.path() / "model-8bit-s";
+  std::filesystem::create_directories(in / "unet");
+  std::filesystem::create_directories(in / "tokenizer");
+  test::write_random_safetensors((in / "unet" / "diffusion_pytorch_model.safetensors").string(),
+                                 {{"mid.proj.weight", {128, 64}}, {"mid.norm.weight", {64}}}, {});
+  const std::string index = R"({"_class_name": "StableDiffusionXLPipeline"})", vocab = "a b c\n";
+  test::write_text((in / "model_index.json").string(), index);
+  test::write_text((in / "tokenizer" / "merges.txt").string(), vocab);
+
+  const ConvertReport report = convert_folder_to_8bit_s(in.string(), out.string(), {});
+  EXPECT_EQ(report.quantized, 1u);
+  EXPECT_EQ(report.worst_tensor, "unet/mid.proj.weight");
+  const SafetensorsFile converted = SafetensorsFile::open((out / "unet" / "diffusion_pytorch_model.safetensors").string());
+  EXPECT_EQ(converted.find("mid.proj.weight")->dtype, DType::U8);
+  EXPECT_EQ(converted.find("mid.norm.weight")->dtype, DType::F32);
+  EXPECT_EQ(test::read_text((out / "model_index.json").string()), index);
+  EXPECT_EQ(test::read_text((out / "tokenizer" / "merges.txt").string()), vocab);
+
+  EXPECT_THAT([&] { convert_folder_to_8bit_s(in.string(), out.string(), {}); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("model-8bit-s: already exists")));
+  EXPECT_THAT([&] { convert_folder_to_8bit_s((in / "unet").string(), (dir.path() / "x").string(), {}); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("unet: not a diffusers folder (no model_index.json)")));
+  // A broken component: an error naming it, and no folder, not even a partial one.
+  std::filesystem::create_directories(in / "vae");
+  test::write_text((in / "vae" / "diffusion_pytorch_model.safetensors").string(), "not safetensors");
+  EXPECT_THROW(convert_folder_to_8bit_s(in.string(), (dir.path() / "broken").string(), {}), Error);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "broken"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / ".broken.partial"));
 }
 
 TEST(Convert, RefusesAConfigThatIsNotAJsonObject) {

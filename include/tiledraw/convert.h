@@ -61,4 +61,11 @@ using ConvertProgress = std::function<void(size_t, size_t, const std::string&)>;
 ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string& output_path,
                                 const ConvertOptions& options, const ConvertProgress& progress = {});
 
+// A diffusers folder (model_index.json) as 8-bit S, into a new folder: each
+// component's safetensors files converted as above, every other file (configs,
+// tokenizers, the scheduler) copied. The folder appears only when complete;
+// tensor names in the report carry their component ("unet/conv_in.weight").
+ConvertReport convert_folder_to_8bit_s(const std::string& input_folder, const std::string& output_folder,
+                                       const ConvertOptions& options, const ConvertProgress& progress = {});
+
 }  // namespace tiledraw

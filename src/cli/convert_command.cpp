@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -44,9 +45,13 @@ void run_convert(const ConvertArgs& args) {
     tokenizer_source = found.source;
   }
   Progress progress("convert", "tensors", args.quiet);
-  const ConvertReport report = convert_to_8bit_s(
-      args.input, args.output, options,
-      [&](size_t done, size_t total, const std::string& name) { progress.update(done, total, name); });
+  const ConvertProgress report_progress = [&](size_t done, size_t total, const std::string& name) {
+    progress.update(done, total, name);
+  };
+  const bool folder = std::filesystem::is_directory(args.input);
+  if (folder && !args.tokenizer.empty()) throw Error("--tokenizer: a diffusers folder keeps its tokenizer in tokenizer/");
+  const ConvertReport report = folder ? convert_folder_to_8bit_s(args.input, args.output, options, report_progress)
+                                      : convert_to_8bit_s(args.input, args.output, options, report_progress);
   progress.finish();
 
   size_t kept = 0, copied = 0;
@@ -81,9 +86,9 @@ void run_convert(const ConvertArgs& args) {
 
 void add_convert_command(CLI::App& app) {
   auto args = std::make_shared<ConvertArgs>();
-  CLI::App* cmd = app.add_subcommand("convert", "Convert a float safetensors file to 8-bit S weights");
-  cmd->add_option("input", args->input, "Float safetensors file (F32, F16 or BF16 tensors)")->required();
-  cmd->add_option("output", args->output, "8-bit S safetensors file to write")->required();
+  CLI::App* cmd = app.add_subcommand("convert", "Convert a float safetensors file or diffusers folder to 8-bit S weights");
+  cmd->add_option("input", args->input, "Float safetensors file (F32, F16 or BF16 tensors), or a diffusers folder")->required();
+  cmd->add_option("output", args->output, "8-bit S safetensors file to write (a new folder for a folder)")->required();
   cmd->add_option("--keep", args->options.keep_patterns,
                   "Keep tensors whose name matches this glob pattern in floating point (repeatable)");
   cmd->add_option("--min-elements", args->options.min_elements, "Matrices smaller than this stay in floating point")

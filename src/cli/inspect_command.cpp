@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -60,6 +61,17 @@ nlohmann::ordered_json family_json(const std::string& path) {
 }
 
 void run_inspect(const InspectArgs& args) {
+  // A diffusers folder: its family and components (inspect a component's file for its tensors).
+  if (std::filesystem::is_directory(args.path)) {
+    if (args.json) {
+      const nlohmann::ordered_json out{{"folder", args.path}, {"model", family_json(args.path)}};
+      std::printf("%s\n", out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+    } else {
+      std::printf("folder    %s\n", args.path.c_str());
+      print_family(args.path);
+    }
+    return;
+  }
   const SafetensorsFile file = SafetensorsFile::open(args.path);
   std::map<std::string, Role> roles;
   const std::vector<Weight8BitS> weights = find_8bit_s_weights(file);
@@ -126,8 +138,9 @@ void run_inspect(const InspectArgs& args) {
 
 void add_inspect_command(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
-  CLI::App* cmd = app.add_subcommand("inspect", "List the tensors, dtypes, shapes and metadata of a safetensors file");
-  cmd->add_option("file", args->path, "safetensors file")->required();
+  CLI::App* cmd = app.add_subcommand(
+      "inspect", "List the tensors, dtypes, shapes and metadata of a safetensors file, or a diffusers folder's family");
+  cmd->add_option("file", args->path, "safetensors file or diffusers folder")->required();
   cmd->add_flag("--json", args->json, "Print JSON instead of a table");
   cmd->callback([args] { run_inspect(*args); });
 }

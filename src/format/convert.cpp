@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -205,6 +206,64 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
   report.mean_relative_error = report.quantized ? error_total / static_cast<double>(report.quantized) : 0.0;
   struct stat st {};
   if (stat(output_path.c_str(), &st) == 0) report.bytes_out = static_cast<uint64_t>(st.st_size);
+  return report;
+}
+
+ConvertReport convert_folder_to_8bit_s(const std::string& input_folder, const std::string& output_folder,
+                                       const ConvertOptions& options, const ConvertProgress& progress) {
+  namespace fs = std::filesystem;
+  const fs::path in(input_folder), out(output_folder);
+  if (!fs::is_regular_file(in / "model_index.json")) {
+    throw Error(input_folder + ": not a diffusers folder (no model_index.json)");
+  }
+  if (!options.extra_tensors.empty()) {
+    throw Error(input_folder + ": a diffusers folder keeps its tokenizer in tokenizer/; nothing is embedded");
+  }
+  std::error_code error;
+  if (fs::exists(out, error)) throw Error(output_folder + ": already exists; give a new folder");
+  // Written beside the destination and renamed when complete, so that an
+  // error or an interrupt never leaves a folder that looks finished.
+  const fs::path partial = out.parent_path() / ("." + out.filename().string() + ".partial");
+  fs::remove_all(partial, error);
+  ConvertReport report;
+  double error_total = 0.0;
+  try {
+    std::vector<fs::path> files;
+    for (const fs::directory_entry& entry : fs::recursive_directory_iterator(in)) {
+      if (entry.is_regular_file()) files.push_back(fs::relative(entry.path(), in));
+    }
+    std::sort(files.begin(), files.end());
+    for (const fs::path& file : files) {
+      fs::create_directories((partial / file).parent_path());
+      if (file.extension() != ".safetensors") {
+        fs::copy_file(in / file, partial / file);
+        continue;
+      }
+      const ConvertReport part = convert_to_8bit_s((in / file).string(), (partial / file).string(), options, progress);
+      const std::string component = file.parent_path().string() + "/";
+      for (ConvertedTensor t : part.tensors) {
+        t.name = component + t.name;
+        report.tensors.push_back(std::move(t));
+      }
+      report.bytes_in += part.bytes_in;
+      report.bytes_out += part.bytes_out;
+      report.quantized += part.quantized;
+      report.panels += part.panels;
+      error_total += part.mean_relative_error * static_cast<double>(part.quantized);
+      if (part.quantized && (report.worst_tensor.empty() || part.worst_relative_error > report.worst_relative_error)) {
+        report.worst_relative_error = part.worst_relative_error;
+        report.worst_tensor = component + part.worst_tensor;
+      }
+    }
+    fs::rename(partial, out);
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(partial, error);
+    throw Error(output_folder + ": " + e.code().message() + " (" + e.path1().string() + ")");
+  } catch (...) {
+    fs::remove_all(partial, error);
+    throw;
+  }
+  report.mean_relative_error = report.quantized ? error_total / static_cast<double>(report.quantized) : 0.0;
   return report;
 }
 

@@ -36,7 +36,8 @@ Checked:
 - a second model as real files come: BF16 and without configs, so that
   everything is read off the shapes (SDXL's 256-wide size sinusoids, the
   VAE's groups and SDXL's scaling factor): its components and two
-  generations, and `tiledraw convert` of the whole file to 8-bit S.
+  generations, and `tiledraw convert` of the whole file to 8-bit S; the
+  folder converted into a new folder too.
 
 The token ids come from `tiledraw tokenize --json` (the tokenizer has its own
 tests against hand-checked ids); the second encoder's are the same with 0
@@ -312,9 +313,11 @@ CASES = [("ddim", "default", PROMPT, NEGATIVE, (), DEFAULT_TIME_IDS),
 
 
 def check_converted(tmp, label, model, path):
-    """`tiledraw convert` of the whole checkpoint: the 8-bit S file is still
-    SDXL, and its UNet runs as stored within the 8-bit S bound of PyTorch."""
-    converted = f"{tmp}/sdxl-8bit-s.safetensors"
+    """`tiledraw convert` of the whole checkpoint (a file, or a folder into a
+    new folder): the 8-bit S model is still SDXL, and its UNet runs as stored
+    within the 8-bit S bound of PyTorch."""
+    converted = f"{tmp}/{os.path.basename(path).replace('.safetensors', '')}-8bit-s" + (
+        "" if os.path.isdir(path) else ".safetensors")
     run("convert", "-q", path, converted)
     check_family(f"{label}, converted to 8-bit S", converted)
     g = torch.Generator().manual_seed(61)
@@ -351,6 +354,7 @@ def main():
         check_components(tmp, bare_label, bare, bare_path)
         check_generation(tmp, bare_label, bare, bare_path, CASES[2:4])
         check_converted(tmp, bare_label, bare, bare_path)
+        check_converted(tmp, "sdxl folder", model, f"{tmp}/sdxl-diffusers")
     if failures:
         print("failed:", *failures, sep="\n  ")
         sys.exit(1)
