@@ -202,12 +202,17 @@ def check_components(tmp, label, model, path):
                 FLOAT_BOUND)
 
 
-def check_generation(tmp, label, model, path, cases):
-    shape = (1, 4, HEIGHT // 2, WIDTH // 2)
-    g = torch.Generator().manual_seed(41)
-    initial = torch.randn(shape, generator=g)
+def fixed_noise(tmp, g):
+    """Initial noise of the tiny models' latents from generator g, and the
+    file `generate --initial-noise` reads it from."""
+    initial = torch.randn((1, 4, HEIGHT // 2, WIDTH // 2), generator=g)
     noise_path = f"{tmp}/noise.safetensors"
     st_io.save(noise_path, {"noise": initial})
+    return initial, noise_path
+
+
+def check_generation(tmp, label, model, path, cases):
+    initial, noise_path = fixed_noise(tmp, torch.Generator().manual_seed(41))
     for sampler, scheduler, prompt in cases:
         got = generate(tmp, path, sampler, scheduler, prompt, noise_path)
         expected = reference_loop(model, sampler, scheduler, prompts(path, prompt), initial.numpy())
@@ -216,19 +221,23 @@ def check_generation(tmp, label, model, path, cases):
                 LOOP_BOUND)
 
 
-def check_img2img(tmp, label, model, path):
-    shape = (1, 4, HEIGHT // 2, WIDTH // 2)
+def img2img_inputs(tmp, model):
+    """Fixed initial noise (and its file), a picture already at the output
+    size (the resize has its own tests) and its latents through the model's
+    VAE encoder: (initial, noise_path, picture, start)."""
     g = torch.Generator().manual_seed(51)
-    initial = torch.randn(shape, generator=g)
-    noise_path = f"{tmp}/noise.safetensors"
-    st_io.save(noise_path, {"noise": initial})
-    # A picture already at the output size (the resize has its own tests).
+    initial, noise_path = fixed_noise(tmp, g)
     pixels = (torch.rand((HEIGHT, WIDTH, 3), generator=g) * 255).round().to(torch.uint8)
     picture = f"{tmp}/init.png"
     write_png(picture, pixels.numpy())
     image = pixels.permute(2, 0, 1)[None].float() / 127.5 - 1.0
     with torch.no_grad():
         start = (model.encoder(image) * model.vae_config["scaling_factor"]).numpy()
+    return initial, noise_path, picture, start
+
+
+def check_img2img(tmp, label, model, path):
+    initial, noise_path, picture, start = img2img_inputs(tmp, model)
     compare(f"{label} img2img strength 0 = the picture's latents",
             generate(tmp, path, "euler", "normal", PROMPT, noise_path, ("-i", picture, "--strength", "0")), start,
             FLOAT_BOUND)

@@ -48,7 +48,6 @@ mean); the pooled vector is unweighted and comes from the first chunk. The
 unconditional rows use the same time ids as the conditional ones."""
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -63,9 +62,11 @@ import schedule  # noqa: E402
 import st_io  # noqa: E402
 from sdxl_model import EOS, RandomSdxl, pad_after_eos  # noqa: E402
 from judge import judge  # noqa: E402
-from test_sd import write_png  # noqa: E402
+# The same tiny sizes, prompts, loop and float bounds as SD 1.x/2.x's tier, and
+# its helpers that run tiledraw (with the same arguments: binary, CLIP data).
+from test_sd import (CFG, CLIP_DATA, FLOAT_BOUND, HEIGHT, LONG_PROMPT, LOOP_BOUND, NEGATIVE, PROMPT, SEED, STEPS,  # noqa: E402
+                     WIDTH, fixed_noise, img2img_inputs, run, tokenize)
 
-FLOAT_BOUND = 1e-4
 # 8-bit S rounds every matrix's weights per row and its input rows to 8 bits;
 # this UNet chains more layers than test_sd.py's (transformers 1-3 deep, 2
 # resnets per block) and its extra embedding. Measured (2026-12-03): 6.3% RMS
@@ -75,35 +76,19 @@ FLOAT_BOUND = 1e-4
 # test_sd.py's UNets and tiledraw 4.7-4.9%. Bound 10%, so that a broken path
 # (tens of percent) fails.
 INT8_BOUND = 1e-1
-# As test_sd.py: float32 forward passes on both sides, float64 updates; what is
-# left is their rounding, amplified by the guidance scale. Measured
-# (2026-12-03): 2.6e-6 to 3.3e-6 (PyTorch's own loop in float64 against
-# float32: 1.9e-6 to 2.7e-6). A wrong convention costs far more: the emphasis
-# rescaled on the whole context instead of per encoder 2.1e-2, time ids as
-# (width, height) 4.9e-2 to 6.5e-2, the size options ignored 6.5e-2, the
-# pooled vector from the last chunk 9.5e-2, the empty negative encoded instead
-# of zeros 4.9e-1, the second encoder's ids padded with end-of-text 8.9e-1.
-LOOP_BOUND = 2e-5
-STEPS, CFG, SEED = 4, 5.0, 7
-WIDTH, HEIGHT = 32, 24  # pixels: latents 16 x 12 with the tiny VAE's factor 2
-PROMPT = "a (red:1.3) cube on a [wooden] table, ((studio light))"
-NEGATIVE = "blurry, low quality"
-LONG_PROMPT = " ".join(["a photo of a small red cube"] * 14)  # 98 tokens: two chunks
+# LOOP_BOUND as test_sd.py's. Measured here (2026-12-03): 2.6e-6 to 3.3e-6
+# (PyTorch's own loop in float64 against float32: 1.9e-6 to 2.7e-6). A wrong
+# convention costs far more: the emphasis rescaled on the whole context
+# instead of per encoder 2.1e-2, time ids as (width, height) 4.9e-2 to
+# 6.5e-2, the size options ignored 6.5e-2, the pooled vector from the last
+# chunk 9.5e-2, the empty negative encoded instead of zeros 4.9e-1, the second
+# encoder's ids padded with end-of-text 8.9e-1.
 LONG_PROMPT_2 = " ".join(["an old (blue:0.8) sphere"] * 24)  # 96 tokens: two chunks, other end-of-text positions
 SIZE_FLAGS = ("--original-size", "64x48", "--crop", "4,8", "--target-size", "32x24")
 SIZE_TIME_IDS = [48, 64, 4, 8, 24, 32]  # original (h, w), crop (top, left), target (h, w)
 DEFAULT_TIME_IDS = [HEIGHT, WIDTH, 0, 0, HEIGHT, WIDTH]
 
-TILEDRAW = sys.argv[1]
-CLIP_DATA = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "..", "..", "..", "shared", "data", "clip")
 failures = []
-
-
-def run(*args):
-    result = subprocess.run([TILEDRAW, *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"tiledraw {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
 
 
 def compare(label, got, expected, bound, metric="max"):
@@ -120,12 +105,6 @@ def forward(tmp, model_path, component, inputs, precision="float"):
     run("forward", "-m", model_path, "--component", component, "--inputs", f"{tmp}/in.safetensors",
         "-o", f"{tmp}/out.safetensors", "--precision", precision)
     return st_io.load(f"{tmp}/out.safetensors")[0]
-
-
-def tokenize(model_path, prompt):
-    """Per chunk: 77 ids and 77 weights."""
-    out = json.loads(run("tokenize", "-m", model_path, "--tokenizer", os.path.join(CLIP_DATA, "hf"), "--json", prompt))
-    return [(c["ids"], c.get("weights", [1.0] * len(c["ids"]))) for c in out["chunks"]]
 
 
 def encoder_ids(ids):
@@ -259,11 +238,7 @@ def check_components(tmp, label, model, path):
 
 
 def check_generation(tmp, label, model, path, cases):
-    shape = (1, 4, HEIGHT // 2, WIDTH // 2)
-    g = torch.Generator().manual_seed(41)
-    initial = torch.randn(shape, generator=g)
-    noise_path = f"{tmp}/noise.safetensors"
-    st_io.save(noise_path, {"noise": initial})
+    initial, noise_path = fixed_noise(tmp, torch.Generator().manual_seed(41))
     for sampler, scheduler, prompt, negative, extra, time_ids in cases:
         chunks = len(tokenize(path, prompt))
         what = [f"{chunks} chunk{'s' if chunks > 1 else ''}", "negative" if negative else "empty negative"]
@@ -279,18 +254,7 @@ def check_generation(tmp, label, model, path, cases):
 
 
 def check_img2img(tmp, label, model, path):
-    shape = (1, 4, HEIGHT // 2, WIDTH // 2)
-    g = torch.Generator().manual_seed(51)
-    initial = torch.randn(shape, generator=g)
-    noise_path = f"{tmp}/noise.safetensors"
-    st_io.save(noise_path, {"noise": initial})
-    # A picture already at the output size (the resize has its own tests).
-    pixels = (torch.rand((HEIGHT, WIDTH, 3), generator=g) * 255).round().to(torch.uint8)
-    picture = f"{tmp}/init.png"
-    write_png(picture, pixels.numpy())
-    image = pixels.permute(2, 0, 1)[None].float() / 127.5 - 1.0
-    with torch.no_grad():
-        start = (model.encoder(image) * model.vae_config["scaling_factor"]).numpy()
+    initial, noise_path, picture, start = img2img_inputs(tmp, model)
     compare(f"{label} img2img strength 0 = the picture's latents (scaling factor 0.13025)",
             generate(tmp, path, "euler", "normal", PROMPT, NEGATIVE, noise_path, ("-i", picture, "--strength", "0")),
             start, FLOAT_BOUND)

@@ -25,6 +25,19 @@ import vae
 VOCABULARY = 49408
 
 
+def write_components(path, parts, scheduler):
+    """A diffusers folder's component folders ({name: (tensors, config, file
+    stem)}) and its scheduler/scheduler_config.json."""
+    for name, (tensors, config, stem) in parts.items():
+        os.makedirs(f"{path}/{name}")
+        st_io.save(f"{path}/{name}/{stem}.safetensors", tensors)
+        with open(f"{path}/{name}/config.json", "w") as f:
+            json.dump(config, f)
+    os.makedirs(f"{path}/scheduler")
+    with open(f"{path}/scheduler/scheduler_config.json", "w") as f:
+        json.dump(scheduler, f)
+
+
 class RandomSd:
     """One checkpoint's weights, configs and PyTorch forward passes."""
 
@@ -78,14 +91,7 @@ class RandomSd:
         parts = {"unet": (self.unet, self.unet_config, "diffusion_pytorch_model"),
                  "text_encoder": (self.text, text_config, "model"),
                  "vae": (self.vae_state_dict(), self.vae_config, "diffusion_pytorch_model")}
-        for name, (tensors, config, stem) in parts.items():
-            os.makedirs(f"{path}/{name}")
-            st_io.save(f"{path}/{name}/{stem}.safetensors", tensors)
-            with open(f"{path}/{name}/config.json", "w") as f:
-                json.dump(config, f)
-        os.makedirs(f"{path}/scheduler")
-        with open(f"{path}/scheduler/scheduler_config.json", "w") as f:
-            json.dump(scheduler, f)
+        write_components(path, parts, scheduler)
         shutil.copytree(tokenizer_dir, f"{path}/tokenizer")
         with open(f"{path}/model_index.json", "w") as f:
             json.dump(index, f)

@@ -42,7 +42,7 @@ import clip_text
 import st_io
 import unet
 import vae
-from sd_model import VOCABULARY
+from sd_model import VOCABULARY, write_components
 
 EOS = 49407
 CHUNK = 77
@@ -170,14 +170,7 @@ class RandomSdxl:
                  "text_encoder": (self.te1, self.te1_config, "model"),
                  "text_encoder_2": (self.te2, self.te2_config, "model"),
                  "vae": (self.vae_state_dict(), vae_config, "diffusion_pytorch_model")}
-        for name, (tensors, config, stem) in parts.items():
-            os.makedirs(f"{path}/{name}")
-            st_io.save(f"{path}/{name}/{stem}.safetensors", tensors)
-            with open(f"{path}/{name}/config.json", "w") as f:
-                json.dump(config, f)
-        os.makedirs(f"{path}/scheduler")
-        with open(f"{path}/scheduler/scheduler_config.json", "w") as f:
-            json.dump(scheduler, f)
+        write_components(path, parts, scheduler)
         # The same vocabulary for both; the second tokenizer pads with "!" (id 0).
         for name, pad in (("tokenizer", "<|endoftext|>"), ("tokenizer_2", "!")):
             os.makedirs(f"{path}/{name}")
