@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <span>
 #include <tuple>
 
+#include "models/lora.h"
 #include "models/unet.h"
 #include "runtime/executor.h"
 #include "test_util.h"
@@ -189,6 +191,50 @@ TEST(UNetModel, BothLayoutsGiveTheSameOutputAtAnyMultipleOfTheLatentFactor) {
       EXPECT_EQ(forward(b, *accel, shape), out) << shape.height << " x " << shape.width;
     }
   }
+}
+
+// An adapter runs beside the 8-bit S weights: it changes the output, and
+// leaves the weights bit for bit as they were, so that the same model without
+// it gives exactly what it gave before.
+TEST(UNetModel, AdaptersRunBesideTheWeightsAndLeaveThemAsTheyWere) {
+  test::TempDir dir;
+  const auto accel = make_accelerator("auto");
+  const SafetensorsFile file = SafetensorsFile::open(write_tiny_unet(dir, models::UNetLayout::Diffusers));
+  const models::UNetModel model(view_of(file, models::UNetLayout::Diffusers), *accel, Precision::Int8, {});
+  const auto snapshot = [&] {
+    std::vector<int8_t> bytes;
+    for (const models::LayerPart& part : model.layer_parts()) {
+      const WeightView& w = static_cast<const PackedWeight*>(part.layer)->source();
+      if (w.q) bytes.insert(bytes.end(), w.q, w.q + w.n * w.k);
+      const auto* scales = reinterpret_cast<const int8_t*>(w.scale);
+      bytes.insert(bytes.end(), scales, scales + w.n * static_cast<int64_t>(sizeof(float)));
+    }
+    return bytes;
+  };
+  const std::vector<int8_t> before = snapshot();
+  ASSERT_FALSE(before.empty());
+  const models::GraphShape shape{2, 4, 4, 77};
+  const std::vector<float> plain = forward(model, *accel, shape);
+
+  const auto part = std::find_if(model.layer_parts().begin(), model.layer_parts().end(), [](const models::LayerPart& p) {
+    return p.names.front().find("attn1.to_v") != std::string::npos;
+  });
+  ASSERT_NE(part, model.layer_parts().end());
+  const std::string key = "lora_unet_" + part->names.front();
+  const std::vector<float> down = test::random_floats(static_cast<size_t>(2 * part->cols), 3);
+  const std::vector<float> up = test::random_floats(static_cast<size_t>(part->rows * 2), 4);
+  write_safetensors(dir.file("lora.safetensors"),
+                    {TensorSource::from_bytes(key + ".lora_down.weight", DType::F32, {2, part->cols}, std::as_bytes(std::span(down))),
+                     TensorSource::from_bytes(key + ".lora_up.weight", DType::F32, {part->rows, 2}, std::as_bytes(std::span(up)))},
+                    {});
+  const auto lora = std::make_shared<const models::LoraFile>(models::read_lora(dir.file("lora.safetensors")));
+  const models::LowRankAdapters adapters(model.layer_parts(), {{lora, 1.0f}}, models::LoraComponent::Unet);
+  ASSERT_EQ(adapters.matched(), 1u) << key;
+  models::GraphShape adapted = shape;
+  adapted.low_rank = adapters.branches();
+  EXPECT_NE(forward(model, *accel, adapted), plain);
+  EXPECT_EQ(snapshot(), before) << "the 8-bit S weights and scales are untouched";
+  EXPECT_EQ(forward(model, *accel, shape), plain);
 }
 
 // Weights stored as panels (read in place, stacked when diffusers splits q, k

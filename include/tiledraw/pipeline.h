@@ -43,6 +43,14 @@ struct LoadOptions {
   std::string prediction;
 };
 
+// A LoRA adapter file and its strengths on the UNet and the text encoders
+// (A1111's <lora:NAME:TE:UNET>): each layer gets strength x alpha / rank x up
+// x down beside it.
+struct LoraRequest {
+  std::string path;
+  double unet_strength = 1.0, text_strength = 1.0;
+};
+
 // One generation. Unset optional fields take the model's defaults (ModelInfo).
 struct GenerationRequest {
   // Class-conditional models: class ids or names, or "all"; `negative_classes`
@@ -60,6 +68,8 @@ struct GenerationRequest {
   // size it is told to make. 0: the request's own size (and no crop), as
   // SDXL pipelines default.
   int64_t original_width = 0, original_height = 0, crop_top = 0, crop_left = 0, target_width = 0, target_height = 0;
+  // Adapters run beside the model's layers for this generation only.
+  std::vector<LoraRequest> loras;
   // img2img: the picture to start from (resized to the request's size), and
   // how much of the schedule runs on it: 0 returns it (through the VAE), 1
   // ignores it (txt2img from the same noise); the last floor(strength x
@@ -153,9 +163,14 @@ class Pipeline {
     int64_t runs = 0, arena_bytes = 0;
     int64_t arena_without_reuse_bytes = 0;  // every intermediate in memory of its own
   };
+  // Reads the adapter files (once: later generations reuse them) and matches
+  // them to the model; an Error names the file and key that does not fit.
+  void check_loras(const std::vector<LoraRequest>& loras) const;
+
   std::map<std::string, FloatTensor> forward(const std::string& component,
                                              const std::map<std::string, FloatTensor>& inputs, int runs = 0,
-                                             ForwardTiming* timing = nullptr) const;
+                                             ForwardTiming* timing = nullptr,
+                                             const std::vector<LoraRequest>& loras = {}) const;
 
  private:
   struct Impl;

@@ -14,6 +14,7 @@ namespace {
 
 struct ForwardArgs {
   std::string model, family, component, inputs, output, precision = "auto";
+  std::vector<std::string> loras;
   int64_t runs = 0;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
@@ -66,9 +67,11 @@ void run_forward(const ForwardArgs& args) {
   options.accelerator = global_options().accelerator;
   const std::unique_ptr<Pipeline> pipeline = Pipeline::load(args.model, options);
   const double load = seconds_since(args.start);
+  const std::vector<LoraRequest> loras = lora_flags(args.loras);
+  for_flag("--lora", [&] { pipeline->check_loras(loras); });
   Pipeline::ForwardTiming timing;
   const std::map<std::string, FloatTensor> outputs = for_flag("--inputs " + args.inputs, [&] {
-    return pipeline->forward(args.component, inputs, static_cast<int>(args.runs), &timing);
+    return pipeline->forward(args.component, inputs, static_cast<int>(args.runs), &timing, loras);
   });
   std::vector<TensorSource> tensors;
   for (const auto& [name, tensor] : outputs) {
@@ -109,6 +112,8 @@ void add_forward_command(CLI::App& app) {
                   "Output safetensors: 'out' (the model's raw output), 'hidden_states' and 'pooled' (a text "
                   "encoder's), 'mean' (a VAE encoder's) or 'image' (a VAE decoder's)")
       ->required();
+  cmd->add_option("--lora", args->loras,
+                  "A LoRA file to run beside the model's layers, at a strength (default 1); repeatable");
   cmd->add_option("--runs", args->runs, "Run N more times and print load, median time, arena and peak memory (stderr)")
       ->check(CLI::Range(0, 100000));
   cmd->callback([args] { run_forward(*args); });

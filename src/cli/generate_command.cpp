@@ -22,7 +22,7 @@ struct GenerateArgs {
   std::string negative_prompt, init_image, tokenizer, prediction, original_size, crop, target_size;
   double strength = 0.75;
   int clip_skip = 0;
-  std::vector<std::string> prompts, classes, class_names, negative_classes;
+  std::vector<std::string> prompts, classes, class_names, negative_classes, loras;
   int64_t steps = 0, seed = 42, width = 0, height = 0, batch = 1;
   double cfg_scale = NAN;
   bool grid = false, quiet = false, profile = false;
@@ -124,6 +124,8 @@ void run_generate(GenerateArgs a) {
   GenerationRequest request;
   request.negative_prompt = a.negative_prompt;
   request.clip_skip = a.clip_skip;
+  request.loras = lora_flags(a.loras);
+  for_flag("--lora", [&] { pipeline->check_loras(request.loras); });
   if (!a.original_size.empty()) {
     std::tie(request.original_width, request.original_height) =
         for_flag("--original-size", [&] { return number_pair(a.original_size, 'x', "WIDTHxHEIGHT"); });
@@ -255,6 +257,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--clip-skip", args->clip_skip,
                   "Use the text encoder's N-th layer from the end (default: the model's, 1 for SD 1.x, 2 for SD 2.x and SDXL)")
       ->check(CLI::Range(1, 64));
+  cmd->add_option("--lora", args->loras,
+                  "A LoRA file (kohya-ss / A1111 or diffusers / PEFT) to run beside the model's layers, at a strength "
+                  "(default 1) on the UNet and the text encoders; repeatable");
   cmd->add_option("--original-size", args->original_size,
                   "SDXL: the size the model is told the picture had before cropping, WIDTHxHEIGHT (default: the output's)");
   cmd->add_option("--crop", args->crop, "SDXL: the crop's top-left corner the model is told of, TOP,LEFT (default 0,0)");

@@ -45,6 +45,7 @@ class ClipTextEncoder {
     int64_t layers = 0;
     bool final_norm = true;
     bool for_pooling = false;
+    const runtime::LowRankBranches* low_rank = nullptr;  // adapters beside the layers (LoRA)
   };
   struct Graph {
     runtime::Graph graph;
@@ -59,6 +60,9 @@ class ClipTextEncoder {
   // where the file has one: [batch, projection or width]. `states` must be a
   // graph's pooling_source.
   std::vector<float> pooled(const float* ids, const float* states, int64_t batch) const;
+  // The layers adapters may target, part by part: as loaded, and q, k and v
+  // as rows of the fused projection, by Hugging Face's names.
+  const std::vector<LayerPart>& layer_parts() const { return layer_parts_; }
   // The pooled output's width.
   int64_t pooled_width() const { return config_.projection ? config_.projection : config_.width; }
 
@@ -75,6 +79,7 @@ class ClipTextEncoder {
   std::vector<Layer> layers_;
   const float *final_gamma_ = nullptr, *final_beta_ = nullptr;
   std::vector<float> projection_;  // [projection, width], as a linear layer's weight
+  std::vector<LayerPart> layer_parts_;
 };
 
 // Whether the view holds a CLIP text transformer in either layout.

@@ -28,4 +28,9 @@ void DiffusionModel::guide(float* cond, const float* uncond, int64_t images, int
   for (int64_t i = 0; i < count; ++i) cond[i] = static_cast<float>(uncond[i] + scale * (double(cond[i]) - uncond[i]));
 }
 
+const std::vector<LayerPart>& DiffusionModel::layer_parts() const {
+  static const std::vector<LayerPart> none;
+  return none;
+}
+
 }  // namespace tiledraw::models

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "models/weights.h"
 #include "runtime/graph.h"
 #include "sampling/schedule.h"
 #include "tiledraw/sampling.h"
@@ -58,6 +59,7 @@ struct ModelGraph {
 struct GraphShape {
   int64_t batch = 1, height = 0, width = 0;  // latents
   int64_t context_tokens = 0;                // text context length, for models that read one
+  const runtime::LowRankBranches* low_rank = nullptr;  // adapters beside the layers (LoRA), for models that take them
 };
 
 class DiffusionModel {
@@ -75,6 +77,8 @@ class DiffusionModel {
   virtual int64_t latent_multiple() const = 0;
   virtual int64_t trained_latent_size() const = 0;
 
+  // The layers adapters may target, part by part (none: the model takes no adapters).
+  virtual const std::vector<LayerPart>& layer_parts() const;
   // The forward graph for one shape. Several threads may build at once.
   virtual std::unique_ptr<ModelGraph> build(const GraphShape& shape) const = 0;
 

@@ -480,6 +480,7 @@ std::unique_ptr<ModelGraph> UNetModel::build(const GraphShape& shape) const {
   }
   auto model = std::make_unique<ModelGraph>();
   runtime::Graph& g = model->graph;
+  g.set_low_rank(shape.low_rank);
   const int latents = g.input({shape.batch, c.in_channels, shape.height, shape.width});
   const int timesteps = g.input({shape.batch});
   const int context = g.input({shape.batch, shape.context_tokens, c.cross_attention_dim});

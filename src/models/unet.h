@@ -93,6 +93,7 @@ class UNetModel : public DiffusionModel {
   // [batch, pooled_text_dim()] and sizes [batch, 6]; output [batch,
   // out_channels, h, w].
   std::unique_ptr<ModelGraph> build(const GraphShape& shape) const override;
+  const std::vector<LayerPart>& layer_parts() const override { return weights_.layer_parts(); }
 
  private:
   struct Norm {

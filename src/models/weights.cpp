@@ -10,8 +10,20 @@
 namespace tiledraw::models {
 
 int linear(runtime::Graph& g, int x, const LinearWeights& w, Activation activation) {
-  const int y = w.weight ? g.linear(x, *w.weight, w.bias, activation) : g.linear(x, w.float_weight, w.bias, activation);
+  const runtime::LowRankBranch* branch = g.low_rank(w.identity());
+  if (!branch) {
+    const int y = w.weight ? g.linear(x, *w.weight, w.bias, activation) : g.linear(x, w.float_weight, w.bias, activation);
+    g.label(y, w.name);
+    return y;
+  }
+  // An adapter beside the layer: its update, added in the 8-bit S matmul's
+  // epilogue (the base weights stay as they are), then the activation.
+  const int update = g.linear(g.linear(x, branch->down, nullptr), branch->up, nullptr);
+  int y = w.weight ? g.linear_residual(x, *w.weight, w.bias, update)
+                   : g.binary(kernels::Binary::Add, g.linear(x, w.float_weight, w.bias), update);
   g.label(y, w.name);
+  if (activation == Activation::Silu) y = g.unary(kernels::Unary::Silu, y);
+  if (activation == Activation::GeluTanh) y = g.unary(kernels::Unary::GeluTanh, y);
   return y;
 }
 
@@ -196,6 +208,20 @@ Weight8BitS WeightStore::weight_8bit_s(const TensorInfo& values, int64_t cols) c
 }
 
 LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule) {
+  std::vector<LayerPart> parts;
+  LinearWeights w = load_layer(prefixes, first_rows, bias_rule, parts);
+  for (LayerPart& part : parts) {
+    part.layer = w.identity();
+    part.layer_rows = w.out_features();
+    part.cols = w.in_features();
+    part.rows = std::min(part.rows, part.layer_rows - part.first_row);  // a layer of its first rows only
+    if (part.rows > 0) layer_parts_.push_back(std::move(part));
+  }
+  return w;
+}
+
+LinearWeights WeightStore::load_layer(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule,
+                                      std::vector<LayerPart>& layer_parts) {
   const SafetensorsFile& file = view_.file();
   std::vector<const TensorInfo*> parts, biases;
   std::vector<std::string> stored_prefixes;
@@ -224,6 +250,12 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
       if (biases.size() != parts.size() + 1 && !biases.empty()) {
         throw Error(path() + ": '" + t.name + "' does not stack with '" + parts.front()->name + "' (a bias for some, not all)");
       }
+      // Adapters name a part as it is stored, or by the canonical name when it is stored whole.
+      LayerPart part{{t.name.substr(view_.prefix().size(), t.name.size() - view_.prefix().size() - std::string(".weight").size())}};
+      if (weight_names.size() == 1 && part.names.front() != prefix) part.names.push_back(prefix);
+      part.first_row = rows;
+      part.rows = part_rows;
+      layer_parts.push_back(std::move(part));
       cols = part_cols;
       rows += part_rows;
       parts.push_back(&t);

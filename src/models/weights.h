@@ -27,6 +27,18 @@ struct LinearWeights {
   std::string name{};  // the tensors' prefix, for messages ("blocks.3.mlp.fc2")
   int64_t in_features() const { return weight ? weight->k() : float_weight.k; }
   int64_t out_features() const { return weight ? weight->n() : float_weight.n; }
+  // What a graph's low-rank branches are keyed by.
+  const void* identity() const { return weight ? static_cast<const void*>(weight) : float_weight.data; }
+};
+
+// A part of a loaded layer, by the names adapters may give it: a layer
+// stacked from several tensors (q, k and v) has a part for each, and a part
+// may go by several names (canonical and as stored).
+struct LayerPart {
+  std::vector<std::string> names;  // without the view's prefix
+  const void* layer = nullptr;     // LinearWeights::identity()
+  int64_t first_row = 0, rows = 0;  // the part's rows in the layer
+  int64_t layer_rows = 0, cols = 0;  // the whole layer's output and input widths (a convolution's in x kh x kw)
 };
 
 // The layer as an op labelled with the layer's name.
@@ -109,6 +121,8 @@ class WeightStore {
   WeightStore& operator=(const WeightStore&) = delete;
 
   const WeightView& view() const { return view_; }
+  // Every layer loaded so far, part by part, for adapters to find by name.
+  const std::vector<LayerPart>& layer_parts() const { return layer_parts_; }
   const std::string& path() const { return view_.file().path(); }
   const TensorInfo& require(const std::string& name) const;
   // A float tensor (F32, F16 or BF16) as F32, converted once.
@@ -131,7 +145,10 @@ class WeightStore {
   }
 
  private:
+  // Loads, then records the layer's parts (layer_parts).
   LinearWeights load_linear(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule);  // 0: every row
+  LinearWeights load_layer(const std::vector<std::string>& prefixes, int64_t first_rows, Bias bias_rule,
+                           std::vector<LayerPart>& parts);
   Weight8BitS weight_8bit_s(const TensorInfo& values, int64_t cols) const;
   const float* stored_floats(const TensorInfo& t);
   const float* stacked_floats(const std::vector<const TensorInfo*>& parts, const std::string& key);
@@ -151,6 +168,7 @@ class WeightStore {
   std::map<std::string, Buffer<int8_t>> int8_;   // stacked or quantized-at-load 8-bit S rows
   std::vector<std::unique_ptr<PackedWeight>> packed_;
   std::vector<const TensorInfo*> mapped_;  // stored panels the packed weights read in place
+  std::vector<LayerPart> layer_parts_;
   MemoryReservation reserved_;
 };
 

@@ -10,6 +10,7 @@
 #include "models/clip_text.h"
 #include "models/diffusion_model.h"
 #include "models/vae.h"
+#include "pipeline/adapters.h"
 #include "pipeline/conditioning.h"
 #include "tiledraw/pipeline.h"
 
@@ -36,6 +37,8 @@ struct LoadedModel {
 
   // Image pixels per latent: the VAE's, else what the model's latent format says.
   int64_t vae_factor() const { return vae ? vae->config().factor() : model ? model->latent_format().vae_factor : 1; }
+
+  mutable LoraCache loras;  // adapter files read so far
 
   std::optional<models::WeightView> vae_view;
   Precision vae_precision = Precision::AsStored;

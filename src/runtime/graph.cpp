@@ -93,6 +93,12 @@ int Graph::linear(int x, const PackedWeight& weight, const float* bias, Activati
   return add_linear(x, std::move(node), weight.n(), weight.k());
 }
 
+const LowRankBranch* Graph::low_rank(const void* weight) const {
+  if (!low_rank_) return nullptr;
+  const auto it = low_rank_->find(weight);
+  return it == low_rank_->end() ? nullptr : &it->second;
+}
+
 int Graph::constant(std::vector<int64_t> shape, const float* data) {
   if (shape.empty() || !data) throw Error("graph: a constant needs a shape and data");
   values_.push_back({std::move(shape), -1, -1});

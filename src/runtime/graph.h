@@ -46,6 +46,15 @@ struct FloatWeight {
   int64_t k;
 };
 
+// A layer's low-rank update (LoRA), run beside it: y += up (down x), in f32,
+// with the adapters' scales folded into `up`. down [rank, k], up [n, rank].
+struct LowRankBranch {
+  FloatWeight down, up;
+};
+// The branches of a graph's layers, keyed by the layer's weight: its
+// PackedWeight, or its float data.
+using LowRankBranches = std::map<const void*, LowRankBranch>;
+
 // A lookup table as the file stores it (F32, F16 or BF16 rows, mapped), each
 // row converted to f32 when it is looked up: a text encoder's 49408 tokens
 // stay 76 MB of file pages, touched a few rows at a time, instead of 152 MB
@@ -160,6 +169,10 @@ class Graph {
   void output(int value);
   // Names the op that produced `value`, for messages about it.
   void label(int value, std::string label);
+  // Low-rank updates the model's layers are built with (none by default);
+  // they must outlive the graph.
+  void set_low_rank(const LowRankBranches* branches) { low_rank_ = branches; }
+  const LowRankBranch* low_rank(const void* weight) const;
   // "linear (op 57 of 120, 'blocks.3.mlp.fc2')"; an unnamed op is placed by the
   // named one before it: "gated_residual (op 58 of 120, after 'blocks.3.mlp.fc2')".
   std::string describe(size_t node) const;
@@ -184,6 +197,7 @@ class Graph {
   std::vector<int> inputs_;
   std::vector<int> outputs_;
   std::map<int, const float*> constants_;
+  const LowRankBranches* low_rank_ = nullptr;
 };
 
 }  // namespace tiledraw::runtime

@@ -1,0 +1,191 @@
+#include "models/lora.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "tiledraw/dtype.h"
+#include "tiledraw/error.h"
+#include "tiledraw/safetensors.h"
+
+namespace tiledraw::models {
+namespace {
+
+// How files name a layer's two factors: the down projection (to the rank)
+// and the up projection (back to the layer's width).
+struct FactorNames {
+  const char* down;
+  const char* up;
+};
+constexpr FactorNames kFactorNames[] = {
+    {".lora_down.weight", ".lora_up.weight"},                          // kohya-ss, A1111
+    {".lora_A.weight", ".lora_B.weight"},                              // PEFT
+    {".lora.down.weight", ".lora.up.weight"},                          // diffusers' training scripts
+    {".lora_linear_layer.down.weight", ".lora_linear_layer.up.weight"},  // diffusers' text encoder LoRAs
+    {"_lora.down.weight", "_lora.up.weight"},                          // diffusers' attention processors (2023)
+};
+
+// Keys of adapter kinds that are not low-rank products of two factors.
+constexpr std::pair<const char*, const char*> kOtherKinds[] = {
+    {".hada_w1_a", "LoHa"}, {".lokr_w1", "LoKr"}, {".lokr_w1_a", "LoKr"},
+    {".dora_scale", "DoRA"}, {".lora_mid.weight", "LoCon with a Tucker middle factor (lora_mid)"},
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+std::string flattened(std::string name) {
+  std::replace(name.begin(), name.end(), '.', '_');
+  return name;
+}
+
+// The component and module path of a layer's key (without its factor's suffix).
+std::pair<LoraComponent, std::string> locate(std::string key, const std::string& path) {
+  if (starts_with(key, "base_model.model.")) key.erase(0, std::string("base_model.model.").size());  // PEFT's save_pretrained
+  static const std::pair<const char*, LoraComponent> kPrefixes[] = {
+      {"lora_unet_", LoraComponent::Unet},          {"lora_te2_", LoraComponent::TextEncoder2},
+      {"lora_te1_", LoraComponent::TextEncoder},    {"lora_te_", LoraComponent::TextEncoder},
+      {"unet.", LoraComponent::Unet},               {"text_encoder_2.", LoraComponent::TextEncoder2},
+      {"text_encoder.", LoraComponent::TextEncoder},
+  };
+  for (const auto& [prefix, component] : kPrefixes) {
+    if (starts_with(key, prefix)) return {component, flattened(key.substr(std::string(prefix).size()))};
+  }
+  // diffusers' attention processors named UNet modules bare, with ".processor."
+  // before the projection and to_out for to_out.0.
+  for (const char* block : {"down_blocks.", "mid_block.", "up_blocks."}) {
+    if (!starts_with(key, block)) continue;
+    if (const size_t at = key.find(".processor."); at != std::string::npos) key.erase(at, std::string(".processor").size());
+    if (ends_with(key, ".to_out")) key += ".0";
+    return {LoraComponent::Unet, flattened(key)};
+  }
+  throw Error(path + ": '" + key + "' is not a layer of a Stable Diffusion UNet or text encoder (expected lora_unet_*, "
+              "lora_te_*, lora_te1_*, lora_te2_*, unet.*, text_encoder.* or text_encoder_2.*)");
+}
+
+std::vector<float> floats_of(const SafetensorsFile& file, const TensorInfo& t) {
+  if (!is_float_dtype(t.dtype)) {
+    throw Error(file.path() + ": '" + t.name + "' is " + std::string(dtype_name(t.dtype)) + ", expected floats");
+  }
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  convert_to_f32(t.dtype, file.data(t).data(), out.data(), out.size());
+  if (!std::all_of(out.begin(), out.end(), [](float v) { return std::isfinite(v); })) {
+    throw Error(file.path() + ": '" + t.name + "' holds a value that is not finite");
+  }
+  return out;
+}
+
+}  // namespace
+
+LoraFile read_lora(const std::string& path) {
+  const SafetensorsFile file = SafetensorsFile::open(path);
+  LoraFile out{path, {}};
+  std::set<std::string> used;
+  for (const TensorInfo& t : file.tensors()) {
+    for (const auto& [marker, kind] : kOtherKinds) {
+      if (t.name.find(marker) != std::string::npos) {
+        throw Error(path + ": '" + t.name + "' is part of a " + kind + " adapter; tiledraw runs LoRA (lora_down/lora_up, "
+                    "lora_A/lora_B) adapters");
+      }
+    }
+    const FactorNames* names = nullptr;
+    for (const FactorNames& candidate : kFactorNames) {
+      if (ends_with(t.name, candidate.down)) names = &candidate;
+    }
+    if (!names) continue;
+    const std::string key = t.name.substr(0, t.name.size() - std::string(names->down).size());
+    const TensorInfo* up = file.find(key + names->up);
+    if (!up) throw Error(path + ": '" + t.name + "' has no '" + key + names->up + "'");
+    const auto [component, module] = locate(key, path);
+    LoraLayer layer;
+    layer.component = component;
+    layer.module = module;
+    layer.key = key;
+    layer.rank = t.shape.empty() ? 0 : t.shape[0];
+    layer.in = layer.rank ? t.numel() / layer.rank : 0;
+    layer.out = up->shape.empty() ? 0 : up->shape[0];
+    // A 1x1 convolution's factors may come as [rank, in, 1, 1] and [out, rank, 1, 1].
+    if (layer.rank <= 0 || layer.in <= 0 || layer.out <= 0 || up->numel() != layer.out * layer.rank) {
+      throw Error(path + ": '" + up->name + "' " + shape_string(up->shape) + " does not follow '" + t.name + "' " +
+                  shape_string(t.shape) + " (expected [out, rank] after [rank, in])");
+    }
+    layer.down = floats_of(file, t);
+    layer.up = floats_of(file, *up);
+    used.insert(t.name);
+    used.insert(up->name);
+    if (const TensorInfo* alpha = file.find(key + ".alpha")) {
+      if (alpha->numel() != 1) throw Error(path + ": '" + alpha->name + "' is not one value");
+      const float value = floats_of(file, *alpha).front();
+      // kohya-ss reads an alpha of 0 as none: the rank, a scale of 1.
+      if (value != 0.0f) layer.scale = value / static_cast<float>(layer.rank);
+      used.insert(alpha->name);
+    }
+    out.layers.push_back(std::move(layer));
+  }
+  for (const TensorInfo& t : file.tensors()) {
+    if (!used.count(t.name)) {
+      throw Error(path + ": '" + t.name + "' is not part of a LoRA layer (lora_down/lora_up/alpha, lora_A/lora_B)");
+    }
+  }
+  if (out.layers.empty()) throw Error(path + ": holds no LoRA layers");
+  return out;
+}
+
+LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters,
+                                 LoraComponent component) {
+  std::map<std::string, const LayerPart*> by_name;
+  for (const LayerPart& part : parts) {
+    for (const std::string& name : part.names) by_name.emplace(flattened(name), &part);
+  }
+  // Each layer's updates, in the order the adapters give them.
+  struct Update {
+    const LayerPart* part;
+    const LoraLayer* layer;
+    float scale;
+  };
+  std::map<const void*, std::vector<Update>> updates;
+  for (const WeightedLora& adapter : adapters) {
+    for (const LoraLayer& layer : adapter.file->layers) {
+      if (layer.component != component) continue;
+      const auto it = by_name.find(layer.module);
+      if (it == by_name.end()) {
+        unmatched_.push_back(adapter.file->path + ": " + layer.key);
+        continue;
+      }
+      const LayerPart& part = *it->second;
+      if (layer.in != part.cols || layer.out != part.rows) {
+        throw Error(adapter.file->path + ": '" + layer.key + "' updates a [" + std::to_string(layer.out) + ", " +
+                    std::to_string(layer.in) + "] weight, but the model's '" + part.names.front() + "' is [" +
+                    std::to_string(part.rows) + ", " + std::to_string(part.cols) + "]");
+      }
+      updates[part.layer].push_back({&part, &layer, adapter.strength * layer.scale});
+      ++matched_;
+    }
+  }
+  for (const auto& [layer, list] : updates) {
+    const int64_t cols = list.front().part->cols, rows = list.front().part->layer_rows;
+    int64_t rank = 0;
+    for (const Update& u : list) rank += u.layer->rank;
+    std::vector<float>& down = storage_.emplace_back();
+    std::vector<float>& up = storage_.emplace_back(static_cast<size_t>(rows * rank), 0.0f);
+    int64_t column = 0;
+    for (const Update& u : list) {
+      down.insert(down.end(), u.layer->down.begin(), u.layer->down.end());
+      for (int64_t r = 0; r < u.part->rows; ++r) {
+        for (int64_t c = 0; c < u.layer->rank; ++c) {
+          up[static_cast<size_t>((u.part->first_row + r) * rank + column + c)] =
+              u.layer->up[static_cast<size_t>(r * u.layer->rank + c)] * u.scale;
+        }
+      }
+      column += u.layer->rank;
+    }
+    branches_.emplace(layer, runtime::LowRankBranch{{down.data(), rank, cols}, {up.data(), rows, rank}});
+  }
+}
+
+}  // namespace tiledraw::models

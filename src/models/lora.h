@@ -1,0 +1,70 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/weights.h"
+#include "runtime/graph.h"
+
+// Low-rank adapters (LoRA) as people download them, run beside a model's
+// layers without touching their weights: kohya-ss / A1111 files (lora_unet_*,
+// lora_te_*, lora_te1_*, lora_te2_* with lora_down, lora_up and alpha) and
+// diffusers / PEFT files (unet.*.lora_A.weight, lora_B, text_encoder.*,
+// text_encoder_2.*). A file is read once into its layers' updates, named as
+// the file names them; matching them to a model's layers, by the names the
+// layers' parts go by (canonical or as stored, with dots or kohya's
+// underscores), happens per generation, with the strengths it asks for.
+namespace tiledraw::models {
+
+// The model part an adapter layer is for.
+enum class LoraComponent { Unet, TextEncoder, TextEncoder2 };
+
+struct LoraLayer {
+  LoraComponent component;
+  std::string module;  // the module path as the file names it, with underscores for dots
+  std::string key;     // the file's key for the layer (without the suffix), for messages
+  int64_t rank = 0, in = 0, out = 0;  // in: a convolution's in x kh x kw
+  std::vector<float> down, up;        // [rank, in], [out, rank]
+  float scale = 1.0f;                 // alpha / rank; 1 without an alpha
+};
+
+struct LoraFile {
+  std::string path;
+  std::vector<LoraLayer> layers;
+};
+
+// Reads a LoRA file; an Error names the file and key of anything it cannot
+// run (unknown formats, shapes that do not chain, non-finite values).
+LoraFile read_lora(const std::string& path);
+
+// An adapter file with the strength it is used at.
+struct WeightedLora {
+  std::shared_ptr<const LoraFile> file;
+  float strength = 1.0f;
+};
+
+// The low-rank branches of one model component's layers: every adapter's
+// layers for `component` matched to `parts`, several on one layer (or on the
+// q, k and v rows of a fused one) concatenated into one branch. The branches
+// point into the object, which must outlive the graphs built with them.
+class LowRankAdapters {
+ public:
+  LowRankAdapters(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters, LoraComponent component);
+  LowRankAdapters(const LowRankAdapters&) = delete;
+  LowRankAdapters& operator=(const LowRankAdapters&) = delete;
+  const runtime::LowRankBranches* branches() const { return branches_.empty() ? nullptr : &branches_; }
+  // The adapter layers no part matched, as "FILE: KEY".
+  const std::vector<std::string>& unmatched() const { return unmatched_; }
+  size_t matched() const { return matched_; }
+
+ private:
+  std::deque<std::vector<float>> storage_;  // stable addresses: the branches point at them
+  runtime::LowRankBranches branches_;
+  std::vector<std::string> unmatched_;
+  size_t matched_ = 0;
+};
+
+}  // namespace tiledraw::models

@@ -1,0 +1,71 @@
+#include "pipeline/adapters.h"
+
+#include <algorithm>
+
+#include "pipeline/loading.h"
+#include "tiledraw/error.h"
+
+namespace tiledraw::pipeline {
+
+std::shared_ptr<const models::LoraFile> LoraCache::get(const std::string& path) {
+  {
+    std::lock_guard lock(mutex_);
+    if (const auto it = files_.find(path); it != files_.end()) return it->second;
+  }
+  auto file = std::make_shared<const models::LoraFile>(models::read_lora(path));
+  std::lock_guard lock(mutex_);
+  return files_.emplace(path, std::move(file)).first->second;
+}
+
+std::vector<const runtime::LowRankBranches*> Adapters::text_branches() const {
+  std::vector<const runtime::LowRankBranches*> out;
+  for (const auto& adapters : text) out.push_back(adapters->branches());
+  return out;
+}
+
+Adapters match_adapters(const LoadedModel& m, LoraCache& cache, const std::vector<LoraRequest>& loras) {
+  Adapters out;
+  if (loras.empty()) return out;
+  std::vector<models::WeightedLora> unet, text;
+  size_t layers = 0;
+  for (const LoraRequest& lora : loras) {
+    std::shared_ptr<const models::LoraFile> file = cache.get(lora.path);
+    layers += file->layers.size();
+    unet.push_back({file, static_cast<float>(lora.unet_strength)});
+    text.push_back({file, static_cast<float>(lora.text_strength)});
+  }
+  size_t matched = 0;
+  std::vector<std::string> unmatched;
+  const auto count = [&](const models::LowRankAdapters& adapters) {
+    matched += adapters.matched();
+    unmatched.insert(unmatched.end(), adapters.unmatched().begin(), adapters.unmatched().end());
+  };
+  // Layers for a part the model does not have at all (a second text encoder on SD 1.x).
+  for (const models::WeightedLora& adapter : unet) {
+    for (const models::LoraLayer& layer : adapter.file->layers) {
+      const bool has_part = layer.component == models::LoraComponent::Unet ? m.model != nullptr
+                            : layer.component == models::LoraComponent::TextEncoder ? !m.text_encoders.empty()
+                                                                                    : m.text_encoders.size() > 1;
+      if (!has_part) unmatched.push_back(adapter.file->path + ": " + layer.key);
+    }
+  }
+  if (m.model) {
+    out.unet = std::make_unique<models::LowRankAdapters>(m.model->layer_parts(), unet, models::LoraComponent::Unet);
+    count(*out.unet);
+  }
+  for (size_t i = 0; i < m.text_encoders.size(); ++i) {
+    const auto component = i == 0 ? models::LoraComponent::TextEncoder : models::LoraComponent::TextEncoder2;
+    out.text.push_back(std::make_unique<models::LowRankAdapters>(m.text_encoders[i]->layer_parts(), text, component));
+    count(*out.text.back());
+  }
+  if (matched != layers) {
+    std::string listed;
+    for (size_t i = 0; i < std::min<size_t>(unmatched.size(), 3); ++i) listed += (i ? ", " : "") + unmatched[i];
+    throw Error(std::to_string(layers - matched) + " of " + std::to_string(layers) + " LoRA layers match no layer of " +
+                m.model_info.description + " (an adapter for another model family?): " + listed +
+                (unmatched.size() > 3 ? ", ..." : ""));
+  }
+  return out;
+}
+
+}  // namespace tiledraw::pipeline

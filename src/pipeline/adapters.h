@@ -1,0 +1,41 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "models/lora.h"
+#include "tiledraw/pipeline.h"
+
+// A request's LoRA adapters matched to a loaded model: the UNet's branches
+// and each text encoder's, built per generation from files read once, so
+// that changing adapters or strengths never touches the base weights.
+namespace tiledraw::pipeline {
+
+struct LoadedModel;
+
+// Adapter files read once per path, shared by the generations that use them.
+class LoraCache {
+ public:
+  std::shared_ptr<const models::LoraFile> get(const std::string& path);
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<const models::LoraFile>> files_;
+};
+
+struct Adapters {
+  std::unique_ptr<models::LowRankAdapters> unet;
+  std::vector<std::unique_ptr<models::LowRankAdapters>> text;  // one per text encoder, in the conditioner's order
+
+  const runtime::LowRankBranches* unet_branches() const { return unet ? unet->branches() : nullptr; }
+  std::vector<const runtime::LowRankBranches*> text_branches() const;
+};
+
+// The request's adapters matched to the model's layers; an Error names the
+// keys that matched no layer (an adapter for another family).
+Adapters match_adapters(const LoadedModel& model, LoraCache& cache, const std::vector<LoraRequest>& loras);
+
+}  // namespace tiledraw::pipeline

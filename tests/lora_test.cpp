@@ -1,0 +1,149 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <span>
+
+#include "models/lora.h"
+#include "test_util.h"
+#include "tiledraw/error.h"
+
+namespace tiledraw {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+void write_f32(const std::string& path, const std::vector<std::pair<std::string, std::vector<float>>>& tensors,
+               const std::vector<std::vector<int64_t>>& shapes) {
+  std::vector<TensorSource> sources;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    sources.push_back(TensorSource::from_bytes(tensors[i].first, DType::F32, shapes[i], std::as_bytes(std::span(tensors[i].second))));
+  }
+  write_safetensors(path, sources, {});
+}
+
+const models::LoraLayer& layer_named(const models::LoraFile& file, const std::string& module) {
+  for (const models::LoraLayer& layer : file.layers) {
+    if (layer.module == module) return layer;
+  }
+  throw Error("no layer " + module);
+}
+
+// Each format's names land on one component and one module path, with
+// underscores for dots; alpha / rank is the scale, 1 without an alpha.
+TEST(Lora, ReadsEachFormatsNamesAndScales) {
+  test::TempDir dir;
+  const std::vector<float> down(2 * 3, 0.5f), up(4 * 2, 0.25f);
+  write_f32(dir.file("kohya.safetensors"),
+            {{"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", down},
+             {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight", up},
+             {"lora_unet_down_blocks_0_attentions_0_proj_in.alpha", {1.0f}},
+             {"lora_te2_text_model_encoder_layers_3_mlp_fc1.lora_down.weight", down},
+             {"lora_te2_text_model_encoder_layers_3_mlp_fc1.lora_up.weight", up}},
+            {{2, 3, 1, 1}, {4, 2, 1, 1}, {}, {2, 3}, {4, 2}});
+  const models::LoraFile kohya = models::read_lora(dir.file("kohya.safetensors"));
+  ASSERT_EQ(kohya.layers.size(), 2u);
+  const models::LoraLayer& proj_in = layer_named(kohya, "down_blocks_0_attentions_0_proj_in");
+  EXPECT_EQ(proj_in.component, models::LoraComponent::Unet);
+  EXPECT_EQ(proj_in.rank, 2);
+  EXPECT_EQ(proj_in.in, 3);
+  EXPECT_EQ(proj_in.out, 4);
+  EXPECT_FLOAT_EQ(proj_in.scale, 0.5f);
+  const models::LoraLayer& fc1 = layer_named(kohya, "text_model_encoder_layers_3_mlp_fc1");
+  EXPECT_EQ(fc1.component, models::LoraComponent::TextEncoder2);
+  EXPECT_FLOAT_EQ(fc1.scale, 1.0f);
+
+  write_f32(dir.file("peft.safetensors"),
+            {{"text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight", down},
+             {"text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight", up},
+             {"down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor.to_out_lora.down.weight", down},
+             {"down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor.to_out_lora.up.weight", up}},
+            {{2, 3}, {4, 2}, {2, 3}, {4, 2}});
+  const models::LoraFile peft = models::read_lora(dir.file("peft.safetensors"));
+  ASSERT_EQ(peft.layers.size(), 2u);
+  EXPECT_EQ(layer_named(peft, "text_model_encoder_layers_0_self_attn_q_proj").component, models::LoraComponent::TextEncoder);
+  EXPECT_EQ(layer_named(peft, "down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_out_0").component,
+            models::LoraComponent::Unet)
+      << "diffusers' attention processors: .processor. dropped, to_out is to_out.0";
+}
+
+TEST(Lora, RefusesWhatItCannotRunNamingFileAndKey) {
+  test::TempDir dir;
+  const std::vector<float> down(2 * 3, 0.5f), up(4 * 2, 0.25f);
+  const std::string key = "lora_unet_mid_block_attentions_0_proj_out";
+  const auto refused = [&](const std::vector<std::pair<std::string, std::vector<float>>>& tensors,
+                           const std::vector<std::vector<int64_t>>& shapes) {
+    write_f32(dir.file("bad.safetensors"), tensors, shapes);
+    try {
+      models::read_lora(dir.file("bad.safetensors"));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(refused({{key + ".lora_down.weight", down}, {key + ".lora_up.weight", std::vector<float>(4 * 3, 1.0f)}},
+                      {{2, 3}, {4, 3}}),
+              HasSubstr("bad.safetensors: '" + key + ".lora_up.weight' [4, 3] does not follow '" + key +
+                        ".lora_down.weight' [2, 3]"));
+  std::vector<float> poisoned = down;
+  poisoned[1] = std::nanf("");
+  EXPECT_THAT(refused({{key + ".lora_down.weight", poisoned}, {key + ".lora_up.weight", up}}, {{2, 3}, {4, 2}}),
+              HasSubstr("'" + key + ".lora_down.weight' holds a value that is not finite"));
+  EXPECT_THAT(refused({{key + ".lora_down.weight", down}}, {{2, 3}}), HasSubstr("has no '" + key + ".lora_up.weight'"));
+  EXPECT_THAT(refused({{key + ".hada_w1_a", up}}, {{4, 2}}), HasSubstr("is part of a LoHa adapter"));
+  EXPECT_THAT(refused({{"transformer.blocks.0.attn.lora_A.weight", down}, {"transformer.blocks.0.attn.lora_B.weight", up}},
+                      {{2, 3}, {4, 2}}),
+              HasSubstr("'transformer.blocks.0.attn' is not a layer of a Stable Diffusion UNet or text encoder"));
+  EXPECT_THAT(refused({{key + ".lora_down.weight", down}, {key + ".lora_up.weight", up}, {"stray", {1.0f}}},
+                      {{2, 3}, {4, 2}, {1}}),
+              HasSubstr("'stray' is not part of a LoRA layer"));
+}
+
+// The branch of a fused layer: each adapter's update on its part's rows,
+// scaled by strength x alpha / rank, the other rows zero; two adapters side
+// by side along the rank.
+TEST(Lora, BranchesPutEachUpdateOnItsRowsOfTheFusedLayer) {
+  test::TempDir dir;
+  // The memo's hand-checked case: rank 2, alpha 1, strength 0.5.
+  write_f32(dir.file("k.safetensors"),
+            {{"lora_te_layer_k_proj.lora_down.weight", {1, 2, 3, 4}},
+             {"lora_te_layer_k_proj.lora_up.weight", {1, 0, 0, 1, 1, 1}},
+             {"lora_te_layer_k_proj.alpha", {1.0f}}},
+            {{2, 2}, {3, 2}, {}});
+  write_f32(dir.file("q.safetensors"),
+            {{"lora_te_layer_q_proj.lora_down.weight", {5, 6}}, {"lora_te_layer_q_proj.lora_up.weight", {1, 2, 3}}},
+            {{1, 2}, {3, 1}});
+  const int fused = 0;  // the layer's identity
+  const std::vector<models::LayerPart> parts = {{{"layer.q_proj"}, &fused, 0, 3, 9, 2},
+                                                {{"layer.k_proj"}, &fused, 3, 3, 9, 2},
+                                                {{"layer.v_proj"}, &fused, 6, 3, 9, 2}};
+  const auto k = std::make_shared<const models::LoraFile>(models::read_lora(dir.file("k.safetensors")));
+  const auto q = std::make_shared<const models::LoraFile>(models::read_lora(dir.file("q.safetensors")));
+  const models::LowRankAdapters adapters(parts, {{k, 0.5f}, {q, 2.0f}}, models::LoraComponent::TextEncoder);
+  EXPECT_EQ(adapters.matched(), 2u);
+  ASSERT_TRUE(adapters.branches());
+  const runtime::LowRankBranch& branch = adapters.branches()->at(&fused);
+  ASSERT_EQ(branch.down.n, 3);
+  ASSERT_EQ(branch.down.k, 2);
+  EXPECT_THAT(std::vector<float>(branch.down.data, branch.down.data + 6), ElementsAre(1, 2, 3, 4, 5, 6));
+  ASSERT_EQ(branch.up.n, 9);
+  ASSERT_EQ(branch.up.k, 3);
+  // k's rows 3-5 carry 0.5 x (1 / 2) x up, q's rows 0-2 carry 2 x 1 x up, v's none.
+  EXPECT_THAT(std::vector<float>(branch.up.data, branch.up.data + 27),
+              ElementsAre(0, 0, 2, 0, 0, 4, 0, 0, 6,                    // q
+                          0.25f, 0, 0, 0, 0.25f, 0, 0.25f, 0.25f, 0,    // k
+                          0, 0, 0, 0, 0, 0, 0, 0, 0));                  // v
+
+  // A layer the parts do not have is listed, not applied.
+  const models::LowRankAdapters other({{{"layer.v_proj"}, &fused, 6, 3, 9, 2}}, {{k, 1.0f}}, models::LoraComponent::TextEncoder);
+  EXPECT_EQ(other.matched(), 0u);
+  EXPECT_THAT(other.unmatched(), ElementsAre(dir.file("k.safetensors") + ": lora_te_layer_k_proj"));
+  EXPECT_FALSE(other.branches());
+  // Factors of the wrong width for the part they name are an error.
+  EXPECT_THAT([&] { models::LowRankAdapters({{{"layer.k_proj"}, &fused, 3, 3, 9, 5}}, {{k, 1.0f}}, models::LoraComponent::TextEncoder); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("k.safetensors: 'lora_te_layer_k_proj' updates a [3, 2] weight, "
+                                                        "but the model's 'layer.k_proj' is [3, 5]")));
+}
+
+}  // namespace
+}  // namespace tiledraw

@@ -1,0 +1,217 @@
+#!/usr/bin/python3
+"""Reference tier: LoRA adapters beside a model's layers, against PyTorch
+with the adapters merged into float weights.
+
+  /usr/bin/python3 tests/reference/test_lora.py TILEDRAW_BINARY [CLIP_DATA_DIR]
+
+Tiny random SD 1.x-like (CLIP in Hugging Face's names, 1x1-convolution
+projections) and SD 2.x-like (OpenCLIP's names with the fused in_proj,
+linear projections) checkpoints, and random adapters (every value non-zero)
+on every attention projection, feed-forward layer and spatial-transformer
+projection of the UNet and on every layer of the text encoder, in
+kohya-ss's format (lora_unet_*, lora_te_* with lora_down, lora_up, alpha:
+diffusers names for the UNet, as kohya writes SD 1.x/2.x) and in
+PEFT's (unet.*.lora_A.weight, text_encoder.*.lora_B.weight, no alpha: a
+scale of 1). Checked with `tiledraw forward --lora FILE:STRENGTH`:
+
+- the UNet and the text encoder with one adapter, and with two at once at
+  other strengths, and a 4-step guided txt2img (`generate --lora`), against PyTorch's forward of W + strength x alpha / rank x
+  up @ down (merged in float64, then float32): float within 1e-4 of the
+  largest output; with the base weights as 8-bit S (the branch in f32 beside
+  them) within the UNet's 8-bit S bound, and how that compares with merging
+  the adapter into the weights before rounding them to 8 bits;
+- on SD 2.x's OpenCLIP layout, adapters on q, k and v land on their rows of
+  the fused in_proj;
+- refused, naming the file and key: an adapter for another family (SDXL's
+  lora_te2_ keys), a NaN, factors whose ranks differ, a LoHa file."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "reference"))
+import st_io  # noqa: E402
+from judge import judge  # noqa: E402
+from sd_model import RandomSd  # noqa: E402
+from test_sd import (FLOAT_BOUND, INT8_BOUND, LOOP_BOUND, PROMPT, TILEDRAW, fixed_noise, forward, generate,  # noqa: E402
+                     prompts, reference_loop, tokenize)
+
+RANK, ALPHA = 4, 2.0
+failures = []
+
+
+def unet_targets(model):
+    """The UNet layers kohya-ss's default LoRA trains: every linear (and 1x1
+    projection) of the spatial transformers; {diffusers name: weight shape}."""
+    return {name[:-len(".weight")]: tuple(w.shape) for name, w in model.unet.items()
+            if ".attentions." in name and name.endswith(".weight") and w.dim() >= 2
+            and any(part in name for part in (".to_q.", ".to_k.", ".to_v.", ".to_out.0.", ".ff.net.", ".proj_in.",
+                                                 ".proj_out."))}
+
+
+def text_targets(model):
+    return {name[:-len(".weight")]: tuple(w.shape) for name, w in model.text.items()
+            if ".encoder.layers." in name and name.endswith(".weight") and w.dim() == 2}
+
+
+def random_adapter(targets, seed, dtype, scale=0.2):
+    """{module: (down [r, in, ...], up [out, r, ...])}, the values as a file
+    of `dtype` holds them: a 1x1 convolution's factors 4-D, as kohya-ss
+    writes them."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for module, shape in sorted(targets.items()):
+        tail = (1, 1) if len(shape) == 4 else ()
+        down = (torch.randn((RANK, shape[1], *tail), generator=g) * scale).to(dtype).float()
+        up = (torch.randn((shape[0], RANK, *tail), generator=g) * scale).to(dtype).float()
+        out[module] = (down, up)
+    return out
+
+
+def write_kohya(path, unet_factors, text_factors, alpha=ALPHA):
+    tensors = {}
+    for prefix, factors in (("lora_unet_", unet_factors), ("lora_te_", text_factors)):
+        for module, (down, up) in factors.items():
+            key = prefix + module.replace(".", "_")
+            tensors[key + ".lora_down.weight"] = down.half()
+            tensors[key + ".lora_up.weight"] = up.half()
+            tensors[key + ".alpha"] = torch.tensor(alpha).half()
+    st_io.save(path, tensors, {"ss_network_dim": str(RANK), "ss_network_alpha": str(alpha)})
+
+
+def write_peft(path, unet_factors, text_factors):
+    tensors = {}
+    for prefix, factors in (("unet.", unet_factors), ("text_encoder.", text_factors)):
+        for module, (down, up) in factors.items():
+            tensors[f"{prefix}{module}.lora_A.weight"] = down.flatten(1)
+            tensors[f"{prefix}{module}.lora_B.weight"] = up.flatten(1)
+    st_io.save(path, tensors)
+
+
+def merged(state, factors, scale):
+    """The state dict with each adapter layer's update, scale x up @ down,
+    merged in float64."""
+    out = dict(state)
+    for module, (down, up) in factors.items():
+        weight = out[module + ".weight"]
+        delta = up.double().flatten(1) @ down.double().flatten(1)
+        out[module + ".weight"] = (weight.double() + scale * delta.reshape(weight.shape)).float()
+    return out
+
+
+def with_weights(model, unet_state, text_state):
+    clone = RandomSd.__new__(RandomSd)
+    clone.__dict__.update(model.__dict__)
+    clone.unet, clone.text = unet_state, text_state
+    return clone
+
+
+def compare(label, got, expected, bound, metric="max"):
+    judge(failures, label, got, expected, bound, metric)
+
+
+def refused(tmp, label, model_path, lora_path, expected):
+    result = subprocess.run([TILEDRAW, "forward", "-m", model_path, "--component", "unet", "--inputs",
+                             f"{tmp}/unet-in.safetensors", "-o", f"{tmp}/never.safetensors", "--lora", lora_path],
+                            capture_output=True, text=True)
+    message = result.stderr.strip()
+    ok = result.returncode == 2 and expected in message and not os.path.exists(f"{tmp}/never.safetensors")
+    print(f"{'ok' if ok else 'FAIL':4} {label}: {message}", flush=True)
+    if not ok:
+        failures.append(label)
+
+
+def check(tmp, label, model, path):
+    unet_a, text_a = random_adapter(unet_targets(model), 1, torch.half), random_adapter(text_targets(model), 2, torch.half)
+    unet_b, text_b = random_adapter(unet_targets(model), 3, torch.float), random_adapter(text_targets(model), 4, torch.float)
+    write_kohya(f"{tmp}/kohya.safetensors", unet_a, text_a)
+    write_peft(f"{tmp}/peft.safetensors", unet_b, text_b)
+
+    g = torch.Generator().manual_seed(5)
+    sample = torch.randn((2, 4, 8, 8), generator=g)
+    t = torch.tensor([999.0, 250.0])
+    ctx = torch.randn((2, 77, model.text_width), generator=g)
+    st_io.save(f"{tmp}/unet-in.safetensors", {"sample": sample, "timestep": t, "encoder_hidden_states": ctx})
+    ids = torch.tensor([c[0] for c in tokenize(path, "a (red:1.2) cube")]).reshape(1, -1).to(torch.int64)
+
+    kohya_scale = 0.8 * ALPHA / RANK
+    one = with_weights(model, merged(model.unet, unet_a, kohya_scale), merged(model.text, text_a, kohya_scale))
+    two = with_weights(model, merged(one.unet, unet_b, 0.5), merged(one.text, text_b, 0.5))
+    for name, loras, reference in (("kohya at 0.8", [f"{tmp}/kohya.safetensors:0.8"], one),
+                                   ("kohya at 0.8 + PEFT at 0.5", [f"{tmp}/kohya.safetensors:0.8",
+                                                                   f"{tmp}/peft.safetensors:0.5"], two)):
+        flags = [x for lora in loras for x in ("--lora", lora)]
+        expected = reference.unet_forward(sample, t, ctx)
+        got = st_io.load(run_forward(tmp, path, "unet", f"{tmp}/unet-in.safetensors", "float", flags))[0]["out"]
+        compare(f"{label} unet, {name}", got, expected, FLOAT_BOUND)
+        got = st_io.load(run_forward(tmp, path, "unet", f"{tmp}/unet-in.safetensors", "8bit-s", flags))[0]["out"]
+        compare(f"{label} unet, {name}, 8-bit S base", got, expected, INT8_BOUND, "rms")
+        # For the record: the adapters merged into the float weights, then all rounded to 8 bits.
+        reference.write_single_file(f"{tmp}/merged.safetensors")
+        requantized = st_io.load(run_forward(tmp, f"{tmp}/merged.safetensors", "unet", f"{tmp}/unet-in.safetensors",
+                                             "8bit-s", []))[0]["out"]
+        print(f"     ({label} unet, {name}: merged then rounded to 8-bit S: rms "
+              f"{((requantized - expected).pow(2).mean().sqrt() / expected.pow(2).mean().sqrt()).item():.2e})", flush=True)
+        st_io.save(f"{tmp}/text-in.safetensors", {"input_ids": ids})
+        got = st_io.load(run_forward(tmp, path, "text_encoder", f"{tmp}/text-in.safetensors", "float", flags))[0]
+        compare(f"{label} text_encoder, {name}", got["hidden_states"], reference.encode_text(ids), FLOAT_BOUND)
+    # A guided txt2img: the adapters on both the text encoder and the UNet.
+    initial, noise_path = fixed_noise(tmp, torch.Generator().manual_seed(6))
+    got = generate(tmp, path, "euler", "normal", PROMPT, noise_path,
+                   ("--lora", f"{tmp}/kohya.safetensors:0.8", "--lora", f"{tmp}/peft.safetensors:0.5"))
+    compare(f"{label} 4-step txt2img, kohya at 0.8 + PEFT at 0.5", got,
+            reference_loop(two, "euler", "normal", prompts(path, PROMPT), initial.numpy()), LOOP_BOUND)
+    # Without an adapter the model is its own again (nothing was merged).
+    compare(f"{label} unet without adapters", forward(tmp, path, "unet", {"sample": sample, "timestep": t,
+                                                                         "encoder_hidden_states": ctx}, "out"),
+            model.unet_forward(sample, t, ctx), FLOAT_BOUND)
+
+
+def run_forward(tmp, path, component, inputs, precision, flags):
+    out = f"{tmp}/out.safetensors"
+    result = subprocess.run([TILEDRAW, "forward", "-m", path, "--component", component, "--inputs", inputs, "-o", out,
+                             "--precision", precision, *flags], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"tiledraw forward {component} {' '.join(flags)} failed: {result.stderr.strip()}")
+    return out
+
+
+def check_refusals(tmp, model, path):
+    targets = unet_targets(model)
+    module, (down, up) = next(iter(random_adapter(targets, 9, torch.float).items()))
+    key = "lora_unet_" + module.replace(".", "_")
+    st_io.save(f"{tmp}/xl.safetensors", {"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight":
+                                         torch.ones(RANK, 1280), "lora_te2_text_model_encoder_layers_0_self_attn_q_proj"
+                                         ".lora_up.weight": torch.ones(1280, RANK)})
+    refused(tmp, "an adapter for another family", path, f"{tmp}/xl.safetensors",
+            "1 of 1 LoRA layers match no layer of")
+    bad = down.clone()
+    bad[0, 0] = float("nan")
+    st_io.save(f"{tmp}/nan.safetensors", {key + ".lora_down.weight": bad, key + ".lora_up.weight": up})
+    refused(tmp, "a NaN", path, f"{tmp}/nan.safetensors", f"'{key}.lora_down.weight' holds a value that is not finite")
+    st_io.save(f"{tmp}/rank.safetensors", {key + ".lora_down.weight": down, key + ".lora_up.weight": up[:, :RANK - 1]})
+    refused(tmp, "ranks that differ", path, f"{tmp}/rank.safetensors", f"'{key}.lora_up.weight'")
+    st_io.save(f"{tmp}/loha.safetensors", {key + ".hada_w1_a": up.flatten(1), key + ".hada_w1_b": down.flatten(1)})
+    refused(tmp, "a LoHa file", path, f"{tmp}/loha.safetensors", "is part of a LoHa adapter")
+
+
+def main():
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        sd1 = RandomSd("sd1", 700)
+        sd1.write_single_file(f"{tmp}/sd1.safetensors")
+        sd2 = RandomSd("sd2", 800)
+        sd2.write_single_file(f"{tmp}/sd2.safetensors")
+        check(tmp, "sd1 file", sd1, f"{tmp}/sd1.safetensors")
+        check(tmp, "sd2 file (OpenCLIP's fused in_proj)", sd2, f"{tmp}/sd2.safetensors")
+        check_refusals(tmp, sd1, f"{tmp}/sd1.safetensors")
+    if failures:
+        print("failed:", *failures, sep="\n  ")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
