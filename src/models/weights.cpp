@@ -34,7 +34,13 @@ kernels::AttentionMath attention_math(const LinearWeights& qkv) {
 int conv2d(runtime::Graph& g, int x, const LinearWeights& w, runtime::ConvWindow window) {
   const int y = w.weight ? g.conv2d(x, *w.weight, w.bias, window) : g.conv2d(x, w.float_weight, w.bias, window);
   g.label(y, w.name);
-  return y;
+  const runtime::LowRankBranch* branch = g.low_rank(w.identity());
+  if (!branch) return y;
+  // An adapter on a convolution (LoCon): its down factor convolves the same
+  // window down to the rank, its up factor is a 1x1 convolution back.
+  const int update = g.conv2d(g.conv2d(x, branch->down, nullptr, window), branch->up, nullptr,
+                              runtime::ConvWindow::square(1, 1, 0));
+  return g.binary(kernels::Binary::Add, y, update);
 }
 
 nlohmann::json model_config_json(const SafetensorsFile& file) {

@@ -52,6 +52,16 @@ def unet_targets(model):
                                                  ".proj_out."))}
 
 
+def locon_targets(model):
+    """The convolutions (and time projections) LoCon adds: every resnet's
+    conv1, conv2, conv_shortcut and time_emb_proj, and the samplers' convs."""
+    return {name[:-len(".weight")]: tuple(w.shape) for name, w in model.unet.items()
+            if name.endswith(".weight") and w.dim() >= 2 and (
+                (".resnets." in name and any(part in name for part in (".conv1.", ".conv2.", ".conv_shortcut.",
+                                                                         ".time_emb_proj.")))
+                or ".downsamplers.0.conv." in name or ".upsamplers.0.conv." in name)}
+
+
 def text_targets(model):
     return {name[:-len(".weight")]: tuple(w.shape) for name, w in model.text.items()
             if ".encoder.layers." in name and name.endswith(".weight") and w.dim() == 2}
@@ -59,14 +69,14 @@ def text_targets(model):
 
 def random_adapter(targets, seed, dtype, scale=0.2):
     """{module: (down [r, in, ...], up [out, r, ...])}, the values as a file
-    of `dtype` holds them: a 1x1 convolution's factors 4-D, as kohya-ss
-    writes them."""
+    of `dtype` holds them: a convolution's down factor [r, in, kh, kw] and
+    its up factor [out, r, 1, 1], as kohya-ss writes them."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for module, shape in sorted(targets.items()):
-        tail = (1, 1) if len(shape) == 4 else ()
-        down = (torch.randn((RANK, shape[1], *tail), generator=g) * scale).to(dtype).float()
-        up = (torch.randn((shape[0], RANK, *tail), generator=g) * scale).to(dtype).float()
+        convolution = len(shape) == 4
+        down = (torch.randn((RANK, *shape[1:]), generator=g) * scale).to(dtype).float()
+        up = (torch.randn((shape[0], RANK, *((1, 1) if convolution else ())), generator=g) * scale).to(dtype).float()
         out[module] = (down, up)
     return out
 
@@ -125,7 +135,9 @@ def refused(tmp, label, model_path, lora_path, expected):
 
 
 def check(tmp, label, model, path):
-    unet_a, text_a = random_adapter(unet_targets(model), 1, torch.half), random_adapter(text_targets(model), 2, torch.half)
+    # The kohya-ss adapter is a LoCon one: the resnets' and samplers' convolutions too.
+    unet_a = random_adapter({**unet_targets(model), **locon_targets(model)}, 1, torch.half)
+    text_a = random_adapter(text_targets(model), 2, torch.half)
     unet_b, text_b = random_adapter(unet_targets(model), 3, torch.float), random_adapter(text_targets(model), 4, torch.float)
     write_kohya(f"{tmp}/kohya.safetensors", unet_a, text_a)
     write_peft(f"{tmp}/peft.safetensors", unet_b, text_b)
@@ -140,8 +152,8 @@ def check(tmp, label, model, path):
     kohya_scale = 0.8 * ALPHA / RANK
     one = with_weights(model, merged(model.unet, unet_a, kohya_scale), merged(model.text, text_a, kohya_scale))
     two = with_weights(model, merged(one.unet, unet_b, 0.5), merged(one.text, text_b, 0.5))
-    for name, loras, reference in (("kohya at 0.8", [f"{tmp}/kohya.safetensors:0.8"], one),
-                                   ("kohya at 0.8 + PEFT at 0.5", [f"{tmp}/kohya.safetensors:0.8",
+    for name, loras, reference in (("kohya LoCon at 0.8", [f"{tmp}/kohya.safetensors:0.8"], one),
+                                   ("kohya LoCon at 0.8 + PEFT at 0.5", [f"{tmp}/kohya.safetensors:0.8",
                                                                    f"{tmp}/peft.safetensors:0.5"], two)):
         flags = [x for lora in loras for x in ("--lora", lora)]
         expected = reference.unet_forward(sample, t, ctx)
