@@ -130,14 +130,13 @@ void load_stable_diffusion(LoadedModel& m, const models::DetectedFamily& found, 
   const models::ClipTextEncoder& encoder = load_text_encoder(m, found, "text_encoder", o, accel);
   const text::ClipKind clip = sd2 ? text::ClipKind::OpenClipVitH14 : text::ClipKind::OpenAiVitL14;
   TokenizerOrWhy tokenizer = find_tokenizer(m, o, clip);
-  TextTower tower;
-  tower.encoder = &encoder;
-  if (tokenizer.tokenizer) tower.pad_id = text::padding_id(clip, *tokenizer.tokenizer);
   const int64_t stored = encoder.config().layers;
-  tower.counted_layers = sd2 && stored == 23 ? 24 : stored;
-  tower.default_clip_skip = sd2 ? 2 : 1;
+  const TextTower tower{.encoder = &encoder,
+                        .pad_id = tokenizer.tokenizer ? text::padding_id(clip, *tokenizer.tokenizer) : 0,
+                        .counted_layers = sd2 && stored == 23 ? 24 : stored,
+                        .default_clip_skip = sd2 ? 2 : 1};
   m.conditioner = std::make_unique<TextConditioner>(std::move(tokenizer.tokenizer), std::move(tokenizer.missing),
-                                                    TextEncoding{{tower}, false, false});
+                                                    TextEncoding{.towers = {tower}});
   m.model = std::move(model);
 }
 
@@ -150,10 +149,13 @@ void load_sdxl(LoadedModel& m, const models::DetectedFamily& found, const LoadOp
   unet.default_cfg_scale = 5.0;  // diffusers' SDXL pipeline
   auto model = load_unet(m, found, o, accel, unet);
   const models::UNetConfig& c = model->config();
-  TextTower first{&load_text_encoder(m, found, "text_encoder", o, accel), 0, 0, 2, false, false};
-  TextTower second{&load_text_encoder(m, found, "text_encoder_2", o, accel), 0, 0, 2, false, true};
-  first.counted_layers = first.encoder->config().layers;
-  second.counted_layers = second.encoder->config().layers;
+  // Both read at the penultimate layer as it is; the second also pools.
+  const auto tower = [&](const char* component, bool pooled) {
+    const models::ClipTextEncoder& encoder = load_text_encoder(m, found, component, o, accel);
+    return TextTower{.encoder = &encoder, .counted_layers = encoder.config().layers, .default_clip_skip = 2,
+                     .final_norm = false, .pooled = pooled};
+  };
+  TextTower first = tower("text_encoder", false), second = tower("text_encoder_2", true);
   const std::string where = found.components.at("diffusion_model").where();
   if (first.encoder->config().width + second.encoder->config().width != c.cross_attention_dim) {
     throw Error(where + ": the UNet reads a context " + std::to_string(c.cross_attention_dim) + " wide, the text encoders give " +
@@ -173,7 +175,9 @@ void load_sdxl(LoadedModel& m, const models::DetectedFamily& found, const LoadOp
   const bool zeros = !(index.is_object() && index.contains("force_zeros_for_empty_prompt") &&
                        index["force_zeros_for_empty_prompt"] == false);
   m.conditioner = std::make_unique<TextConditioner>(std::move(tokenizer.tokenizer), std::move(tokenizer.missing),
-                                                    TextEncoding{{first, second}, zeros, true});
+                                                    TextEncoding{.towers = {first, second},
+                                                                 .zeros_for_empty_negative = zeros,
+                                                                 .size_conditioning = true});
   m.model_info.size_conditioning = true;
   m.model = std::move(model);
 }
