@@ -27,6 +27,12 @@ struct ConvertOptions {
   // maps them), or all as rows (ComfyUI's int8 checkpoints). Weights already
   // 8-bit S are re-laid to match.
   Layout8BitS layout = Layout8BitS::Panels;
+  // Changes to float weights made before they are rounded or written (LoRA
+  // adapters baked in), by input file (its path as std::filesystem's
+  // weakly_canonical gives it) and tensor name: given rows [first_row,
+  // first_row + rows) of `cols` values in f32, it adds to them in place.
+  using RowsUpdate = std::function<void(int64_t first_row, int64_t rows, int64_t cols, float* values)>;
+  std::map<std::pair<std::string, std::string>, RowsUpdate> updates;
 };
 
 enum class TensorAction { Quantized, Kept, Copied };
@@ -46,6 +52,7 @@ struct ConvertReport {
   uint64_t bytes_out = 0;
   size_t quantized = 0;
   size_t panels = 0;  // 8-bit S weights written as panels
+  size_t updated = 0;  // tensors ConvertOptions::updates changed
   double worst_relative_error = 0.0;
   std::string worst_tensor;
   double mean_relative_error = 0.0;

@@ -11,6 +11,7 @@
 
 #include "tiledraw/accel.h"
 #include "tiledraw/checkpoint.h"
+#include "tiledraw/convert.h"
 #include "tiledraw/error.h"
 #include "tiledraw/image.h"
 #include "tiledraw/quant8s.h"
@@ -178,5 +179,14 @@ class Pipeline {
   void require_weights() const;  // an Error once generate_and_release has run
   std::unique_ptr<Impl> impl_;
 };
+
+// What bakes adapters into a checkpoint when it is converted
+// (ConvertOptions::updates): each adapter layer's update, added to the rows
+// of the stored tensor that holds them before they are rounded or written.
+// The model at `path` (a file or a diffusers folder) is loaded to learn where
+// each layer is stored, then released. An Error names adapter keys that match
+// no layer, as generating with them would.
+std::map<std::pair<std::string, std::string>, ConvertOptions::RowsUpdate> lora_updates(
+    const std::string& path, const std::vector<LoraRequest>& loras, const LoadOptions& options = {});
 
 }  // namespace tiledraw

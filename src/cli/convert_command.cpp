@@ -17,6 +17,7 @@ struct ConvertArgs {
   std::string output;
   ConvertOptions options;
   std::string tokenizer;
+  std::vector<std::string> loras;
   bool quiet = false;
   bool verbose = false;
 };
@@ -50,6 +51,10 @@ void run_convert(const ConvertArgs& args) {
   };
   const bool folder = std::filesystem::is_directory(args.input);
   if (folder && !args.tokenizer.empty()) throw Error("--tokenizer: a diffusers folder keeps its tokenizer in tokenizer/");
+  if (!args.loras.empty()) {
+    const std::vector<LoraRequest> loras = lora_flags(args.loras);
+    options.updates = for_flag("--lora", [&] { return lora_updates(args.input, loras, {.tokenizer = args.tokenizer}); });
+  }
   const ConvertReport report = folder ? convert_folder_to_8bit_s(args.input, args.output, options, report_progress)
                                       : convert_to_8bit_s(args.input, args.output, options, report_progress);
   progress.finish();
@@ -73,6 +78,7 @@ void run_convert(const ConvertArgs& args) {
               report.quantized, kept, copied);
   if (report.panels > 0) std::printf("  %zu 8-bit S weights stored as panels, the layout loading maps\n", report.panels);
   if (!tokenizer_source.empty()) std::printf("  embedded the CLIP tokenizer from %s\n", tokenizer_source.c_str());
+  if (!args.loras.empty()) std::printf("  baked %zu LoRA file(s) into %zu weights\n", args.loras.size(), report.updated);
   std::printf("  size %s -> %s (%.2fx smaller)\n", human_bytes(report.bytes_in).c_str(),
               human_bytes(report.bytes_out).c_str(),
               report.bytes_out ? static_cast<double>(report.bytes_in) / static_cast<double>(report.bytes_out) : 0.0);
@@ -106,6 +112,9 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("--config", args->options.config_json, "Model config (a JSON object) to record in the metadata");
   cmd->add_option("--tokenizer", args->tokenizer,
                   "CLIP vocabulary to embed (bpe_simple_vocab_16e6.txt.gz, vocab.json + merges.txt, or their folder)");
+  cmd->add_option("--lora", args->loras,
+                  "Bake a LoRA adapter into the weights, before they are rounded: FILE or FILE:STRENGTH (repeatable; "
+                  "--keep '*' writes a float checkpoint)");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress bar");
   cmd->add_flag("-v,--verbose", args->verbose, "List every tensor and what was done with it");
   cmd->callback([args] { run_convert(*args); });

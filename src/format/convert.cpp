@@ -70,9 +70,11 @@ Decision decide(const TensorInfo& t, const ConvertOptions& options, const std::s
   return {TensorAction::Quantized, ""};
 }
 
-// Quantizes a weight block by block, handing each block to `visit`.
+// Quantizes a weight block by block, after `update` (if any) changed its
+// floats, handing each block to `visit`.
 template <typename Visit>
-void quantize_blocks(const SafetensorsFile& file, const TensorInfo& t, Visit visit) {
+void quantize_blocks(const SafetensorsFile& file, const TensorInfo& t, const ConvertOptions::RowsUpdate* update,
+                     Visit visit) {
   const size_t rows = static_cast<size_t>(t.shape[0]);
   const size_t cols = rows == 0 ? 0 : static_cast<size_t>(t.numel()) / rows;
   const size_t block_rows = std::max<size_t>(1, kBlockElements / std::max<size_t>(cols, 1));
@@ -84,10 +86,22 @@ void quantize_blocks(const SafetensorsFile& file, const TensorInfo& t, Visit vis
   for (size_t r0 = 0; r0 < rows; r0 += block_rows) {
     const size_t n = std::min(block_rows, rows - r0);
     convert_to_f32(t.dtype, src + r0 * row_bytes, x.data(), n * cols);
+    if (update) (*update)(static_cast<int64_t>(r0), static_cast<int64_t>(n), static_cast<int64_t>(cols), x.data());
     quantize_rows_8bit_s(x.data(), n, cols, q.data(), scales.data());
     require_finite_scales(scales.data(), n, r0, file.path() + ": tensor '" + t.name + "'");
     visit(r0, n, cols, x.data(), q.data(), scales.data());
   }
+}
+
+// Floats back into a float dtype's bytes (round to nearest even).
+void write_f32_as(DType dtype, const std::vector<float>& x, std::span<std::byte> dst) {
+  if (dtype == DType::F32) {
+    std::memcpy(dst.data(), x.data(), x.size() * sizeof(float));
+    return;
+  }
+  if (dtype != DType::F16 && dtype != DType::BF16) throw Error(std::string("cannot write ") + std::string(dtype_name(dtype)));
+  auto* out = reinterpret_cast<uint16_t*>(dst.data());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = dtype == DType::F16 ? float_to_half(x[i]) : float_to_bf16(x[i]);
 }
 
 std::map<std::string, std::string> output_metadata(const SafetensorsFile& in, const ConvertOptions& options) {
@@ -121,6 +135,8 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
     return options.layout == Layout8BitS::Panels && fits_panels_8bit_s(rows, cols);
   };
 
+  const std::string canonical_path = std::filesystem::weakly_canonical(input_path).string();
+  size_t updated = 0;
   ConvertReport report;
   report.bytes_in = in.file_size();
   report.tensors.reserve(in.tensors().size());  // fills below keep pointers into it
@@ -149,8 +165,27 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
         continue;
       }
     }
+    const auto found = options.updates.find({canonical_path, t.name});
+    const ConvertOptions::RowsUpdate* update = found == options.updates.end() ? nullptr : &found->second;
+    if (update) {
+      ++updated;
+      if (already_8bit_s.count(t.name)) {
+        throw Error(input_path + ": '" + t.name + "' is 8-bit S already; bake adapters into the float weights it came from");
+      }
+    }
     if (decision.action != TensorAction::Quantized) {
-      out.push_back(TensorSource::from_bytes(t.name, t.dtype, t.shape, in.data(t)));
+      if (!update) {
+        out.push_back(TensorSource::from_bytes(t.name, t.dtype, t.shape, in.data(t)));
+        continue;
+      }
+      // Kept in float with the update added, in the dtype it had.
+      out.push_back({t.name, t.dtype, t.shape, [&in, &t, update](std::span<std::byte> dst) {
+                       const int64_t rows = t.shape[0], cols = t.numel() / rows;
+                       std::vector<float> x(static_cast<size_t>(t.numel()));
+                       convert_to_f32(t.dtype, in.data(t).data(), x.data(), x.size());
+                       (*update)(0, rows, cols, x.data());
+                       write_f32_as(t.dtype, x, dst);
+                     }});
       continue;
     }
     const std::string scale_name = scale_tensor_name(t.name);
@@ -163,10 +198,10 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
     const bool as_panels = written_as_panels(rows, cols);
     report.panels += as_panels;
     out.push_back({t.name, as_panels ? DType::U8 : DType::I8, t.shape, [&in, &t, &error_sq, &norm_sq, index, as_panels, rows,
-                                                                        cols](std::span<std::byte> dst) {
+                                                                        cols, update](std::span<std::byte> dst) {
                      std::vector<int8_t> rows_q(as_panels ? static_cast<size_t>(rows * cols) : 0);
                      auto* q_out = as_panels ? rows_q.data() : reinterpret_cast<int8_t*>(dst.data());
-                     quantize_blocks(in, t, [&](size_t r0, size_t n, size_t width, const float* x, const int8_t* q,
+                     quantize_blocks(in, t, update, [&](size_t r0, size_t n, size_t width, const float* x, const int8_t* q,
                                                 const float* scales) {
                        std::memcpy(q_out + r0 * width, q, n * width);
                        for (size_t r = 0; r < n; ++r) {
@@ -180,14 +215,20 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
                      });
                      if (as_panels) rows_to_panels_8bit_s(rows_q.data(), rows, cols, reinterpret_cast<uint8_t*>(dst.data()));
                    }});
-    out.push_back({scale_name, DType::F32, {t.shape[0]}, [&in, &t](std::span<std::byte> dst) {
-                     quantize_blocks(in, t, [&](size_t r0, size_t n, size_t, const float*, const int8_t*,
+    out.push_back({scale_name, DType::F32, {t.shape[0]}, [&in, &t, update](std::span<std::byte> dst) {
+                     quantize_blocks(in, t, update, [&](size_t r0, size_t n, size_t, const float*, const int8_t*,
                                                 const float* scales) {
                        std::memcpy(dst.data() + r0 * sizeof(float), scales, n * sizeof(float));
                      });
                    }});
   }
 
+  for (const auto& [where, update] : options.updates) {
+    if (where.first == canonical_path && !in.find(where.second)) {
+      throw Error(input_path + ": has no tensor '" + where.second + "' to update");
+    }
+  }
+  report.updated += updated;
   out.insert(out.end(), options.extra_tensors.begin(), options.extra_tensors.end());
   write_safetensors(output_path, std::move(out), metadata, progress);
 
@@ -249,6 +290,7 @@ ConvertReport convert_folder_to_8bit_s(const std::string& input_folder, const st
       report.bytes_out += part.bytes_out;
       report.quantized += part.quantized;
       report.panels += part.panels;
+      report.updated += part.updated;
       error_total += part.mean_relative_error * static_cast<double>(part.quantized);
       if (part.quantized && (report.worst_tensor.empty() || part.worst_relative_error > report.worst_relative_error)) {
         report.worst_relative_error = part.worst_relative_error;

@@ -184,12 +184,25 @@ ClipTextEncoder::ClipTextEncoder(const WeightView& view, const Accelerator& acce
   }
   std::tie(final_gamma_, final_beta_) = norm(kFinalNorm);
   layer_parts_ = weights_.layer_parts();
+  const size_t loaded_parts = layer_parts_.size();
   for (int64_t l = 0; l < config_.layers; ++l) {
     const LinearWeights& qkv = layers_[static_cast<size_t>(l)].qkv;
+    // The stored tensor holding row `row` of the layer, and where in it.
+    const auto stored = [&](int64_t row) {
+      for (size_t p = 0; p < loaded_parts; ++p) {
+        const LayerPart& part = layer_parts_[p];
+        if (part.layer == qkv.identity() && row >= part.first_row && row < part.first_row + part.rows) {
+          return std::make_pair(part.tensor, part.tensor_row + row - part.first_row);
+        }
+      }
+      return std::make_pair(std::string(), int64_t{0});
+    };
     const char* const projections[] = {"q_proj", "k_proj", "v_proj"};
     for (int64_t i = 0; i < 3; ++i) {
+      const auto [tensor, tensor_row] = stored(i * width);
       layer_parts_.push_back({{layer(l, std::string("self_attn.") + projections[i])}, qkv.identity(), i * width, width,
-                              3 * width, width, qkv.weight ? runtime::FloatWeight{} : qkv.float_weight});
+                              3 * width, width, qkv.weight ? runtime::FloatWeight{} : qkv.float_weight,
+                              weights_.path(), tensor, tensor_row});
     }
   }
   projection_ = read_projection(weights_.view(), width);

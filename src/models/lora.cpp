@@ -137,25 +137,33 @@ LoraFile read_lora(const std::string& path) {
   return out;
 }
 
-LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters,
-                                 LoraComponent component, const Accelerator& accel) {
+namespace {
+
+// One adapter layer matched to the model part it updates, at its scale.
+struct Update {
+  const LayerPart* part;
+  const LoraLayer* layer;
+  float scale;  // strength x alpha / rank
+};
+
+struct Matches {
+  std::vector<Update> updates;  // in the order the adapters give them
+  std::vector<std::string> unmatched;  // "FILE: KEY"
+};
+
+Matches match_layers(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters,
+                     LoraComponent component) {
   std::map<std::string, const LayerPart*> by_name;
   for (const LayerPart& part : parts) {
     for (const std::string& name : part.names) by_name.emplace(flattened(name), &part);
   }
-  // Each layer's updates, in the order the adapters give them.
-  struct Update {
-    const LayerPart* part;
-    const LoraLayer* layer;
-    float scale;
-  };
-  std::map<const void*, std::vector<Update>> updates;
+  Matches out;
   for (const WeightedLora& adapter : adapters) {
     for (const LoraLayer& layer : adapter.file->layers) {
       if (layer.component != component) continue;
       const auto it = by_name.find(layer.module);
       if (it == by_name.end()) {
-        unmatched_.push_back(adapter.file->path + ": " + layer.key);
+        out.unmatched.push_back(adapter.file->path + ": " + layer.key);
         continue;
       }
       const LayerPart& part = *it->second;
@@ -164,10 +172,22 @@ LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std:
                     std::to_string(layer.in) + "] weight, but the model's '" + part.names.front() + "' is [" +
                     std::to_string(part.rows) + ", " + std::to_string(part.cols) + "]");
       }
-      updates[part.layer].push_back({&part, &layer, adapter.strength * layer.scale});
-      ++matched_;
+      out.updates.push_back({&part, &layer, adapter.strength * layer.scale});
     }
   }
+  return out;
+}
+
+}  // namespace
+
+LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters,
+                                 LoraComponent component, const Accelerator& accel) {
+  Matches matches = match_layers(parts, adapters, component);
+  unmatched_ = std::move(matches.unmatched);
+  matched_ = matches.updates.size();
+  // Each layer's updates, in the order the adapters give them.
+  std::map<const void*, std::vector<Update>> updates;
+  for (const Update& u : matches.updates) updates[u.part->layer].push_back(u);
   for (const auto& [layer, list] : updates) {
     const LayerPart& whole = *list.front().part;
     const int64_t cols = whole.cols, rows = whole.layer_rows;
@@ -211,6 +231,32 @@ LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std:
     const PackedWeight* packed_down = packed_.emplace_back(accel.pack({q.data(), scales.data(), rank, cols})).get();
     const std::vector<float>& kept_up = floats_.emplace_back(std::move(up));
     layers_.branches.emplace(layer, runtime::LowRankBranch{packed_down, {kept_up.data(), rows, rank}});
+  }
+}
+
+StoredUpdates::StoredUpdates(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters,
+                             LoraComponent component) {
+  Matches matches = match_layers(parts, adapters, component);
+  unmatched_ = std::move(matches.unmatched);
+  matched_ = matches.updates.size();
+  for (const Update& u : matches.updates) {
+    Tensor& t = tensors_[{u.part->file, u.part->tensor}];
+    t.push_back({u.part->tensor_row, u.part->rows, u.layer->rank, u.layer->down, u.layer->up, u.scale});
+  }
+}
+
+void StoredUpdates::add(const Tensor& updates, int64_t first_row, int64_t rows, int64_t cols, float* values) {
+  for (const Rows& u : updates) {
+    const int64_t begin = std::max(first_row, u.first_row), end = std::min(first_row + rows, u.first_row + u.rows);
+#pragma omp parallel for schedule(static) if ((end - begin) * cols * u.rank > 1 << 20)
+    for (int64_t r = begin; r < end; ++r) {
+      float* out = values + (r - first_row) * cols;
+      for (int64_t c = 0; c < u.rank; ++c) {
+        const float up = u.up[static_cast<size_t>((r - u.first_row) * u.rank + c)] * u.scale;
+        const float* down = u.down.data() + c * cols;
+        for (int64_t k = 0; k < cols; ++k) out[k] += up * down[k];
+      }
+    }
   }
 }
 

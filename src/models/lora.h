@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,6 +74,35 @@ class LowRankAdapters {
   std::deque<std::vector<int8_t>> int8_;
   std::vector<std::unique_ptr<PackedWeight>> packed_;
   runtime::LayerAdapters layers_;
+  std::vector<std::string> unmatched_;
+  size_t matched_ = 0;
+};
+
+// A set of adapters matched to one component's parts for baking into a
+// checkpoint: each update is kept as its factors, by the file and tensor its
+// part is stored in, and added a block of rows at a time as a converter
+// reads the tensor.
+class StoredUpdates {
+ public:
+  // One update's rows of a stored tensor: up [rows, rank] x down [rank, cols] x scale.
+  struct Rows {
+    int64_t first_row, rows, rank;
+    std::vector<float> down, up;
+    float scale;
+  };
+  using Tensor = std::vector<Rows>;
+
+  StoredUpdates(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters, LoraComponent component);
+  // By {file, tensor}.
+  const std::map<std::pair<std::string, std::string>, Tensor>& tensors() const { return tensors_; }
+  const std::vector<std::string>& unmatched() const { return unmatched_; }
+  size_t matched() const { return matched_; }
+
+  // Adds a tensor's updates to its rows [first_row, first_row + rows) of `cols` values.
+  static void add(const Tensor& updates, int64_t first_row, int64_t rows, int64_t cols, float* values);
+
+ private:
+  std::map<std::pair<std::string, std::string>, Tensor> tensors_;
   std::vector<std::string> unmatched_;
   size_t matched_ = 0;
 };

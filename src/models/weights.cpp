@@ -265,6 +265,8 @@ LinearWeights WeightStore::load_layer(const std::vector<std::string>& prefixes, 
       if (weight_names.size() == 1 && part.names.front() != prefix) part.names.push_back(prefix);
       part.first_row = rows;
       part.rows = part_rows;
+      part.file = path();
+      part.tensor = t.name;
       layer_parts.push_back(std::move(part));
       cols = part_cols;
       rows += part_rows;

@@ -40,6 +40,10 @@ struct LayerPart {
   int64_t first_row = 0, rows = 0;  // the part's rows in the layer
   int64_t layer_rows = 0, cols = 0;  // the whole layer's output and input widths (a convolution's in x kh x kw)
   runtime::FloatWeight float_weight{};  // the layer's float weight; none when it is 8-bit S
+  // Where the part's rows are stored: the file, the tensor's full name and
+  // the part's first row in it (for baking adapters into a checkpoint).
+  std::string file{}, tensor{};
+  int64_t tensor_row = 0;
 };
 
 // The layer as an op labelled with the layer's name.

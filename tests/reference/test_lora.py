@@ -30,6 +30,9 @@ scale of 1). Checked with `tiledraw forward --lora FILE:STRENGTH`:
   included; lora_te1_ and lora_te2_) on the single file (OpenCLIP's fused
   in_proj) and on a diffusers folder (diffusers' UNet names): both text
   encoders, the pooled text and the UNet;
+- `convert --lora` bakes the adapters into a checkpoint: the SD 1.x/2.x
+  files kept in float (--keep '*', within 1e-4) and as 8-bit S (within its
+  bound), the SDXL folder in float;
 - refused, naming the file and key: an adapter for another family (SDXL's
   lora_te2_ keys), a NaN, factors whose ranks differ, a LoHa file."""
 import os
@@ -191,6 +194,17 @@ def check(tmp, label, model, path):
         st_io.save(f"{tmp}/text-in.safetensors", {"input_ids": ids})
         got = st_io.load(run_forward(tmp, path, "text_encoder", f"{tmp}/text-in.safetensors", "float", flags))[0]
         compare(f"{label} text_encoder, {name}", got["hidden_states"], reference.encode_text(ids), FLOAT_BOUND)
+    # Baked into a checkpoint by `convert --lora`: kept in float, and rounded to 8-bit S.
+    for precision, keep, bound, metric in (("float", ["--keep", "*"], FLOAT_BOUND, "max"), ("8bit-s", [], INT8_BOUND, "rms")):
+        baked = f"{tmp}/baked-{precision}.safetensors"
+        subprocess.run([TILEDRAW, "convert", "-q", path, baked, *keep, "--lora", f"{tmp}/kohya.safetensors:0.8"],
+                       check=True, capture_output=True)
+        got = st_io.load(run_forward(tmp, baked, "unet", f"{tmp}/unet-in.safetensors", precision, []))[0]["out"]
+        compare(f"{label} convert --lora kohya:0.8 ({precision}): unet", got, one.unet_forward(sample, t, ctx), bound, metric)
+        if precision == "float":
+            got = st_io.load(run_forward(tmp, baked, "text_encoder", f"{tmp}/text-in.safetensors", "float", []))[0]
+            compare(f"{label} convert --lora kohya:0.8 (float): text_encoder", got["hidden_states"], one.encode_text(ids),
+                    FLOAT_BOUND)
     # A guided txt2img: the adapters on both the text encoder and the UNet.
     initial, noise_path = fixed_noise(tmp, torch.Generator().manual_seed(6))
     got = generate(tmp, path, "euler", "normal", PROMPT, noise_path,
@@ -248,6 +262,13 @@ def check_sdxl(tmp):
         got = st_io.load(run_forward(tmp, path, "text_encoder", f"{tmp}/xl-text-in.safetensors", "float", flags))[0]
         compare(f"{label} both text encoders, kohya SDXL at 0.7", got["hidden_states"], hidden, FLOAT_BOUND)
         compare(f"{label} pooled text, kohya SDXL at 0.7", got["pooled"], pooled_out, FLOAT_BOUND)
+    # Baked into a new diffusers folder, kept in float.
+    subprocess.run([TILEDRAW, "convert", "-q", f"{tmp}/xl-diffusers", f"{tmp}/xl-baked", "--keep", "*", "--lora",
+                    f"{tmp}/xl-lora.safetensors:0.7"], check=True, capture_output=True)
+    got = st_io.load(run_forward(tmp, f"{tmp}/xl-baked", "unet", f"{tmp}/xl-unet-in.safetensors", "float", []))[0]["out"]
+    compare("sdxl folder convert --lora (float): unet", got, expected, FLOAT_BOUND)
+    got = st_io.load(run_forward(tmp, f"{tmp}/xl-baked", "text_encoder", f"{tmp}/xl-text-in.safetensors", "float", []))[0]
+    compare("sdxl folder convert --lora (float): both text encoders", got["hidden_states"], hidden, FLOAT_BOUND)
 
 
 def relative_rms(error, reference):
