@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "pipeline/loading.h"
+#include "pipeline/lora_prompt.h"
 #include "tiledraw/error.h"
 
 namespace tiledraw::pipeline {
@@ -66,6 +67,22 @@ Adapters match_adapters(const LoadedModel& m, LoraCache& cache, const std::vecto
                 (unmatched.size() > 3 ? ", ..." : ""));
   }
   return out;
+}
+
+std::vector<LoraRequest> prompt_loras(const LoadedModel& m, std::string_view prompt) {
+  std::vector<LoraRequest> loras;
+  for (const LoraTag& tag : parse_lora_tags(prompt).tags) {
+    if (!m.lora_folder) throw Error(tag.text + ": no LoRA folder is set to look '" + tag.name + "' up in");
+    loras.push_back({m.lora_folder->find(tag), tag.unet_strength, tag.text_strength});
+  }
+  return loras;
+}
+
+std::vector<LoraRequest> request_loras(const LoadedModel& m, const GenerationRequest& r) {
+  std::vector<LoraRequest> loras = r.loras;
+  const std::vector<LoraRequest> tagged = prompt_loras(m, r.prompt);
+  loras.insert(loras.end(), tagged.begin(), tagged.end());
+  return loras;
 }
 
 }  // namespace tiledraw::pipeline

@@ -4,6 +4,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "models/lora.h"
@@ -37,5 +38,12 @@ struct Adapters {
 // The request's adapters matched to the model's layers; an Error names the
 // keys that matched no layer (an adapter for another family).
 Adapters match_adapters(const LoadedModel& model, LoraCache& cache, const std::vector<LoraRequest>& loras);
+
+// The adapters the tags of `prompt` name, found in the model's LoRA folder;
+// an Error names a tag that is malformed or names no file there.
+std::vector<LoraRequest> prompt_loras(const LoadedModel& model, std::string_view prompt);
+
+// The request's own adapters followed by its prompt's.
+std::vector<LoraRequest> request_loras(const LoadedModel& model, const GenerationRequest& request);
 
 }  // namespace tiledraw::pipeline
