@@ -96,26 +96,6 @@ TEST(LoraPrompt, AMalformedTagIsAnErrorNamingIt) {
             "<LORA:style>: an extra network of kind 'LORA'; only LoRA tags are read (<lora:NAME:STRENGTH>, or <lyco:...>)");
 }
 
-// Adapter files for the bundled text-to-image model (SD 1.x layout, width
-// 64 and 128 in its first block, 128 in its text encoder): one layer of the
-// UNet's self-attention, one of its cross-attention and one of the text
-// encoder, random (no alpha: a scale of 1).
-const test::TensorShapes kUnetLayers = {
-    {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight", {4, 64}},
-    {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight", {64, 4}},
-    {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_v.lora_down.weight", {4, 128}},
-    {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_v.lora_up.weight", {64, 4}}};
-const test::TensorShapes kTextLayers = {{"lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", {4, 128}},
-                                        {"lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", {128, 4}}};
-
-void write_adapter(const std::string& path, const std::map<std::string, std::string>& metadata, bool text = true) {
-  test::TensorShapes shapes = kUnetLayers;
-  if (text) shapes.insert(shapes.end(), kTextLayers.begin(), kTextLayers.end());
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  // The same seeds for the same layer whether or not the text encoder's come along.
-  test::write_random_safetensors(path, shapes, metadata, 1, 0.5f);
-}
-
 std::string found(const pipeline::LoraFolder& folder, const std::string& name) {
   try {
     return std::filesystem::relative(folder.find({"<lora:" + name + ">", name, 1, 1}), folder.path()).string();
@@ -127,14 +107,14 @@ std::string found(const pipeline::LoraFolder& folder, const std::string& name) {
 TEST(LoraFolder, FindsAFileByNameOrAliasAsA1111Does) {
   test::TempDir dir;
   const std::string root = dir.path().string();
-  write_adapter(dir.file("style.safetensors"), {{"ss_output_name", "fancy"}, {"ss_network_dim", "4"}});
-  write_adapter(dir.file("sub/deep/detail.SAFETENSORS"), {});
-  write_adapter(dir.file("one.safetensors"), {{"ss_output_name", "shared"}});
-  write_adapter(dir.file("two.safetensors"), {{"ss_output_name", "shared"}});
-  write_adapter(dir.file("three.safetensors"), {{"ss_output_name", "style"}});  // another file's name
-  write_adapter(dir.file(".hidden/secret.safetensors"), {});
-  write_adapter(dir.file("a/twin.safetensors"), {});
-  write_adapter(dir.file("b/twin.safetensors"), {});
+  test::write_bundled_model_lora(dir.file("style.safetensors"), {{"ss_output_name", "fancy"}, {"ss_network_dim", "4"}});
+  test::write_bundled_model_lora(dir.file("sub/deep/detail.SAFETENSORS"), {});
+  test::write_bundled_model_lora(dir.file("one.safetensors"), {{"ss_output_name", "shared"}});
+  test::write_bundled_model_lora(dir.file("two.safetensors"), {{"ss_output_name", "shared"}});
+  test::write_bundled_model_lora(dir.file("three.safetensors"), {{"ss_output_name", "style"}});  // another file's name
+  test::write_bundled_model_lora(dir.file(".hidden/secret.safetensors"), {});
+  test::write_bundled_model_lora(dir.file("a/twin.safetensors"), {});
+  test::write_bundled_model_lora(dir.file("b/twin.safetensors"), {});
   test::write_text(dir.file("notes.txt"), "not an adapter");
   test::write_text(dir.file("broken.safetensors"), "not a safetensors file");
   std::filesystem::create_directory_symlink("..", dir.file("sub/up"));  // a loop, followed once
@@ -172,7 +152,7 @@ TEST(LoraFolder, KeepsItsListingUntilRefreshed) {
   test::TempDir dir;
   const pipeline::LoraFolder folder(dir.path().string());
   EXPECT_TRUE(folder.entries().empty());
-  write_adapter(dir.file("new.safetensors"), {});
+  test::write_bundled_model_lora(dir.file("new.safetensors"), {});
   EXPECT_THAT(found(folder, "new"), HasSubstr("no adapter named 'new'")) << "the listing read before the file came";
   const_cast<pipeline::LoraFolder&>(folder).refresh();
   EXPECT_EQ(found(folder, "new"), "new.safetensors");
@@ -189,8 +169,8 @@ class LoraTags : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     folder_ = new test::TempDir();
-    write_adapter(folder_->file("style.safetensors"), {{"ss_output_name", "fancy"}});
-    write_adapter(folder_->file("parts/unet-part.safetensors"), {}, false);
+    test::write_bundled_model_lora(folder_->file("style.safetensors"), {{"ss_output_name", "fancy"}});
+    test::write_bundled_model_lora(folder_->file("parts/unet-part.safetensors"), {}, false);
     LoadOptions options;
     options.lora_dir = folder_->path().string();
     pipeline_ = Pipeline::load(model_path(), options).release();
