@@ -265,5 +265,28 @@ TEST_F(LoraTags, PromptLorasNamesTheFilesAndRefusesWhatCannotRun) {
   EXPECT_TRUE(without_folder->prompt_loras("a white sneaker").empty());
 }
 
+// Files are read once; refreshing the folder reads them again, as a file
+// retrained under the same name needs.
+TEST(LoraFolderRefresh, ReadsChangedFilesAgain) {
+  test::TempDir dir;
+  const std::string lora = dir.file("style.safetensors");
+  test::write_bundled_model_lora(lora, {});
+  LoadOptions options;
+  options.lora_dir = dir.path().string();
+  const auto pipeline = Pipeline::load(std::string(TILEDRAW_SOURCE_DIR) + "/models/fashion-sd-8bit-s.safetensors", options);
+  GenerationRequest request;
+  request.prompt = "a bag <lora:style>";
+  request.steps = 2;
+  const std::vector<float> first = pipeline->generate(request).latents.data;
+  test::write_random_safetensors(
+      lora,
+      {{"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight", {4, 64}},
+       {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight", {64, 4}}},
+      {}, 9, 0.5f);
+  EXPECT_EQ(pipeline->generate(request).latents.data, first) << "the file as first read";
+  pipeline->refresh_lora_folder();
+  EXPECT_NE(pipeline->generate(request).latents.data, first) << "the file as it is now";
+}
+
 }  // namespace
 }  // namespace tiledraw

@@ -193,7 +193,8 @@ class Pipeline {
   // NAME that the folder does not hold, or no folder.
   std::vector<LoraRequest> prompt_loras(const std::string& prompt) const;
   // The LoRA folder's adapters (none without one), read when first needed;
-  // after refresh_lora_folder, the next use reads the folder again.
+  // after refresh_lora_folder, the next use reads the folder again, and
+  // adapter files read before (a file retrained under the same name).
   std::vector<LoraFolderEntry> lora_folder() const;
   void refresh_lora_folder() const;
 

@@ -18,6 +18,11 @@ std::shared_ptr<const models::LoraFile> LoraCache::get(const std::string& path) 
   return files_.emplace(path, std::move(file)).first->second;
 }
 
+void LoraCache::clear() {
+  std::lock_guard lock(mutex_);
+  files_.clear();
+}
+
 std::vector<const runtime::LowRankBranches*> Adapters::text_branches() const {
   std::vector<const runtime::LowRankBranches*> out;
   for (const auto& adapters : text) out.push_back(adapters->branches());

@@ -21,6 +21,8 @@ struct LoadedModel;
 class LoraCache {
  public:
   std::shared_ptr<const models::LoraFile> get(const std::string& path);
+  // Later uses read the files again (changed since); generations running keep theirs.
+  void clear();
 
  private:
   std::mutex mutex_;

@@ -87,6 +87,7 @@ std::vector<LoraFolderEntry> Pipeline::lora_folder() const {
 
 void Pipeline::refresh_lora_folder() const {
   if (impl_->loaded->lora_folder) impl_->loaded->lora_folder->refresh();
+  impl_->loaded->loras.clear();
 }
 
 void Pipeline::require_weights() const {
