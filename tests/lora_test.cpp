@@ -4,6 +4,7 @@
 #include <span>
 
 #include "models/lora.h"
+#include "tiledraw/accel.h"
 #include "test_util.h"
 #include "tiledraw/error.h"
 
@@ -11,6 +12,7 @@ namespace tiledraw {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::FloatNear;
 using ::testing::HasSubstr;
 
 void write_f32(const std::string& path, const std::vector<std::pair<std::string, std::vector<float>>>& tensors,
@@ -99,10 +101,11 @@ TEST(Lora, RefusesWhatItCannotRunNamingFileAndKey) {
               HasSubstr("'stray' is not part of a LoRA layer"));
 }
 
-// The branch of a fused layer: each adapter's update on its part's rows,
-// scaled by strength x alpha / rank, the other rows zero; two adapters side
-// by side along the rank.
-TEST(Lora, BranchesPutEachUpdateOnItsRowsOfTheFusedLayer) {
+// A fused layer under two adapters: each update on its part's rows, scaled
+// by strength x alpha / rank, the other rows untouched; the two side by side
+// along the rank. A float layer gets W + up x down; an 8-bit S one a branch
+// whose factors are those, quantized.
+TEST(Lora, EachUpdateLandsOnItsRowsOfTheFusedLayer) {
   test::TempDir dir;
   // The memo's hand-checked case: rank 2, alpha 1, strength 0.5.
   write_f32(dir.file("k.safetensors"),
@@ -113,36 +116,63 @@ TEST(Lora, BranchesPutEachUpdateOnItsRowsOfTheFusedLayer) {
   write_f32(dir.file("q.safetensors"),
             {{"lora_te_layer_q_proj.lora_down.weight", {5, 6}}, {"lora_te_layer_q_proj.lora_up.weight", {1, 2, 3}}},
             {{1, 2}, {3, 1}});
-  const int fused = 0;  // the layer's identity
-  const std::vector<models::LayerPart> parts = {{{"layer.q_proj"}, &fused, 0, 3, 9, 2},
-                                                {{"layer.k_proj"}, &fused, 3, 3, 9, 2},
-                                                {{"layer.v_proj"}, &fused, 6, 3, 9, 2}};
   const auto k = std::make_shared<const models::LoraFile>(models::read_lora(dir.file("k.safetensors")));
   const auto q = std::make_shared<const models::LoraFile>(models::read_lora(dir.file("q.safetensors")));
-  const models::LowRankAdapters adapters(parts, {{k, 0.5f}, {q, 2.0f}}, models::LoraComponent::TextEncoder);
-  EXPECT_EQ(adapters.matched(), 2u);
-  ASSERT_TRUE(adapters.branches());
-  const runtime::LowRankBranch& branch = adapters.branches()->at(&fused);
-  ASSERT_EQ(branch.down.n, 3);
-  ASSERT_EQ(branch.down.k, 2);
-  EXPECT_THAT(std::vector<float>(branch.down.data, branch.down.data + 6), ElementsAre(1, 2, 3, 4, 5, 6));
+  const auto accel = make_accelerator("ref");
+  const std::vector<float> ones(18, 1.0f);
+  const auto fused_parts = [&](const void* identity, runtime::FloatWeight float_weight) {
+    return std::vector<models::LayerPart>{{{"layer.q_proj"}, identity, 0, 3, 9, 2, float_weight},
+                                          {{"layer.k_proj"}, identity, 3, 3, 9, 2, float_weight},
+                                          {{"layer.v_proj"}, identity, 6, 3, 9, 2, float_weight}};
+  };
+
+  // Float: merged. q's rows get 2 x 1 x up x [5, 6], k's 0.5 x (1 / 2) x up x
+  // [[1, 2], [3, 4]], v's nothing; the base weight (all ones) is not written.
+  const models::LowRankAdapters merged(fused_parts(ones.data(), {ones.data(), 9, 2}), {{k, 0.5f}, {q, 2.0f}},
+                                       models::LoraComponent::TextEncoder, *accel);
+  EXPECT_EQ(merged.matched(), 2u);
+  ASSERT_TRUE(merged.layers());
+  EXPECT_TRUE(merged.layers()->branches.empty());
+  const runtime::FloatWeight& w = merged.layers()->merged.at(ones.data());
+  ASSERT_EQ(w.n, 9);
+  ASSERT_EQ(w.k, 2);
+  EXPECT_THAT(std::vector<float>(w.data, w.data + 18), ElementsAre(11, 13, 21, 25, 31, 37,            // q
+                                                                    1.25f, 1.5f, 1.75f, 2, 2, 2.5f,  // k
+                                                                    1, 1, 1, 1, 1, 1));              // v
+  EXPECT_EQ(ones, std::vector<float>(18, 1.0f));
+
+  // 8-bit S: a branch, down [3, 2] (both adapters' downs stacked, quantized)
+  // and up [9, 3] in f32.
+  const int fused = 0;  // the 8-bit S layer's identity
+  const models::LowRankAdapters beside(fused_parts(&fused, {}), {{k, 0.5f}, {q, 2.0f}}, models::LoraComponent::TextEncoder,
+                                       *accel);
+  ASSERT_TRUE(beside.layers());
+  EXPECT_TRUE(beside.layers()->merged.empty());
+  const runtime::LowRankBranch& branch = beside.layers()->branches.at(&fused);
+  ASSERT_EQ(branch.down->n(), 3);
+  ASSERT_EQ(branch.down->k(), 2);
+  std::vector<float> down;
+  for (int64_t i = 0; i < 6; ++i) down.push_back(branch.down->source().q[i] * branch.down->source().scale[i / 2]);
+  EXPECT_THAT(down, ElementsAre(FloatNear(1, 0.01f), FloatNear(2, 0.01f), FloatNear(3, 0.02f), FloatNear(4, 0.02f),
+                                FloatNear(5, 0.03f), FloatNear(6, 0.03f)));
   ASSERT_EQ(branch.up.n, 9);
   ASSERT_EQ(branch.up.k, 3);
-  // k's rows 3-5 carry 0.5 x (1 / 2) x up, q's rows 0-2 carry 2 x 1 x up, v's none.
   EXPECT_THAT(std::vector<float>(branch.up.data, branch.up.data + 27),
               ElementsAre(0, 0, 2, 0, 0, 4, 0, 0, 6,                    // q
                           0.25f, 0, 0, 0, 0.25f, 0, 0.25f, 0.25f, 0,    // k
                           0, 0, 0, 0, 0, 0, 0, 0, 0));                  // v
 
   // A layer the parts do not have is listed, not applied.
-  const models::LowRankAdapters other({{{"layer.v_proj"}, &fused, 6, 3, 9, 2}}, {{k, 1.0f}}, models::LoraComponent::TextEncoder);
+  const models::LowRankAdapters other({{{"layer.v_proj"}, &fused, 6, 3, 9, 2}}, {{k, 1.0f}}, models::LoraComponent::TextEncoder,
+                                      *accel);
   EXPECT_EQ(other.matched(), 0u);
   EXPECT_THAT(other.unmatched(), ElementsAre(dir.file("k.safetensors") + ": lora_te_layer_k_proj"));
-  EXPECT_FALSE(other.branches());
+  EXPECT_FALSE(other.layers());
   // Factors of the wrong width for the part they name are an error.
-  EXPECT_THAT([&] { models::LowRankAdapters({{{"layer.k_proj"}, &fused, 3, 3, 9, 5}}, {{k, 1.0f}}, models::LoraComponent::TextEncoder); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("k.safetensors: 'lora_te_layer_k_proj' updates a [3, 2] weight, "
-                                                        "but the model's 'layer.k_proj' is [3, 5]")));
+  EXPECT_THAT([&] {
+    models::LowRankAdapters({{{"layer.k_proj"}, &fused, 3, 3, 9, 5}}, {{k, 1.0f}}, models::LoraComponent::TextEncoder, *accel);
+  }, ::testing::ThrowsMessage<Error>(HasSubstr("k.safetensors: 'lora_te_layer_k_proj' updates a [3, 2] weight, "
+                                               "but the model's 'layer.k_proj' is [3, 5]")));
 }
 
 }  // namespace

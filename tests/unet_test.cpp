@@ -228,10 +228,10 @@ TEST(UNetModel, AdaptersRunBesideTheWeightsAndLeaveThemAsTheyWere) {
                      TensorSource::from_bytes(key + ".lora_up.weight", DType::F32, {part->rows, 2}, std::as_bytes(std::span(up)))},
                     {});
   const auto lora = std::make_shared<const models::LoraFile>(models::read_lora(dir.file("lora.safetensors")));
-  const models::LowRankAdapters adapters(model.layer_parts(), {{lora, 1.0f}}, models::LoraComponent::Unet);
+  const models::LowRankAdapters adapters(model.layer_parts(), {{lora, 1.0f}}, models::LoraComponent::Unet, *accel);
   ASSERT_EQ(adapters.matched(), 1u) << key;
   models::GraphShape adapted = shape;
-  adapted.low_rank = adapters.branches();
+  adapted.adapters = adapters.layers();
   EXPECT_NE(forward(model, *accel, adapted), plain);
   EXPECT_EQ(snapshot(), before) << "the 8-bit S weights and scales are untouched";
   EXPECT_EQ(forward(model, *accel, shape), plain);

@@ -189,7 +189,7 @@ ClipTextEncoder::ClipTextEncoder(const WeightView& view, const Accelerator& acce
     const char* const projections[] = {"q_proj", "k_proj", "v_proj"};
     for (int64_t i = 0; i < 3; ++i) {
       layer_parts_.push_back({{layer(l, std::string("self_attn.") + projections[i])}, qkv.identity(), i * width, width,
-                              3 * width, width});
+                              3 * width, width, qkv.weight ? runtime::FloatWeight{} : qkv.float_weight});
     }
   }
   projection_ = read_projection(weights_.view(), width);
@@ -207,7 +207,7 @@ std::unique_ptr<ClipTextEncoder::Graph> ClipTextEncoder::build(int64_t batch, co
   runtime::Graph& g = model->graph;
   const auto final_norm = [&](int x) { return g.layer_norm(x, final_gamma_, final_beta_, c.layer_norm_eps); };
   const auto take = [&](int x) { return outputs.final_norm ? final_norm(x) : x; };
-  g.set_low_rank(outputs.low_rank);
+  g.set_adapters(outputs.adapters);
   model->ids = g.input({batch, c.positions});
   const int embedded = g.reshape(g.embedding(model->ids, token_table_, c.vocabulary, c.width), {batch, c.positions * c.width});
   int x = g.reshape(g.binary(kernels::Binary::Add, embedded, g.constant({c.positions * c.width}, position_table_)),

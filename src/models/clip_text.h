@@ -45,7 +45,7 @@ class ClipTextEncoder {
     int64_t layers = 0;
     bool final_norm = true;
     bool for_pooling = false;
-    const runtime::LowRankBranches* low_rank = nullptr;  // adapters beside the layers (LoRA)
+    const runtime::LayerAdapters* adapters = nullptr;  // LoRA
   };
   struct Graph {
     runtime::Graph graph;

@@ -59,7 +59,7 @@ struct ModelGraph {
 struct GraphShape {
   int64_t batch = 1, height = 0, width = 0;  // latents
   int64_t context_tokens = 0;                // text context length, for models that read one
-  const runtime::LowRankBranches* low_rank = nullptr;  // adapters beside the layers (LoRA), for models that take them
+  const runtime::LayerAdapters* adapters = nullptr;  // LoRA, for models that take them
 };
 
 class DiffusionModel {

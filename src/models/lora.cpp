@@ -8,6 +8,7 @@
 
 #include "tiledraw/dtype.h"
 #include "tiledraw/error.h"
+#include "tiledraw/quant8s.h"
 #include "tiledraw/safetensors.h"
 
 namespace tiledraw::models {
@@ -137,7 +138,7 @@ LoraFile read_lora(const std::string& path) {
 }
 
 LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters,
-                                 LoraComponent component) {
+                                 LoraComponent component, const Accelerator& accel) {
   std::map<std::string, const LayerPart*> by_name;
   for (const LayerPart& part : parts) {
     for (const std::string& name : part.names) by_name.emplace(flattened(name), &part);
@@ -168,11 +169,13 @@ LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std:
     }
   }
   for (const auto& [layer, list] : updates) {
-    const int64_t cols = list.front().part->cols, rows = list.front().part->layer_rows;
+    const LayerPart& whole = *list.front().part;
+    const int64_t cols = whole.cols, rows = whole.layer_rows;
     int64_t rank = 0;
     for (const Update& u : list) rank += u.layer->rank;
-    std::vector<float>& down = storage_.emplace_back();
-    std::vector<float>& up = storage_.emplace_back(static_cast<size_t>(rows * rank), 0.0f);
+    // The factors of all updates side by side: down [rank, cols] stacked,
+    // up [rows, rank] with each update's scaled rows in its part's rows.
+    std::vector<float> down, up(static_cast<size_t>(rows * rank), 0.0f);
     int64_t column = 0;
     for (const Update& u : list) {
       down.insert(down.end(), u.layer->down.begin(), u.layer->down.end());
@@ -184,7 +187,30 @@ LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std:
       }
       column += u.layer->rank;
     }
-    branches_.emplace(layer, runtime::LowRankBranch{{down.data(), rank, cols}, {up.data(), rows, rank}});
+    if (whole.float_weight.data) {
+      // W + up x down, in f32 whatever the files' dtypes.
+      std::vector<float>& merged = floats_.emplace_back(whole.float_weight.data, whole.float_weight.data + rows * cols);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        float* out = merged.data() + r * cols;
+        for (int64_t c = 0; c < rank; ++c) {
+          const float u = up[static_cast<size_t>(r * rank + c)];
+          if (u == 0.0f) continue;
+          const float* d = down.data() + c * cols;
+          for (int64_t k = 0; k < cols; ++k) out[k] += u * d[k];
+        }
+      }
+      layers_.merged.emplace(layer, runtime::FloatWeight{merged.data(), rows, cols});
+      continue;
+    }
+    // 8-bit S: the down factor quantized per row (each adapter's rows keep
+    // their own scales) and packed, the up factor kept as it is.
+    std::vector<int8_t>& q = int8_.emplace_back(down.size());
+    std::vector<float>& scales = floats_.emplace_back(static_cast<size_t>(rank));
+    quantize_rows_8bit_s(down.data(), static_cast<size_t>(rank), static_cast<size_t>(cols), q.data(), scales.data());
+    const PackedWeight* packed_down = packed_.emplace_back(accel.pack({q.data(), scales.data(), rank, cols})).get();
+    const std::vector<float>& kept_up = floats_.emplace_back(std::move(up));
+    layers_.branches.emplace(layer, runtime::LowRankBranch{packed_down, {kept_up.data(), rows, rank}});
   }
 }
 

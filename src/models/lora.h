@@ -46,23 +46,33 @@ struct WeightedLora {
   float strength = 1.0f;
 };
 
-// The low-rank branches of one model component's layers: every adapter's
-// layers for `component` matched to `parts`, several on one layer (or on the
-// q, k and v rows of a fused one) concatenated into one branch. The branches
-// point into the object, which must outlive the graphs built with them.
+// What one model component's layers run with under a set of adapters: every
+// adapter's layers for `component` matched to `parts` (several on one layer,
+// or on the q, k and v rows of a fused one, concatenated along the rank).
+// An 8-bit S layer gets a branch beside it (runtime::LowRankBranch: the down
+// factor quantized to 8-bit S and packed by `accel`, the up factor in f32); a
+// float layer gets a copy of its weight with the update merged in. The base weights are never written: a new set of
+// adapters is a new object, and dropping it is the un-merge. Graphs built
+// with it point into it, so it must outlive them.
 class LowRankAdapters {
  public:
-  LowRankAdapters(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters, LoraComponent component);
+  LowRankAdapters(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters, LoraComponent component,
+                  const Accelerator& accel);
   LowRankAdapters(const LowRankAdapters&) = delete;
   LowRankAdapters& operator=(const LowRankAdapters&) = delete;
-  const runtime::LowRankBranches* branches() const { return branches_.empty() ? nullptr : &branches_; }
+  const runtime::LayerAdapters* layers() const {
+    return layers_.branches.empty() && layers_.merged.empty() ? nullptr : &layers_;
+  }
   // The adapter layers no part matched, as "FILE: KEY".
   const std::vector<std::string>& unmatched() const { return unmatched_; }
   size_t matched() const { return matched_; }
 
  private:
-  std::deque<std::vector<float>> storage_;  // stable addresses: the branches point at them
-  runtime::LowRankBranches branches_;
+  // Stable addresses: the packed factors and merged weights point at them.
+  std::deque<std::vector<float>> floats_;
+  std::deque<std::vector<int8_t>> int8_;
+  std::vector<std::unique_ptr<PackedWeight>> packed_;
+  runtime::LayerAdapters layers_;
   std::vector<std::string> unmatched_;
   size_t matched_ = 0;
 };

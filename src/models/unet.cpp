@@ -427,6 +427,22 @@ UNetModel::UNetModel(const WeightView& view, const Accelerator& accel, Precision
   }
   norm_out_ = norm("conv_norm_out", first);
   conv_out_ = layer("conv_out", {c.out_channels, first, 3, 3});
+
+  // Adapters name layers in either layout (kohya-ss's SDXL ones in the
+  // original's): a diffusers UNet's parts go by the original names too, as an
+  // original one's go by the canonical (diffusers) names already.
+  layer_parts_ = weights_.layer_parts();
+  if (c.layout == UNetLayout::Diffusers) {
+    LdmNumbering numbering{levels, c.layers_per_block, {}};
+    for (int64_t u = 0; u < levels; ++u) numbering.up_attention.push_back(c.up_attention[static_cast<size_t>(levels - 1 - u)]);
+    const WeightView::Rename original = ldm_rename(numbering);
+    for (LayerPart& part : layer_parts_) {
+      for (const std::string& name : original(part.names.front() + ".weight")) {
+        const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+        if (module != part.names.front()) part.names.push_back(module);
+      }
+    }
+  }
 }
 
 std::string UNetModel::description() const {
@@ -480,7 +496,7 @@ std::unique_ptr<ModelGraph> UNetModel::build(const GraphShape& shape) const {
   }
   auto model = std::make_unique<ModelGraph>();
   runtime::Graph& g = model->graph;
-  g.set_low_rank(shape.low_rank);
+  g.set_adapters(shape.adapters);
   const int latents = g.input({shape.batch, c.in_channels, shape.height, shape.width});
   const int timesteps = g.input({shape.batch});
   const int context = g.input({shape.batch, shape.context_tokens, c.cross_attention_dim});

@@ -93,7 +93,7 @@ class UNetModel : public DiffusionModel {
   // [batch, pooled_text_dim()] and sizes [batch, 6]; output [batch,
   // out_channels, h, w].
   std::unique_ptr<ModelGraph> build(const GraphShape& shape) const override;
-  const std::vector<LayerPart>& layer_parts() const override { return weights_.layer_parts(); }
+  const std::vector<LayerPart>& layer_parts() const override { return layer_parts_; }
 
  private:
   struct Norm {
@@ -138,6 +138,7 @@ class UNetModel : public DiffusionModel {
   UNetConfig config_;
   UNetOptions options_;
   WeightStore weights_;
+  std::vector<LayerPart> layer_parts_;  // by the names of either layout
   LinearWeights conv_in_, time_linear_1_, time_linear_2_, conv_out_;
   std::optional<LinearWeights> added_linear_1_, added_linear_2_;
   std::vector<Block> down_, up_;  // up_ in diffusers' order: deepest first

@@ -10,17 +10,18 @@
 namespace tiledraw::models {
 
 int linear(runtime::Graph& g, int x, const LinearWeights& w, Activation activation) {
-  const runtime::LowRankBranch* branch = g.low_rank(w.identity());
+  const runtime::LowRankBranch* branch = g.low_rank_branch(w.identity());
   if (!branch) {
-    const int y = w.weight ? g.linear(x, *w.weight, w.bias, activation) : g.linear(x, w.float_weight, w.bias, activation);
+    const runtime::FloatWeight* merged = g.merged_weight(w.identity());
+    const int y = w.weight ? g.linear(x, *w.weight, w.bias, activation)
+                           : g.linear(x, merged ? *merged : w.float_weight, w.bias, activation);
     g.label(y, w.name);
     return y;
   }
-  // An adapter beside the layer: its update, added in the 8-bit S matmul's
+  // An adapter beside the 8-bit S layer: its update, added in the layer's
   // epilogue (the base weights stay as they are), then the activation.
-  const int update = g.linear(g.linear(x, branch->down, nullptr), branch->up, nullptr);
-  int y = w.weight ? g.linear_residual(x, *w.weight, w.bias, update)
-                   : g.binary(kernels::Binary::Add, g.linear(x, w.float_weight, w.bias), update);
+  const int update = g.linear(g.linear(x, *branch->down, nullptr), branch->up, nullptr);
+  int y = g.linear_residual(x, *w.weight, w.bias, update);
   g.label(y, w.name);
   if (activation == Activation::Silu) y = g.unary(kernels::Unary::Silu, y);
   if (activation == Activation::GeluTanh) y = g.unary(kernels::Unary::GeluTanh, y);
@@ -32,13 +33,15 @@ kernels::AttentionMath attention_math(const LinearWeights& qkv) {
 }
 
 int conv2d(runtime::Graph& g, int x, const LinearWeights& w, runtime::ConvWindow window) {
-  const int y = w.weight ? g.conv2d(x, *w.weight, w.bias, window) : g.conv2d(x, w.float_weight, w.bias, window);
+  const runtime::FloatWeight* merged = g.merged_weight(w.identity());
+  const int y = w.weight ? g.conv2d(x, *w.weight, w.bias, window)
+                         : g.conv2d(x, merged ? *merged : w.float_weight, w.bias, window);
   g.label(y, w.name);
-  const runtime::LowRankBranch* branch = g.low_rank(w.identity());
+  const runtime::LowRankBranch* branch = g.low_rank_branch(w.identity());
   if (!branch) return y;
-  // An adapter on a convolution (LoCon): its down factor convolves the same
-  // window down to the rank, its up factor is a 1x1 convolution back.
-  const int update = g.conv2d(g.conv2d(x, branch->down, nullptr, window), branch->up, nullptr,
+  // An adapter on an 8-bit S convolution (LoCon): its down factor convolves
+  // the same window down to the rank, its up factor is a 1x1 convolution back.
+  const int update = g.conv2d(g.conv2d(x, *branch->down, nullptr, window), branch->up, nullptr,
                               runtime::ConvWindow::square(1, 1, 0));
   return g.binary(kernels::Binary::Add, y, update);
 }
@@ -220,6 +223,7 @@ LinearWeights WeightStore::load_linear(const std::vector<std::string>& prefixes,
     part.layer = w.identity();
     part.layer_rows = w.out_features();
     part.cols = w.in_features();
+    part.float_weight = w.weight ? runtime::FloatWeight{} : w.float_weight;
     part.rows = std::min(part.rows, part.layer_rows - part.first_row);  // a layer of its first rows only
     if (part.rows > 0) layer_parts_.push_back(std::move(part));
   }

@@ -39,6 +39,7 @@ struct LayerPart {
   const void* layer = nullptr;     // LinearWeights::identity()
   int64_t first_row = 0, rows = 0;  // the part's rows in the layer
   int64_t layer_rows = 0, cols = 0;  // the whole layer's output and input widths (a convolution's in x kh x kw)
+  runtime::FloatWeight float_weight{};  // the layer's float weight; none when it is 8-bit S
 };
 
 // The layer as an op labelled with the layer's name.

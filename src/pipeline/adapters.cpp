@@ -1,6 +1,7 @@
 #include "pipeline/adapters.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "pipeline/loading.h"
 #include "pipeline/lora_prompt.h"
@@ -8,7 +9,7 @@
 
 namespace tiledraw::pipeline {
 
-std::shared_ptr<const models::LoraFile> LoraCache::get(const std::string& path) {
+std::shared_ptr<const models::LoraFile> LoraCache::file(const std::string& path) {
   {
     std::lock_guard lock(mutex_);
     if (const auto it = files_.find(path); it != files_.end()) return it->second;
@@ -18,24 +19,46 @@ std::shared_ptr<const models::LoraFile> LoraCache::get(const std::string& path) 
   return files_.emplace(path, std::move(file)).first->second;
 }
 
+std::shared_ptr<const Adapters> LoraCache::last_set(const std::string& key) {
+  std::lock_guard lock(mutex_);
+  return key == last_key_ ? last_set_ : nullptr;
+}
+
+void LoraCache::keep_set(const std::string& key, std::shared_ptr<const Adapters> set) {
+  std::lock_guard lock(mutex_);
+  last_key_ = key;
+  last_set_ = std::move(set);
+}
+
 void LoraCache::clear() {
   std::lock_guard lock(mutex_);
   files_.clear();
+  last_key_.clear();
+  last_set_.reset();
 }
 
-std::vector<const runtime::LowRankBranches*> Adapters::text_branches() const {
-  std::vector<const runtime::LowRankBranches*> out;
-  for (const auto& adapters : text) out.push_back(adapters->branches());
+std::vector<const runtime::LayerAdapters*> Adapters::text_layers() const {
+  std::vector<const runtime::LayerAdapters*> out;
+  for (const auto& adapters : text) out.push_back(adapters->layers());
   return out;
 }
 
-Adapters match_adapters(const LoadedModel& m, LoraCache& cache, const std::vector<LoraRequest>& loras) {
-  Adapters out;
-  if (loras.empty()) return out;
+std::shared_ptr<const Adapters> match_adapters(const LoadedModel& m, const Accelerator& accel,
+                                               const std::vector<LoraRequest>& loras) {
+  static const auto none = std::make_shared<const Adapters>();
+  if (loras.empty()) return none;
+  std::string key;  // the files and their exact strengths
+  for (const LoraRequest& lora : loras) {
+    char strengths[64];
+    std::snprintf(strengths, sizeof strengths, "%a %a", lora.unet_strength, lora.text_strength);
+    key += lora.path + '\n' + strengths + '\n';
+  }
+  if (auto kept = m.loras.last_set(key)) return kept;
+  auto out = std::make_shared<Adapters>();
   std::vector<models::WeightedLora> unet, text;
   size_t layers = 0;
   for (const LoraRequest& lora : loras) {
-    std::shared_ptr<const models::LoraFile> file = cache.get(lora.path);
+    std::shared_ptr<const models::LoraFile> file = m.loras.file(lora.path);
     layers += file->layers.size();
     unet.push_back({file, static_cast<float>(lora.unet_strength)});
     text.push_back({file, static_cast<float>(lora.text_strength)});
@@ -56,13 +79,14 @@ Adapters match_adapters(const LoadedModel& m, LoraCache& cache, const std::vecto
     }
   }
   if (m.model) {
-    out.unet = std::make_unique<models::LowRankAdapters>(m.model->layer_parts(), unet, models::LoraComponent::Unet);
-    count(*out.unet);
+    out->unet = std::make_unique<models::LowRankAdapters>(m.model->layer_parts(), unet, models::LoraComponent::Unet, accel);
+    count(*out->unet);
   }
   for (size_t i = 0; i < m.text_encoders.size(); ++i) {
     const auto component = i == 0 ? models::LoraComponent::TextEncoder : models::LoraComponent::TextEncoder2;
-    out.text.push_back(std::make_unique<models::LowRankAdapters>(m.text_encoders[i]->layer_parts(), text, component));
-    count(*out.text.back());
+    out->text.push_back(
+        std::make_unique<models::LowRankAdapters>(m.text_encoders[i]->layer_parts(), text, component, accel));
+    count(*out->text.back());
   }
   if (matched != layers) {
     std::string listed;
@@ -71,6 +95,7 @@ Adapters match_adapters(const LoadedModel& m, LoraCache& cache, const std::vecto
                 m.model_info.description + " (an adapter for another model family?): " + listed +
                 (unmatched.size() > 3 ? ", ..." : ""));
   }
+  m.loras.keep_set(key, out);
   return out;
 }
 

@@ -17,29 +17,35 @@ namespace tiledraw::pipeline {
 
 struct LoadedModel;
 
-// Adapter files read once per path, shared by the generations that use them.
+struct Adapters {
+  std::unique_ptr<models::LowRankAdapters> unet;
+  std::vector<std::unique_ptr<models::LowRankAdapters>> text;  // one per text encoder, in the conditioner's order
+
+  const runtime::LayerAdapters* unet_layers() const { return unet ? unet->layers() : nullptr; }
+  std::vector<const runtime::LayerAdapters*> text_layers() const;
+};
+
+// Adapter files read once per path, and the set of adapters built last, kept
+// for the generations that ask for the same files and strengths.
 class LoraCache {
  public:
-  std::shared_ptr<const models::LoraFile> get(const std::string& path);
+  std::shared_ptr<const models::LoraFile> file(const std::string& path);
+  std::shared_ptr<const Adapters> last_set(const std::string& key);
+  void keep_set(const std::string& key, std::shared_ptr<const Adapters> set);
   // Later uses read the files again (changed since); generations running keep theirs.
   void clear();
 
  private:
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const models::LoraFile>> files_;
+  std::string last_key_;
+  std::shared_ptr<const Adapters> last_set_;
 };
 
-struct Adapters {
-  std::unique_ptr<models::LowRankAdapters> unet;
-  std::vector<std::unique_ptr<models::LowRankAdapters>> text;  // one per text encoder, in the conditioner's order
-
-  const runtime::LowRankBranches* unet_branches() const { return unet ? unet->branches() : nullptr; }
-  std::vector<const runtime::LowRankBranches*> text_branches() const;
-};
-
-// The request's adapters matched to the model's layers; an Error names the
-// keys that matched no layer (an adapter for another family).
-Adapters match_adapters(const LoadedModel& model, LoraCache& cache, const std::vector<LoraRequest>& loras);
+// The request's adapters matched to the model's layers (none: an empty set); an
+// Error names the keys that matched no layer (an adapter for another family).
+std::shared_ptr<const Adapters> match_adapters(const LoadedModel& model, const Accelerator& accel,
+                                               const std::vector<LoraRequest>& loras);
 
 // The adapters the tags of `prompt` name, found in the model's LoRA folder;
 // an Error names a tag that is malformed or names no file there.

@@ -39,7 +39,7 @@ struct EncodeContext {
   ProgramCache& cache;
   const std::atomic<bool>* cancel = nullptr;
   int64_t height = 0, width = 0;  // the image the request makes, in pixels
-  std::vector<const runtime::LowRankBranches*> text_low_rank = {};  // adapters per text encoder (LoRA), or none
+  std::vector<const runtime::LayerAdapters*> text_adapters = {};  // adapters per text encoder (LoRA), or none
 };
 
 class Conditioner {

@@ -29,7 +29,7 @@ int64_t ModelDenoiser::buffer_floats(const models::DiffusionModel& model, const 
 ModelDenoiser::ModelDenoiser(const models::DiffusionModel& model, const sampling::ModelSampling& sampling,
                              const Conditioning& conditioning, double cfg_scale, int64_t latent_h, int64_t latent_w,
                              bool clip_to_pixels, const Accelerator& accel, ProgramCache& cache,
-                             const std::atomic<bool>* cancel, const runtime::LowRankBranches* low_rank)
+                             const std::atomic<bool>* cancel, const runtime::LayerAdapters* adapters)
     : model_(model),
       sampling_(sampling),
       cfg_scale_(cfg_scale),
@@ -40,7 +40,7 @@ ModelDenoiser::ModelDenoiser(const models::DiffusionModel& model, const sampling
       channels_(model.latent_format().channels),
       plane_(latent_h * latent_w),
       out_channels_(model.learned_variance() ? 2 * channels_ : channels_) {
-  graph_ = model.build({rows_, latent_h, latent_w, conditioning.context_tokens(), low_rank});
+  graph_ = model.build({rows_, latent_h, latent_w, conditioning.context_tokens(), adapters});
   exec_ = std::make_unique<runtime::Executor>(graph_->graph, accel, cache);
   exec_->set_cancel_flag(cancel);
   // Conditioning inputs hold the conditional rows, then the unconditional ones.

@@ -26,7 +26,7 @@ class ModelDenoiser {
   ModelDenoiser(const models::DiffusionModel& model, const sampling::ModelSampling& sampling,
                 const Conditioning& conditioning, double cfg_scale, int64_t latent_h, int64_t latent_w,
                 bool clip_to_pixels, const Accelerator& accel, ProgramCache& cache, const std::atomic<bool>* cancel,
-                const runtime::LowRankBranches* low_rank = nullptr);
+                const runtime::LayerAdapters* adapters = nullptr);
 
   // A model output with NaN or Inf stops the run with an Error naming the step
   // (set_step) and the op that made it first.

@@ -113,8 +113,8 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   const int64_t factor = m.vae_factor();
   const int64_t latent_h = height / factor, latent_w = width / factor;
   if (!(r.strength >= 0.0 && r.strength <= 1.0)) throw Error("strength " + number(r.strength) + " is outside 0..1");
-  const Adapters adapters = match_adapters(m, m.loras, request_loras(m, r));
-  const Conditioning conditioning = m.conditioner->encode(r, {accel, cache, cancel, height, width, adapters.text_branches()});
+  const auto adapters = match_adapters(m, accel, request_loras(m, r));
+  const Conditioning conditioning = m.conditioner->encode(r, {accel, cache, cancel, height, width, adapters->text_layers()});
   if (release.text_encoder) release.text_encoder();
   const int64_t images = conditioning.images, channels = format.channels;
   const int64_t per_image = channels * latent_h * latent_w;
@@ -137,7 +137,7 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   const std::vector<float> start = r.init_image && run_steps < steps ? init_latents(m, accel, cache, r, height, width, cancel)
                                                                      : std::vector<float>();
   auto denoiser = std::make_unique<ModelDenoiser>(model, sampling, conditioning, cfg_scale, latent_h, latent_w, !m.vae,
-                                                  accel, cache, cancel, adapters.unet_branches());
+                                                  accel, cache, cancel, adapters->unet_layers());
   // The VAE runs after the model's activations are freed: up front, only what
   // its arena needs beyond theirs is reserved.
   std::unique_ptr<models::VaeDecoder::Graph> decoder;

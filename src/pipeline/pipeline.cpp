@@ -71,13 +71,13 @@ GenerationResult Pipeline::generate_and_release(const GenerationRequest& request
 
 void Pipeline::check_loras(const std::vector<LoraRequest>& loras) const {
   require_weights();
-  pipeline::match_adapters(*impl_->loaded, impl_->loaded->loras, loras);
+  pipeline::match_adapters(*impl_->loaded, *impl_->accel, loras);
 }
 
 std::vector<LoraRequest> Pipeline::prompt_loras(const std::string& prompt) const {
   require_weights();
   std::vector<LoraRequest> loras = pipeline::prompt_loras(*impl_->loaded, prompt);
-  pipeline::match_adapters(*impl_->loaded, impl_->loaded->loras, loras);
+  pipeline::match_adapters(*impl_->loaded, *impl_->accel, loras);
   return loras;
 }
 
@@ -149,7 +149,7 @@ std::map<std::string, FloatTensor> Pipeline::forward(const std::string& componen
                                                      ForwardTiming* timing, const std::vector<LoraRequest>& loras) const {
   require_weights();
   const pipeline::LoadedModel& m = *impl_->loaded;
-  const pipeline::Adapters adapters = pipeline::match_adapters(m, m.loras, loras);
+  const auto adapters = pipeline::match_adapters(m, *impl_->accel, loras);
   const bool decoder = component == "vae_decoder" || component == "vae" || (component.empty() && !m.model);
   if (decoder) {
     if (!m.vae) throw Error(info().path + ": has no VAE decoder");
@@ -195,7 +195,7 @@ std::map<std::string, FloatTensor> Pipeline::forward(const std::string& componen
       ids.push_back(t.data);
     }
     const int64_t batch = ids_shape[0], chunks = ids_shape[1] / chunk;
-    pipeline::EncodeContext context{*impl_->accel, impl_->cache, nullptr, 0, 0, adapters.text_branches()};
+    pipeline::EncodeContext context{*impl_->accel, impl_->cache, nullptr, 0, 0, adapters->text_layers()};
     pipeline::TextConditioner::Encoded encoded;
     run_timed([&] { encoded = text->encode_ids(ids, batch * chunks, 0, context); }, runs, timing);
     std::map<std::string, FloatTensor> out;
@@ -228,7 +228,7 @@ std::map<std::string, FloatTensor> Pipeline::forward(const std::string& componen
   for (const std::string& name : models::input_names(models::InputRole::TextContext)) {
     if (const auto it = inputs.find(name); it != inputs.end() && it->second.shape.size() == 3) context_tokens = it->second.shape[1];
   }
-  const auto built = model.build({batch, x.shape[2], x.shape[3], context_tokens, adapters.unet_branches()});
+  const auto built = model.build({batch, x.shape[2], x.shape[3], context_tokens, adapters->unet_layers()});
   std::vector<const float*> bound;
   for (const auto& [role, value] : built->inputs) {
     const FloatTensor& t = named_input(inputs, models::input_names(role), reads);

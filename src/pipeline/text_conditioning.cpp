@@ -72,8 +72,8 @@ TextConditioner::Encoded TextConditioner::encode_ids(const std::vector<std::vect
   for (size_t i = 0; i < encoding_.towers.size(); ++i) {
     const TextTower& tower = encoding_.towers[i];
     const models::ClipTextEncoder& encoder = *tower.encoder;
-    const runtime::LowRankBranches* low_rank = i < context.text_low_rank.size() ? context.text_low_rank[i] : nullptr;
-    const auto model = encoder.build(rows, {layers_for(tower, clip_skip), tower.final_norm, tower.pooled, low_rank});
+    const runtime::LayerAdapters* adapters = i < context.text_adapters.size() ? context.text_adapters[i] : nullptr;
+    const auto model = encoder.build(rows, {layers_for(tower, clip_skip), tower.final_norm, tower.pooled, adapters});
     runtime::Executor exec(model->graph, context.accel, context.cache);
     exec.set_cancel_flag(context.cancel);
     exec.run({ids[i].data()});

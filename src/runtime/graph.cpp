@@ -93,10 +93,16 @@ int Graph::linear(int x, const PackedWeight& weight, const float* bias, Activati
   return add_linear(x, std::move(node), weight.n(), weight.k());
 }
 
-const LowRankBranch* Graph::low_rank(const void* weight) const {
-  if (!low_rank_) return nullptr;
-  const auto it = low_rank_->find(weight);
-  return it == low_rank_->end() ? nullptr : &it->second;
+const LowRankBranch* Graph::low_rank_branch(const void* weight) const {
+  if (!adapters_) return nullptr;
+  const auto it = adapters_->branches.find(weight);
+  return it == adapters_->branches.end() ? nullptr : &it->second;
+}
+
+const FloatWeight* Graph::merged_weight(const void* weight) const {
+  if (!adapters_) return nullptr;
+  const auto it = adapters_->merged.find(weight);
+  return it == adapters_->merged.end() ? nullptr : &it->second;
 }
 
 int Graph::constant(std::vector<int64_t> shape, const float* data) {

@@ -46,14 +46,22 @@ struct FloatWeight {
   int64_t k;
 };
 
-// A layer's low-rank update (LoRA), run beside it: y += up (down x), in f32,
-// with the adapters' scales folded into `up`. down [rank, k], up [n, rank].
+// A layer's low-rank update (LoRA) beside its 8-bit S weight: y += up (down
+// x). `down` is 8-bit S: it reads the quantized x the layer reads, at the
+// accelerator's int8 rate. `up` stays f32 (the adapters' scales folded in),
+// so that adapters of very different sizes concatenated along the rank keep
+// their own precision. down [rank, k], up [n, rank].
 struct LowRankBranch {
-  FloatWeight down, up;
+  const PackedWeight* down;
+  FloatWeight up;
 };
-// The branches of a graph's layers, keyed by the layer's weight: its
-// PackedWeight, or its float data.
-using LowRankBranches = std::map<const void*, LowRankBranch>;
+// What adapters change in a graph's layers, keyed by the layer's weight (its
+// PackedWeight, or its float data): a branch beside each 8-bit S layer, and
+// a copy with the update merged in for each float one.
+struct LayerAdapters {
+  std::map<const void*, LowRankBranch> branches;
+  std::map<const void*, FloatWeight> merged;
+};
 
 // A lookup table as the file stores it (F32, F16 or BF16 rows, mapped), each
 // row converted to f32 when it is looked up: a text encoder's 49408 tokens
@@ -169,10 +177,11 @@ class Graph {
   void output(int value);
   // Names the op that produced `value`, for messages about it.
   void label(int value, std::string label);
-  // Low-rank updates the model's layers are built with (none by default);
-  // they must outlive the graph.
-  void set_low_rank(const LowRankBranches* branches) { low_rank_ = branches; }
-  const LowRankBranch* low_rank(const void* weight) const;
+  // Adapters the model's layers are built with (none by default); they must
+  // outlive the graph.
+  void set_adapters(const LayerAdapters* adapters) { adapters_ = adapters; }
+  const LowRankBranch* low_rank_branch(const void* weight) const;
+  const FloatWeight* merged_weight(const void* weight) const;
   // "linear (op 57 of 120, 'blocks.3.mlp.fc2')"; an unnamed op is placed by the
   // named one before it: "gated_residual (op 58 of 120, after 'blocks.3.mlp.fc2')".
   std::string describe(size_t node) const;
@@ -197,7 +206,7 @@ class Graph {
   std::vector<int> inputs_;
   std::vector<int> outputs_;
   std::map<int, const float*> constants_;
-  const LowRankBranches* low_rank_ = nullptr;
+  const LayerAdapters* adapters_ = nullptr;
 };
 
 }  // namespace tiledraw::runtime

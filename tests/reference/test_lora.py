@@ -14,14 +14,22 @@ diffusers names for the UNet, as kohya writes SD 1.x/2.x) and in
 PEFT's (unet.*.lora_A.weight, text_encoder.*.lora_B.weight, no alpha: a
 scale of 1). Checked with `tiledraw forward --lora FILE:STRENGTH`:
 
-- the UNet and the text encoder with one adapter, and with two at once at
-  other strengths, and a 4-step guided txt2img (`generate --lora`), against PyTorch's forward of W + strength x alpha / rank x
-  up @ down (merged in float64, then float32): float within 1e-4 of the
-  largest output; with the base weights as 8-bit S (the branch in f32 beside
-  them) within the UNet's 8-bit S bound, and how that compares with merging
-  the adapter into the weights before rounding them to 8 bits;
+- the UNet and the text encoder with one adapter (at a light 0.1 and at
+  0.8), and with two at once at other strengths, and a 4-step guided
+  txt2img (`generate --lora`), against PyTorch's forward of W + strength x
+  alpha / rank x up @ down (merged in float64, then float32): float (merged
+  into a copy of the weights) within 1e-4 of the largest output; with the
+  base weights as 8-bit S (the branch beside them: the down factor 8-bit S
+  on the layer's quantized input, the up factor f32) within the UNet's
+  8-bit S bound; and, for the record, how that compares with merging the
+  adapter into the weights before rounding them to 8 bits, on the whole
+  output and on the adapters' effect (with - without);
 - on SD 2.x's OpenCLIP layout, adapters on q, k and v land on their rows of
   the fused in_proj;
+- kohya-ss's SDXL adapter (the UNet in the original layout's names, LoCon
+  included; lora_te1_ and lora_te2_) on the single file (OpenCLIP's fused
+  in_proj) and on a diffusers folder (diffusers' UNet names): both text
+  encoders, the pooled text and the UNet;
 - refused, naming the file and key: an adapter for another family (SDXL's
   lora_te2_ keys), a NaN, factors whose ranks differ, a LoHa file."""
 import os
@@ -36,7 +44,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "reference"))
 import st_io  # noqa: E402
 from judge import judge  # noqa: E402
 from sd_model import RandomSd  # noqa: E402
-from test_sd import (FLOAT_BOUND, INT8_BOUND, LOOP_BOUND, PROMPT, TILEDRAW, fixed_noise, forward, generate,  # noqa: E402
+from sdxl_model import EOS, RandomSdxl, pad_after_eos  # noqa: E402
+import unet  # noqa: E402
+from test_sdxl import INT8_BOUND as SDXL_INT8_BOUND  # noqa: E402
+from test_sd import (CLIP_DATA, FLOAT_BOUND, INT8_BOUND, LOOP_BOUND, PROMPT, TILEDRAW, fixed_noise, forward, generate,  # noqa: E402
                      prompts, reference_loop, tokenize)
 
 RANK, ALPHA = 4, 2.0
@@ -62,8 +73,9 @@ def locon_targets(model):
                 or ".downsamplers.0.conv." in name or ".upsamplers.0.conv." in name)}
 
 
-def text_targets(model):
-    return {name[:-len(".weight")]: tuple(w.shape) for name, w in model.text.items()
+def text_targets(state):
+    """Every linear of a CLIP text encoder's layers (Hugging Face's names)."""
+    return {name[:-len(".weight")]: tuple(w.shape) for name, w in state.items()
             if ".encoder.layers." in name and name.endswith(".weight") and w.dim() == 2}
 
 
@@ -137,8 +149,8 @@ def refused(tmp, label, model_path, lora_path, expected):
 def check(tmp, label, model, path):
     # The kohya-ss adapter is a LoCon one: the resnets' and samplers' convolutions too.
     unet_a = random_adapter({**unet_targets(model), **locon_targets(model)}, 1, torch.half)
-    text_a = random_adapter(text_targets(model), 2, torch.half)
-    unet_b, text_b = random_adapter(unet_targets(model), 3, torch.float), random_adapter(text_targets(model), 4, torch.float)
+    text_a = random_adapter(text_targets(model.text), 2, torch.half)
+    unet_b, text_b = random_adapter(unet_targets(model), 3, torch.float), random_adapter(text_targets(model.text), 4, torch.float)
     write_kohya(f"{tmp}/kohya.safetensors", unet_a, text_a)
     write_peft(f"{tmp}/peft.safetensors", unet_b, text_b)
 
@@ -152,7 +164,9 @@ def check(tmp, label, model, path):
     kohya_scale = 0.8 * ALPHA / RANK
     one = with_weights(model, merged(model.unet, unet_a, kohya_scale), merged(model.text, text_a, kohya_scale))
     two = with_weights(model, merged(one.unet, unet_b, 0.5), merged(one.text, text_b, 0.5))
-    for name, loras, reference in (("kohya LoCon at 0.8", [f"{tmp}/kohya.safetensors:0.8"], one),
+    light = with_weights(model, merged(model.unet, unet_a, 0.1 * ALPHA / RANK), merged(model.text, text_a, 0.1 * ALPHA / RANK))
+    for name, loras, reference in (("kohya LoCon at 0.1", [f"{tmp}/kohya.safetensors:0.1"], light),
+                                   ("kohya LoCon at 0.8", [f"{tmp}/kohya.safetensors:0.8"], one),
                                    ("kohya LoCon at 0.8 + PEFT at 0.5", [f"{tmp}/kohya.safetensors:0.8",
                                                                    f"{tmp}/peft.safetensors:0.5"], two)):
         flags = [x for lora in loras for x in ("--lora", lora)]
@@ -161,12 +175,19 @@ def check(tmp, label, model, path):
         compare(f"{label} unet, {name}", got, expected, FLOAT_BOUND)
         got = st_io.load(run_forward(tmp, path, "unet", f"{tmp}/unet-in.safetensors", "8bit-s", flags))[0]["out"]
         compare(f"{label} unet, {name}, 8-bit S base", got, expected, INT8_BOUND, "rms")
-        # For the record: the adapters merged into the float weights, then all rounded to 8 bits.
+        # For the record, against merging the adapters into the float weights
+        # and rounding them all to 8 bits: the whole output's error (the base's
+        # own rounding dominates it on these tiny layers), and the error of the
+        # adapters' effect, (with - without) against PyTorch's.
         reference.write_single_file(f"{tmp}/merged.safetensors")
         requantized = st_io.load(run_forward(tmp, f"{tmp}/merged.safetensors", "unet", f"{tmp}/unet-in.safetensors",
                                              "8bit-s", []))[0]["out"]
-        print(f"     ({label} unet, {name}: merged then rounded to 8-bit S: rms "
-              f"{((requantized - expected).pow(2).mean().sqrt() / expected.pow(2).mean().sqrt()).item():.2e})", flush=True)
+        base = st_io.load(run_forward(tmp, path, "unet", f"{tmp}/unet-in.safetensors", "8bit-s", []))[0]["out"]
+        effect = expected - model.unet_forward(sample, t, ctx)
+        branch_error, merge_error = (relative_rms((y - base) - effect, effect) for y in (got, requantized))
+        print(f"     ({label} unet, {name}, 8-bit S: merged and re-rounded: rms "
+              f"{relative_rms(requantized - expected, expected):.2e}; the adapters' effect: branch {branch_error:.2e}, "
+              f"merged and re-rounded {merge_error:.2e})", flush=True)
         st_io.save(f"{tmp}/text-in.safetensors", {"input_ids": ids})
         got = st_io.load(run_forward(tmp, path, "text_encoder", f"{tmp}/text-in.safetensors", "float", flags))[0]
         compare(f"{label} text_encoder, {name}", got["hidden_states"], reference.encode_text(ids), FLOAT_BOUND)
@@ -180,6 +201,57 @@ def check(tmp, label, model, path):
     compare(f"{label} unet without adapters", forward(tmp, path, "unet", {"sample": sample, "timestep": t,
                                                                          "encoder_hidden_states": ctx}, "out"),
             model.unet_forward(sample, t, ctx), FLOAT_BOUND)
+
+
+def check_sdxl(tmp):
+    """kohya-ss's SDXL adapters: the UNet named in the original (LDM) layout,
+    the encoders as lora_te1_ / lora_te2_ in Hugging Face's names; on the
+    single file (OpenCLIP's fused in_proj for the second encoder) and on a
+    diffusers folder (whose UNet names are diffusers')."""
+    model = RandomSdxl(900)
+    model.write_single_file(f"{tmp}/xl.safetensors")
+    model.write_folder(f"{tmp}/xl-diffusers", os.path.join(CLIP_DATA, "hf"))
+    unet_a = random_adapter({**unet_targets(model), **locon_targets(model)}, 11, torch.half)
+    te1_a, te2_a = random_adapter(text_targets(model.te1), 12, torch.half), random_adapter(text_targets(model.te2), 13, torch.half)
+    tensors = {}
+    for prefix, factors in (("lora_unet_", unet_a), ("lora_te1_", te1_a), ("lora_te2_", te2_a)):
+        for module, (down, up) in factors.items():
+            if prefix == "lora_unet_":
+                module = unet.ldm_name(module + ".weight", model.unet_config)[:-len(".weight")]
+            key = prefix + module.replace(".", "_")
+            tensors.update({key + ".lora_down.weight": down.half(), key + ".lora_up.weight": up.half(),
+                            key + ".alpha": torch.tensor(ALPHA).half()})
+    st_io.save(f"{tmp}/xl-lora.safetensors", tensors, {"ss_base_model_version": "sdxl_base_v1-0"})
+    scale = 0.7 * ALPHA / RANK
+    reference = RandomSdxl.__new__(RandomSdxl)
+    reference.__dict__.update(model.__dict__)
+    reference.unet, reference.te1, reference.te2 = (merged(state, factors, scale) for state, factors in
+                                                    ((model.unet, unet_a), (model.te1, te1_a), (model.te2, te2_a)))
+
+    g = torch.Generator().manual_seed(12)
+    sample, t = torch.randn((2, 4, 8, 8), generator=g), torch.tensor([999.0, 250.0])
+    ctx, pooled = torch.randn((2, 77, model.text_width), generator=g), torch.randn((2, model.pooled_width), generator=g)
+    time_ids = torch.tensor([[1024.0, 768.0, 0.0, 0.0, 1024.0, 768.0]] * 2)
+    st_io.save(f"{tmp}/xl-unet-in.safetensors", {"sample": sample, "timestep": t, "encoder_hidden_states": ctx,
+                                                 "text_embeds": pooled, "time_ids": time_ids})
+    ids = torch.tensor([c[0] for c in tokenize(f"{tmp}/xl-diffusers", "a (red:1.2) cube")]).reshape(1, -1)
+    ids, ids2 = pad_after_eos(ids, EOS), pad_after_eos(ids, 0)  # each encoder's padding
+    st_io.save(f"{tmp}/xl-text-in.safetensors", {"input_ids": ids, "input_ids_2": ids2})
+    flags = ["--lora", f"{tmp}/xl-lora.safetensors:0.7"]
+    expected = reference.unet_forward(sample, t, ctx, pooled, time_ids)
+    hidden, pooled_out = reference.encode(ids, ids2)
+    for label, path in (("sdxl file", f"{tmp}/xl.safetensors"), ("sdxl folder", f"{tmp}/xl-diffusers")):
+        got = st_io.load(run_forward(tmp, path, "unet", f"{tmp}/xl-unet-in.safetensors", "float", flags))[0]["out"]
+        compare(f"{label} unet, kohya SDXL LoCon (original names) at 0.7", got, expected, FLOAT_BOUND)
+        got = st_io.load(run_forward(tmp, path, "unet", f"{tmp}/xl-unet-in.safetensors", "8bit-s", flags))[0]["out"]
+        compare(f"{label} unet, kohya SDXL LoCon at 0.7, 8-bit S base", got, expected, SDXL_INT8_BOUND, "rms")
+        got = st_io.load(run_forward(tmp, path, "text_encoder", f"{tmp}/xl-text-in.safetensors", "float", flags))[0]
+        compare(f"{label} both text encoders, kohya SDXL at 0.7", got["hidden_states"], hidden, FLOAT_BOUND)
+        compare(f"{label} pooled text, kohya SDXL at 0.7", got["pooled"], pooled_out, FLOAT_BOUND)
+
+
+def relative_rms(error, reference):
+    return (error.pow(2).mean().sqrt() / reference.pow(2).mean().sqrt()).item()
 
 
 def run_forward(tmp, path, component, inputs, precision, flags):
@@ -220,6 +292,7 @@ def main():
         check(tmp, "sd1 file", sd1, f"{tmp}/sd1.safetensors")
         check(tmp, "sd2 file (OpenCLIP's fused in_proj)", sd2, f"{tmp}/sd2.safetensors")
         check_refusals(tmp, sd1, f"{tmp}/sd1.safetensors")
+        check_sdxl(tmp)
     if failures:
         print("failed:", *failures, sep="\n  ")
         sys.exit(1)
