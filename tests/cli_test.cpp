@@ -323,6 +323,39 @@ TEST_F(Cli, GenerateRecordsAFileNameThatIsNotUtf8) {
   EXPECT_THAT(test::read_text(dir_.file("x.png")), HasSubstr("Model: pixel-dit-\uFFFDt\uFFFD.safetensors"));
 }
 
+// A prompt's <lora:NAME:TE:UNET> tags find their files in --lora-dir: the
+// image is the one --lora FILE:TE:UNET draws from the prompt without the
+// tag, and the PNG keeps the prompt as written.
+TEST_F(Cli, GenerateFindsThePromptsLoraTagsInTheLoraFolder) {
+  const std::string folder = dir_.file("loras"), lora = dir_.file("loras/sub/style.safetensors");
+  test::write_bundled_model_lora(lora, {{"ss_output_name", "fancy"}});
+  const std::string base = "generate -q -m " + std::string(TILEDRAW_SOURCE_DIR) +
+                           "/models/fashion-sd-8bit-s.safetensors --steps 3 --seed 5 ";
+  const auto pixels = [&](const std::string& flags) {
+    const CommandResult r = run(base + flags + " -o " + dir_.file("x.png"));
+    EXPECT_EQ(r.status, 0) << flags << ": " << r.err;
+    return read_png(dir_.file("x.png"), 3).pixels;
+  };
+  const std::vector<uint8_t> none = pixels("-p 'a white sneaker'");
+  const std::vector<uint8_t> flagged = pixels("-p 'a white sneaker' --lora " + lora + ":0.8");
+  ASSERT_NE(flagged, none) << "the adapter must change the picture for this test to mean anything";
+  EXPECT_EQ(pixels("-p 'a white sneaker <lora:style:0.8>' --lora-dir " + folder), flagged);
+  EXPECT_THAT(test::read_text(dir_.file("x.png")), HasSubstr(std::string("parameters") + '\0' + "a white sneaker <lora:style:0.8>\nSteps: 3"));
+  const std::vector<uint8_t> split = pixels("-p 'a white sneaker' --lora " + lora + ":0.5:-0.5");
+  EXPECT_NE(split, flagged);
+  EXPECT_EQ(pixels("-p '<lora:fancy:te=0.5:unet=-0.5>a white sneaker' --lora-dir " + folder), split) << "by its alias";
+
+  expect_error(base + "-p 'a <lora:nope:1>' --lora-dir " + folder + " -o " + dir_.file("y.png"),
+               "--prompt: <lora:nope:1>: no adapter named 'nope' in the LoRA folder " + folder);
+  expect_error(base + "-p 'a <lora:style>' -p 'b <lora:style:1:2:3:4>' --lora-dir " + folder + " -o " + dir_.file("y.png"),
+               "--prompt: <lora:style:1:2:3:4>: a fourth value (DyLoRA's rank cut) is not supported");
+  expect_error(base + "-p 'a <lora:style:0.8>' -o " + dir_.file("y.png"), "--prompt: <lora:style:0.8>: no LoRA folder is set");
+  expect_error(base + "-p a --lora-dir " + dir_.file("none") + " -o " + dir_.file("y.png"),
+               "the LoRA folder " + dir_.file("none") + " does not exist");
+  expect_error(base + "-p a --lora " + lora + ":1:inf -o " + dir_.file("y.png"), "--lora: strength 'inf' is not a finite number");
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("y.png")));
+}
+
 // Ctrl-C during sampling: the run stops within a step, says so, exits with
 // 128 + SIGINT and writes nothing.
 TEST_F(Cli, InterruptedGenerateStopsWithinAStepAndLeavesNoOutput) {

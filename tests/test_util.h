@@ -220,4 +220,23 @@ inline std::string write_pixel_dit(const TempDir& dir, const std::string& poison
   return dir.file("pixel-dit.safetensors");
 }
 
+// A kohya-ss LoRA file for the bundled text-to-image model (SD 1.x layout),
+// random (no alpha: a scale of 1), written to `path` (its folders made): one
+// layer of the UNet's self-attention and one of its cross-attention, and
+// with `text` one of the text encoder. A layer gets the same values with or
+// without the text encoder's.
+inline void write_bundled_model_lora(const std::string& path, const std::map<std::string, std::string>& metadata,
+                                     bool text = true) {
+  TensorShapes shapes = {{"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight", {4, 64}},
+                         {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight", {64, 4}},
+                         {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_v.lora_down.weight", {4, 128}},
+                         {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_v.lora_up.weight", {64, 4}}};
+  if (text) {
+    shapes.push_back({"lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", {4, 128}});
+    shapes.push_back({"lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", {128, 4}});
+  }
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  write_random_safetensors(path, shapes, metadata, 1, 0.5f);
+}
+
 }  // namespace tiledraw::test

@@ -42,6 +42,11 @@ struct LoadOptions {
   // neither its config nor its file says ("eps" or "v"; empty: noise).
   std::string tokenizer;
   std::string prediction;
+  // Where a prompt's <lora:NAME:TE:UNET> tags find their adapters (A1111's
+  // --lora-dir): a folder searched, with its subfolders, for .safetensors
+  // files, NAME being a file's name without the extension or its
+  // ss_output_name alias. Empty: such a tag is an Error.
+  std::string lora_dir;
 };
 
 // A LoRA adapter file and its strengths on the UNet and the text encoders
@@ -52,6 +57,14 @@ struct LoraRequest {
   double unet_strength = 1.0, text_strength = 1.0;
 };
 
+// An adapter of the LoRA folder, as A1111's /sdapi/v1/loras lists it.
+struct LoraFolderEntry {
+  std::string name;   // the file's name without .safetensors: what a tag names
+  std::string alias;  // its ss_output_name metadata, else the name: what a tag may name instead
+  std::string path;
+  std::map<std::string, std::string> metadata;  // the file header's (empty when it cannot be read)
+};
+
 // One generation. Unset optional fields take the model's defaults (ModelInfo).
 struct GenerationRequest {
   // Class-conditional models: class ids or names, or "all"; `negative_classes`
@@ -59,7 +72,8 @@ struct GenerationRequest {
   std::vector<std::string> classes;
   std::vector<std::string> negative_classes;
   // Text-to-image models: the prompt and what to steer away from, in A1111's
-  // syntax ("(word:1.2)", "[word]", "BREAK"); `clip_skip` N uses the text
+  // syntax ("(word:1.2)", "[word]", "BREAK"; the prompt's <lora:...> tags
+  // add adapters, see Pipeline::prompt_loras); `clip_skip` N uses the text
   // encoder's N-th layer from the end, as A1111 counts (0: the family's own
   // choice, the last for SD 1.x, the penultimate for SD 2.x).
   std::string prompt, negative_prompt;
@@ -69,7 +83,8 @@ struct GenerationRequest {
   // size it is told to make. 0: the request's own size (and no crop), as
   // SDXL pipelines default.
   int64_t original_width = 0, original_height = 0, crop_top = 0, crop_left = 0, target_width = 0, target_height = 0;
-  // Adapters run beside the model's layers for this generation only.
+  // Adapters run beside the model's layers for this generation only, with
+  // those the prompt's tags name.
   std::vector<LoraRequest> loras;
   // img2img: the picture to start from (resized to the request's size), and
   // how much of the schedule runs on it: 0 returns it (through the VAE), 1
@@ -167,6 +182,22 @@ class Pipeline {
   // Reads the adapter files (once: later generations reuse them) and matches
   // them to the model; an Error names the file and key that does not fit.
   void check_loras(const std::vector<LoraRequest>& loras) const;
+  // The adapters a prompt's tags add to a generation's `loras`, as A1111
+  // reads them: <lora:NAME>, <lora:NAME:TE>, <lora:NAME:TE:UNET>, with te=X
+  // and unet=X overriding (the UNet's strength defaults to the text
+  // encoder's, after te=), and <lyco:...> alike. NAME is looked up in the
+  // LoRA folder (LoadOptions::lora_dir), and the files are checked as
+  // check_loras does. The tags are removed from the prompt the text encoder
+  // reads and kept in the parameters text; the negative prompt's stay text.
+  // An Error names the tag: one A1111 would skip (another kind of network,
+  // dyn=, an unknown setting), a strength that is not a finite number, a
+  // NAME that the folder does not hold, or no folder.
+  std::vector<LoraRequest> prompt_loras(const std::string& prompt) const;
+  // The LoRA folder's adapters (none without one), read when first needed;
+  // after refresh_lora_folder, the next use reads the folder again, and
+  // adapter files read before (a file retrained under the same name).
+  std::vector<LoraFolderEntry> lora_folder() const;
+  void refresh_lora_folder() const;
 
   std::map<std::string, FloatTensor> forward(const std::string& component,
                                              const std::map<std::string, FloatTensor>& inputs, int runs = 0,

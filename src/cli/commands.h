@@ -34,8 +34,9 @@ std::unique_ptr<Accelerator> selected_accelerator(std::string* why = nullptr);
 // A flag's value as a Precision, or an Error naming the flag.
 Precision precision_flag(const std::string& value, const std::string& flag);
 
-// --lora FILE[:STRENGTH] values: the strength (default 1) on the UNet and the
-// text encoders alike; an Error naming the flag for a bad strength.
+// --lora FILE[:TE[:UNET]] values: the strength on the text encoders (default
+// 1), and on the UNet (default: the same); an Error naming the flag for a bad
+// strength.
 std::vector<LoraRequest> lora_flags(const std::vector<std::string>& values);
 
 // Runs `work` with the library's errors prefixed by `flag` ("--class: ...").

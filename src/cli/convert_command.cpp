@@ -113,8 +113,9 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("--tokenizer", args->tokenizer,
                   "CLIP vocabulary to embed (bpe_simple_vocab_16e6.txt.gz, vocab.json + merges.txt, or their folder)");
   cmd->add_option("--lora", args->loras,
-                  "Bake a LoRA adapter into the weights, before they are rounded: FILE or FILE:STRENGTH (repeatable; "
-                  "--keep '*' writes a float checkpoint)");
+                  "Bake a LoRA file into the weights before they are rounded, as FILE[:TE[:UNET]]: at a strength on the "
+                  "text encoders (default 1) and on the UNet (default: the same); repeatable. --keep '*' writes a float "
+                  "checkpoint");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress bar");
   cmd->add_flag("-v,--verbose", args->verbose, "List every tensor and what was done with it");
   cmd->callback([args] { run_convert(*args); });

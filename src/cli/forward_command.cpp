@@ -113,7 +113,8 @@ void add_forward_command(CLI::App& app) {
                   "encoder's), 'mean' (a VAE encoder's) or 'image' (a VAE decoder's)")
       ->required();
   cmd->add_option("--lora", args->loras,
-                  "A LoRA file to run beside the model's layers, at a strength (default 1); repeatable");
+                  "A LoRA file to run beside the model's layers, as FILE[:TE[:UNET]]: at a strength on the text "
+                  "encoder (default 1) and on the UNet (default: the same); repeatable");
   cmd->add_option("--runs", args->runs, "Run N more times and print load, median time, arena and peak memory (stderr)")
       ->check(CLI::Range(0, 100000));
   cmd->callback([args] { run_forward(*args); });

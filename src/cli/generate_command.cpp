@@ -19,7 +19,7 @@ namespace {
 struct GenerateArgs {
   std::string model, family, precision = "auto", vae, vae_precision = "auto", labels, output = "out.png";
   std::string sampler, scheduler = "default", initial_noise, output_latents;
-  std::string negative_prompt, init_image, tokenizer, prediction, original_size, crop, target_size;
+  std::string negative_prompt, init_image, tokenizer, prediction, original_size, crop, target_size, lora_dir;
   double strength = 0.75;
   int clip_skip = 0;
   std::vector<std::string> prompts, classes, class_names, negative_classes, loras;
@@ -100,6 +100,7 @@ void run_generate(GenerateArgs a) {
   if (!a.labels.empty()) options.class_names = read_labels(a.labels);
   options.tokenizer = a.tokenizer;
   options.prediction = a.prediction;
+  options.lora_dir = a.lora_dir;
   const std::unique_ptr<Pipeline> pipeline = Pipeline::load(a.model, options);
   const ModelInfo& info = pipeline->info();
   if (info.vae.empty() && info.latent) {
@@ -126,6 +127,7 @@ void run_generate(GenerateArgs a) {
   request.clip_skip = a.clip_skip;
   request.loras = lora_flags(a.loras);
   for_flag("--lora", [&] { pipeline->check_loras(request.loras); });
+  for (const std::string& prompt : a.prompts) for_flag("--prompt", [&] { pipeline->prompt_loras(prompt); });
   if (!a.original_size.empty()) {
     std::tie(request.original_width, request.original_height) =
         for_flag("--original-size", [&] { return number_pair(a.original_size, 'x', "WIDTHxHEIGHT"); });
@@ -258,8 +260,11 @@ void add_generate_command(CLI::App& app) {
                   "Use the text encoder's N-th layer from the end (default: the model's, 1 for SD 1.x, 2 for SD 2.x and SDXL)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--lora", args->loras,
-                  "A LoRA file (kohya-ss / A1111 or diffusers / PEFT) to run beside the model's layers, at a strength "
-                  "(default 1) on the UNet and the text encoders; repeatable");
+                  "A LoRA file (kohya-ss / A1111 or diffusers / PEFT) to run beside the model's layers, as FILE[:TE[:UNET]]: "
+                  "at a strength on the text encoders (default 1) and on the UNet (default: the same); repeatable");
+  cmd->add_option("--lora-dir", args->lora_dir,
+                  "Where the prompt's <lora:NAME:TE:UNET> tags find their adapters: a folder searched, with its "
+                  "subfolders, for NAME.safetensors or a file whose ss_output_name is NAME");
   cmd->add_option("--original-size", args->original_size,
                   "SDXL: the size the model is told the picture had before cropping, WIDTHxHEIGHT (default: the output's)");
   cmd->add_option("--crop", args->crop, "SDXL: the crop's top-left corner the model is told of, TOP,LEFT (default 0,0)");

@@ -26,21 +26,24 @@ Precision precision_flag(const std::string& value, const std::string& flag) {
 std::vector<LoraRequest> lora_flags(const std::vector<std::string>& values) {
   std::vector<LoraRequest> loras;
   for (const std::string& value : values) {
-    LoraRequest lora{value};
-    // A strength after the last colon, when what follows it is a number (a
-    // path may hold colons too).
-    const size_t colon = value.rfind(':');
-    if (colon != std::string::npos) {
-      const std::string strength = value.substr(colon + 1);
+    // Strengths after the last one or two colons, where what follows them is
+    // a number (a path may hold colons too): the text encoders' first.
+    std::string path = value;
+    std::vector<double> strengths;
+    while (strengths.size() < 2) {
+      const size_t colon = path.rfind(':');
+      if (colon == std::string::npos) break;
+      const std::string strength = path.substr(colon + 1);
       char* end = nullptr;
       const double parsed = std::strtod(strength.c_str(), &end);
-      if (!strength.empty() && end == strength.c_str() + strength.size()) {
-        if (!std::isfinite(parsed)) throw Error("--lora: strength '" + strength + "' is not a finite number");
-        lora = {value.substr(0, colon), parsed, parsed};
-      }
+      if (strength.empty() || end != strength.c_str() + strength.size()) break;
+      if (!std::isfinite(parsed)) throw Error("--lora: strength '" + strength + "' is not a finite number");
+      strengths.insert(strengths.begin(), parsed);
+      path.resize(colon);
     }
-    if (lora.path.empty()) throw Error("--lora: '" + value + "' names no file");
-    loras.push_back(std::move(lora));
+    if (path.empty()) throw Error("--lora: '" + value + "' names no file");
+    const double text_strength = strengths.empty() ? 1.0 : strengths.front();
+    loras.push_back({path, strengths.size() == 2 ? strengths.back() : text_strength, text_strength});
   }
   return loras;
 }

@@ -16,7 +16,7 @@ namespace {
 
 struct ServeArgs {
   std::vector<std::string> models;
-  std::string listen = "127.0.0.1:7860", api_key, output_dir, precision = "auto", tokenizer, max_body = "64M";
+  std::string listen = "127.0.0.1:7860", api_key, output_dir, precision = "auto", tokenizer, lora_dir, max_body = "64M";
   int workers = 1, max_steps = 150;
   int64_t queue = 8, max_size = 2048, max_images = 16;
   double timeout = 600;
@@ -43,6 +43,7 @@ void run_serve(const ServeArgs& a) {
   options.load.precision = precision_flag(a.precision, "--precision");
   options.load.accelerator = global_options().accelerator;
   options.load.tokenizer = a.tokenizer;
+  options.load.lora_dir = a.lora_dir;
   std::tie(options.host, options.port) = parse_listen(a.listen);
   options.workers = a.workers;
   options.queue = static_cast<size_t>(a.queue);
@@ -79,6 +80,9 @@ void add_serve_command(CLI::App& app) {
                   "(default: the bundled Fashion-MNIST text-to-image model)");
   cmd->add_option("--precision", args->precision, "Model matrices as stored (auto), float, or 8bit-s")->capture_default_str();
   cmd->add_option("--tokenizer", args->tokenizer, "CLIP vocabulary for models that carry none");
+  cmd->add_option("--lora-dir", args->lora_dir,
+                  "Where prompts' <lora:NAME:TE:UNET> tags find their adapters (listed by /sdapi/v1/loras): a folder "
+                  "searched, with its subfolders, for NAME.safetensors or a file whose ss_output_name is NAME");
   cmd->add_option("--listen", args->listen, "Address and port; 0.0.0.0:PORT listens on every interface")->capture_default_str();
   cmd->add_option("--workers", args->workers, "Generations that run at once, sharing the cores")
       ->capture_default_str()

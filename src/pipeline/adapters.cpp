@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "pipeline/loading.h"
+#include "pipeline/lora_prompt.h"
 #include "tiledraw/error.h"
 
 namespace tiledraw {
@@ -29,6 +30,13 @@ void LoraCache::keep_set(const std::string& key, std::shared_ptr<const Adapters>
   std::lock_guard lock(mutex_);
   last_key_ = key;
   last_set_ = std::move(set);
+}
+
+void LoraCache::clear() {
+  std::lock_guard lock(mutex_);
+  files_.clear();
+  last_key_.clear();
+  last_set_.reset();
 }
 
 std::vector<const runtime::LayerAdapters*> Adapters::text_layers() const {
@@ -121,6 +129,22 @@ std::shared_ptr<const Adapters> match_adapters(const LoadedModel& m, const Accel
   out->text = std::move(built.text);
   m.loras.keep_set(key, out);
   return out;
+}
+
+std::vector<LoraRequest> prompt_loras(const LoadedModel& m, std::string_view prompt) {
+  std::vector<LoraRequest> loras;
+  for (const LoraTag& tag : parse_lora_tags(prompt).tags) {
+    if (!m.lora_folder) throw Error(tag.text + ": no LoRA folder is set to look '" + tag.name + "' up in");
+    loras.push_back({m.lora_folder->find(tag), tag.unet_strength, tag.text_strength});
+  }
+  return loras;
+}
+
+std::vector<LoraRequest> request_loras(const LoadedModel& m, const GenerationRequest& r) {
+  std::vector<LoraRequest> loras = r.loras;
+  const std::vector<LoraRequest> tagged = prompt_loras(m, r.prompt);
+  loras.insert(loras.end(), tagged.begin(), tagged.end());
+  return loras;
 }
 
 }  // namespace pipeline

@@ -4,6 +4,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "models/lora.h"
@@ -31,6 +32,8 @@ class LoraCache {
   std::shared_ptr<const models::LoraFile> file(const std::string& path);
   std::shared_ptr<const Adapters> last_set(const std::string& key);
   void keep_set(const std::string& key, std::shared_ptr<const Adapters> set);
+  // Later uses read the files again (changed since); generations running keep theirs.
+  void clear();
 
  private:
   std::mutex mutex_;
@@ -43,5 +46,12 @@ class LoraCache {
 // Error names the keys that matched no layer (an adapter for another family).
 std::shared_ptr<const Adapters> match_adapters(const LoadedModel& model, const Accelerator& accel,
                                                const std::vector<LoraRequest>& loras);
+
+// The adapters the tags of `prompt` name, found in the model's LoRA folder;
+// an Error names a tag that is malformed or names no file there.
+std::vector<LoraRequest> prompt_loras(const LoadedModel& model, std::string_view prompt);
+
+// The request's own adapters followed by its prompt's.
+std::vector<LoraRequest> request_loras(const LoadedModel& model, const GenerationRequest& request);
 
 }  // namespace tiledraw::pipeline

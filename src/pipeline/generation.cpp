@@ -113,7 +113,7 @@ GenerationResult generate(const LoadedModel& m, const Accelerator& accel, Progra
   const int64_t factor = m.vae_factor();
   const int64_t latent_h = height / factor, latent_w = width / factor;
   if (!(r.strength >= 0.0 && r.strength <= 1.0)) throw Error("strength " + number(r.strength) + " is outside 0..1");
-  const auto adapters = match_adapters(m, accel, r.loras);
+  const auto adapters = match_adapters(m, accel, request_loras(m, r));
   const Conditioning conditioning = m.conditioner->encode(r, {accel, cache, cancel, height, width, adapters->text_layers()});
   if (release.text_encoder) release.text_encoder();
   const int64_t images = conditioning.images, channels = format.channels;

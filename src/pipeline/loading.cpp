@@ -212,6 +212,7 @@ const models::VaeEncoder& LoadedModel::vae_encoder(const Accelerator& accel) con
 
 std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptions& o, const Accelerator& accel) {
   auto m = std::make_unique<LoadedModel>(models::Checkpoint::open(path));
+  if (!o.lora_dir.empty()) m->lora_folder = std::make_unique<LoraFolder>(o.lora_dir);
   const models::DetectedFamily found = models::detect_family(m->checkpoint, o.family);
   m->info = found.info;
   const auto loader = loaders().find(found.info.family);

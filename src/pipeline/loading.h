@@ -12,6 +12,7 @@
 #include "models/vae.h"
 #include "pipeline/adapters.h"
 #include "pipeline/conditioning.h"
+#include "pipeline/lora_folder.h"
 #include "tiledraw/pipeline.h"
 
 // Loading: from a path to the models of its family, each behind its
@@ -39,6 +40,7 @@ struct LoadedModel {
   int64_t vae_factor() const { return vae ? vae->config().factor() : model ? model->latent_format().vae_factor : 1; }
 
   mutable LoraCache loras;  // adapter files read so far
+  std::unique_ptr<LoraFolder> lora_folder;  // where prompts' tags find adapters; null without one
 
   std::optional<models::WeightView> vae_view;
   Precision vae_precision = Precision::AsStored;

@@ -74,6 +74,22 @@ void Pipeline::check_loras(const std::vector<LoraRequest>& loras) const {
   pipeline::match_adapters(*impl_->loaded, *impl_->accel, loras);
 }
 
+std::vector<LoraRequest> Pipeline::prompt_loras(const std::string& prompt) const {
+  require_weights();
+  std::vector<LoraRequest> loras = pipeline::prompt_loras(*impl_->loaded, prompt);
+  pipeline::match_adapters(*impl_->loaded, *impl_->accel, loras);
+  return loras;
+}
+
+std::vector<LoraFolderEntry> Pipeline::lora_folder() const {
+  return impl_->loaded->lora_folder ? impl_->loaded->lora_folder->entries() : std::vector<LoraFolderEntry>();
+}
+
+void Pipeline::refresh_lora_folder() const {
+  if (impl_->loaded->lora_folder) impl_->loaded->lora_folder->refresh();
+  impl_->loaded->loras.clear();
+}
+
 void Pipeline::require_weights() const {
   if (impl_->released) {
     throw Error(info().path + ": its weights were freed by its one generation (generate_and_release); load it again");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "pipeline/lora_prompt.h"
 #include "runtime/executor.h"
 #include "tiledraw/error.h"
 
@@ -146,9 +147,12 @@ Conditioning TextConditioner::encode(const GenerationRequest& r, const EncodeCon
       r.target_height < 0) {
     throw Error("original size, crop and target size must not be negative");
   }
+  // The text encoder reads the prompt without its LoRA tags (the parameters
+  // text keeps them, as A1111's does); the negative prompt's are text.
+  const std::string prompt = parse_lora_tags(r.prompt).text;
   const bool zero_uncond = encoding_.zeros_for_empty_negative && r.negative_prompt.empty();
-  std::vector<Encoded> z = encode_prompts(zero_uncond ? std::vector<std::string>{r.prompt}
-                                                      : std::vector<std::string>{r.prompt, r.negative_prompt},
+  std::vector<Encoded> z = encode_prompts(zero_uncond ? std::vector<std::string>{prompt}
+                                                      : std::vector<std::string>{prompt, r.negative_prompt},
                                           r.clip_skip, context);
   if (zero_uncond) z.push_back({std::vector<float>(z[0].context.size()), std::vector<float>(z[0].pooled.size())});
 

@@ -134,6 +134,20 @@ class Fields {
 
 int64_t effective(int64_t value, int64_t model_default) { return value > 0 ? value : model_default; }
 
+// A metadata value as A1111 gives it: a JSON object when it holds one, else the text.
+json metadata_value(const std::string& value) {
+  if (!value.starts_with("{")) return value;
+  // Deeper nesting stays text: writing the answer recurses into it.
+  constexpr int kMaxDepth = 32;
+  bool too_deep = false;
+  const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t, json&) {
+    too_deep = too_deep || depth > kMaxDepth;
+    return !too_deep;
+  };
+  json parsed = json::parse(value, limit_depth, false);
+  return parsed.is_object() && !too_deep ? parsed : json(value);
+}
+
 }  // namespace
 
 std::string utc_now(const char* format) {
@@ -200,6 +214,18 @@ json schedulers_json() {
   for (const ScheduleAlias& alias : kScheduleAliases) add(alias.name, alias.scheduler);
   for (const Scheduler s : all_schedulers()) {
     if (s != Scheduler::Default) add(scheduler_name(s), s);
+  }
+  return list;
+}
+
+json loras_json(const std::vector<LoraFolderEntry>& entries) {
+  json list = json::array();
+  for (const LoraFolderEntry& entry : entries) {
+    json metadata = json::object();
+    for (const auto& [key, value] : entry.metadata) {
+      if (key != "ssmd_cover_images") metadata[key] = metadata_value(value);
+    }
+    list.push_back({{"name", entry.name}, {"alias", entry.alias}, {"path", entry.path}, {"metadata", std::move(metadata)}});
   }
   return list;
 }

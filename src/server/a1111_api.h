@@ -81,6 +81,10 @@ Scheduler parse_scheduler_label(std::string_view label);
 // GET /sdapi/v1/samplers and /schedulers.
 nlohmann::json samplers_json();
 nlohmann::json schedulers_json();
+// GET /sdapi/v1/loras: each adapter's name, alias, path and metadata, whose
+// values that hold a JSON object are given as one (A1111's ss_tag_frequency),
+// and without ssmd_cover_images (pictures as text, which A1111 leaves out).
+nlohmann::json loras_json(const std::vector<LoraFolderEntry>& entries);
 
 // The response's `parameters` (the request as run, defaults filled in) and
 // `info` (A1111's JSON string: seeds, infotexts, and what was ignored).

@@ -234,6 +234,9 @@ void Server::Impl::generate(const Request& req, Response& res, bool img2img) {
     r.negative_classes = comma_separated(r.negative_prompt);
     for_field("prompt", [&] { return model->pipeline->class_ids(r.classes); });
     for_field("negative_prompt", [&] { return model->pipeline->class_ids(r.negative_classes); });
+  } else {
+    // The prompt's LoRA tags, checked before the job is queued; the library reads them again as it generates.
+    for_field("prompt", [&] { return model->pipeline->prompt_loras(r.prompt); });
   }
   for_field("width, height", [&] { return model->pipeline->image_size(r); });
   if (job.save_images && options.output_dir.empty()) job.ignored.push_back("save_images (the server has no output directory)");
@@ -399,6 +402,14 @@ void Server::Impl::routes() {
     send_json(res, 200, list);
   });
   http.Get("/sdapi/v1/samplers", [](const Request&, Response& res) { send_json(res, 200, samplers_json()); });
+  http.Get("/sdapi/v1/loras", [this](const Request&, Response& res) {
+    send_json(res, 200, loras_json(models[current.load()].pipeline->lora_folder()));
+  });
+  // Every model's listing: each looks tags up in the same folder. A1111 answers null.
+  http.Post("/sdapi/v1/refresh-loras", [this](const Request&, Response& res) {
+    for (const LoadedModel& m : models) m.pipeline->refresh_lora_folder();
+    send_json(res, 200, nullptr);
+  });
   http.Get("/sdapi/v1/schedulers", [](const Request&, Response& res) { send_json(res, 200, schedulers_json()); });
   http.Get("/sdapi/v1/options", [this](const Request&, Response& res) {
     send_json(res, 200,

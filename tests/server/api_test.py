@@ -9,6 +9,7 @@ limit, a client that goes away, and files written only where told.
 import base64
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Server, check, failures, image_pixels, png_text, wait_until  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from png_pixels import read_png  # noqa: E402
+from safetensors_cross_check import write_file  # noqa: E402
 
 TILEDRAW, MODELS, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 SD = os.path.join(MODELS, "fashion-sd-8bit-s.safetensors")
@@ -32,6 +34,21 @@ def generate(name, *flags):
     subprocess.run([TILEDRAW, "generate", "-q", "-o", out, *flags], check=True)
     batch = [os.path.join(WORK, f) for f in sorted(os.listdir(WORK)) if f.startswith(name + "-") and f.endswith(".png")]
     return [read_png(p) for p in batch] if batch else [read_png(out)]
+
+
+def write_lora(path, metadata):
+    """A kohya-ss adapter for the bundled text-to-image model, random: two
+    layers of the UNet's first attention block and one of the text encoder."""
+    shapes = {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q": (64, 64),
+              "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_v": (64, 128),
+              "lora_te_text_model_encoder_layers_0_self_attn_q_proj": (128, 128)}
+    values = random.Random(path)
+    tensors = {}
+    for layer, (rows, columns) in shapes.items():
+        tensors[layer + ".lora_down.weight"] = ("F32", [4, columns], [values.gauss(0, 0.5) for _ in range(4 * columns)])
+        tensors[layer + ".lora_up.weight"] = ("F32", [rows, 4], [values.gauss(0, 0.5) for _ in range(rows * 4)])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_file(path, tensors, metadata)
 
 
 def expect_error(server, path, body, status, words, raw=None):
@@ -150,6 +167,9 @@ def main():
         expect_error(s, t2i, {"override_settings": {"sd_model_checkpoint": "sdxl.safetensors"}}, 422,
                      ["override_settings.sd_model_checkpoint", "no model 'sdxl.safetensors'", "fashion-sd-8bit-s.safetensors"])
         expect_error(s, t2i, {"override_settings": []}, 422, ["override_settings", "expected an object"])
+        expect_error(s, t2i, {"prompt": "a <lora:style:0.8>"}, 422, ["prompt: <lora:style:0.8>", "no LoRA folder is set"])
+        status, _, listed = s.get("/sdapi/v1/loras")
+        check(status == 200 and listed == [], "GET /sdapi/v1/loras without --lora-dir: none")
         expect_error(s, t2i, {"prompt": "cat", "override_settings": {"sd_model_checkpoint": "fashion-dit-8bit-s"}}, 422, ["prompt:", "cat"])
         expect_error(s, "/sdapi/v1/img2img", {"prompt": "x"}, 422, ["init_images", "expected a list"])
         expect_error(s, "/sdapi/v1/img2img", {"init_images": ["%%%not base64"]}, 422, ["init_images", "not valid base64"])
@@ -163,6 +183,51 @@ def main():
         status, _, answer = s.get("/sdapi/v1/nothing")
         check(status == 404 and "GET /sdapi/v1/nothing" in answer["detail"], "an unknown endpoint: 404 naming it")
         check(s.get("/health")[0] == 200, "the server still answers after every refusal")
+
+    # LoRA tags in prompts and the LoRA folder, as A1111's: a tag is its
+    # adapter at its strengths (the CLI's --lora FILE:TE:UNET with the tag
+    # removed), the infotext keeps the prompt as written; the folder is listed,
+    # and read again only when refreshed.
+    loras = os.path.join(WORK, "loras")
+    style = os.path.join(loras, "sub", "style.safetensors")
+    deep = '{"a": ' * 40 + "1" + "}" * 40
+    write_lora(style, {"ss_output_name": "fancy", "ss_tag_frequency": json.dumps({"shoes": {"white": 3}}),
+                       "ss_note": "{not JSON", "ss_deep": deep, "ssmd_cover_images": "[\"a picture as base64\"]"})
+    with Server(TILEDRAW, "-m", SD, "--lora-dir", loras) as s:
+        status, _, listed = s.get("/sdapi/v1/loras")
+        check(status == 200 and listed == [{"name": "style", "alias": "fancy", "path": style, "metadata": {
+                  "ss_output_name": "fancy", "ss_tag_frequency": {"shoes": {"white": 3}}, "ss_note": "{not JSON",
+                  "ss_deep": deep}}],
+              "GET /sdapi/v1/loras: name, alias, path, metadata (JSON objects parsed, unless not JSON or nested"
+              f" 40 deep; cover images left out): {str(listed)[:200]}")
+        settings = ["-m", SD, "--seed", "5", "--steps", "4"]
+        status, _, r = s.post(t2i, {"prompt": "a white sneaker <lora:style:0.8>", "seed": 5, "steps": 4})
+        expected = generate("tagged", *settings, "-p", "a white sneaker", "--lora", style + ":0.8")
+        plain = generate("untagged", *settings, "-p", "a white sneaker")
+        info = json.loads(r["info"]) if status == 200 else {}
+        check(status == 200 and [image_pixels(i) for i in r["images"]] == expected and expected != plain,
+              "txt2img <lora:style:0.8>: the image of --lora FILE:0.8 without the tag (not the one without the adapter)")
+        check(status == 200 and info["infotexts"][0].startswith("a white sneaker <lora:style:0.8>\nSteps: 4")
+              and png_text(r["images"][0])["parameters"] == info["infotexts"][0]
+              and r["parameters"]["prompt"] == info["prompt"] == "a white sneaker <lora:style:0.8>",
+              "txt2img: the infotext, parameters and info keep the prompt with its tag")
+        status, _, r = s.post("/sdapi/v1/img2img", {"prompt": "a dark ankle boot <lora:fancy:te=0:unet=0.8>",
+                                                    "init_images": [init_b64], "seed": 2, "steps": 10})
+        expected = generate("tagged-img2img", "-m", SD, "-p", "a dark ankle boot", "-i", init, "--seed", "2", "--steps", "10",
+                            "--lora", style + ":0:0.8")
+        check(status == 200 and [image_pixels(i) for i in r["images"]] == expected,
+              "img2img <lora:fancy:te=0:unet=0.8>: by its alias, the UNet's side alone, as --lora FILE:0:0.8")
+        missing = " in the LoRA folder " + loras
+        expect_error(s, t2i, {"prompt": "a <lora:later:1>"}, 422, ["prompt: <lora:later:1>: no adapter named 'later'", missing])
+        expect_error(s, t2i, {"prompt": "<lora:style:strong>"}, 422, ["prompt: <lora:style:strong>", "'strong' is not a number"])
+        expect_error(s, "/sdapi/v1/img2img", {"prompt": "<lora:style:1:dyn=4>", "init_images": [init_b64]}, 422,
+                     ["prompt: <lora:style:1:dyn=4>", "not supported"])
+        write_lora(os.path.join(loras, "later.safetensors"), {})
+        expect_error(s, t2i, {"prompt": "a <lora:later:1>"}, 422, ["no adapter named 'later'"])
+        status, _, answer = s.post("/sdapi/v1/refresh-loras", {})
+        check(status == 200 and answer is None and [x["name"] for x in s.get("/sdapi/v1/loras")[2]] == ["later", "style"]
+              and s.post(t2i, {"prompt": "a <lora:later:1>", "steps": 2})[0] == 200,
+              "POST /sdapi/v1/refresh-loras: a file added since is listed and found only after it")
 
     # Authentication: everything but / and /health needs the bearer key.
     with Server(TILEDRAW, "-m", SD, "--api-key", "s3cret") as s:
