@@ -301,6 +301,18 @@ def check_refusals(tmp, model, path):
     refused(tmp, "ranks that differ", path, f"{tmp}/rank.safetensors", f"'{key}.lora_up.weight'")
     st_io.save(f"{tmp}/loha.safetensors", {key + ".hada_w1_a": up.flatten(1), key + ".hada_w1_b": down.flatten(1)})
     refused(tmp, "a LoHa file", path, f"{tmp}/loha.safetensors", "is part of a LoHa adapter")
+    # Baking into weights that are 8-bit S already would round them twice.
+    st_io.save(f"{tmp}/one.safetensors", {key + ".lora_down.weight": down, key + ".lora_up.weight": up})
+    subprocess.run([TILEDRAW, "convert", "-q", path, f"{tmp}/rounded.safetensors", "--min-elements", "0"], check=True,
+                   capture_output=True)
+    result = subprocess.run([TILEDRAW, "convert", "-q", f"{tmp}/rounded.safetensors", f"{tmp}/never.safetensors",
+                             "--lora", f"{tmp}/one.safetensors"], capture_output=True, text=True)
+    message = result.stderr.strip()
+    ok = (result.returncode != 0 and "is 8-bit S already; bake adapters into the float weights" in message
+          and not os.path.exists(f"{tmp}/never.safetensors"))
+    print(f"{'ok' if ok else 'FAIL':4} convert --lora onto 8-bit S weights: {message}", flush=True)
+    if not ok:
+        failures.append("convert --lora onto 8-bit S weights")
 
 
 def main():
