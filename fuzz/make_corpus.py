@@ -326,6 +326,7 @@ def tokenizer_seeds():
                        b"99999999999999999999999999999999999999999) (b:..) (c:-1.5)",
         "long-word": b"a" * 2000,
         "empty": b"",
+        "lora-tags": b"a cat <lora:style:0.8> <lyco:b:te=0:unet=1.5> <lora:c:0.5:1e308> <hypernet:x> <lora:> <lora:d",
     }
     for name, data in seeds.items():
         write("tokenizer_fuzz", name, data)

@@ -1,7 +1,8 @@
 // The CLIP tokenizer and the A1111 prompt syntax on arbitrary bytes (not
 // UTF-8, unbalanced brackets, huge weights, BREAKs, HTML references, special
-// tokens): tokenize_prompt either returns chunks that keep their word or
-// throws tiledraw::Error; a crash, a hang or a broken chunk is a bug. Every
+// tokens, LoRA tags): tokenize_prompt either returns chunks that keep their
+// word or throws tiledraw::Error, and so does parse_lora_tags with a shorter
+// prompt and finite strengths; a crash, a hang or a broken chunk is a bug. Every
 // chunk is 77 ids below CLIP's vocabulary size, <|startoftext|> first,
 // holding an <|endoftext|> after which only the padding id follows.
 //
@@ -11,7 +12,10 @@
 
 #include <string_view>
 
+#include <cmath>
+
 #include "fuzz_util.h"
+#include "pipeline/lora_prompt.h"
 #include "text/prompt.h"
 #include "text/tokenizer_source.h"
 
@@ -59,6 +63,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fuzz::check(id >= 0 && id < kClipVocabularySize, "encode gave an id outside CLIP's vocabulary");
     }
     if (fuzz::verbose()) std::fprintf(stderr, "%zu chunks\n", count);
+  } catch (const tiledraw::Error& e) {
+    fuzz::refused(e);
+  }
+  try {
+    const tiledraw::pipeline::TaggedPrompt tagged = tiledraw::pipeline::parse_lora_tags(prompt);
+    fuzz::check(tagged.tags.empty() ? tagged.text.size() <= prompt.size() : tagged.text.size() < prompt.size(),
+                "removing LoRA tags did not shorten the prompt");
+    for (const tiledraw::pipeline::LoraTag& tag : tagged.tags) {
+      fuzz::check(!tag.name.empty(), "a LoRA tag without a name");
+      fuzz::check(std::isfinite(tag.text_strength) && std::isfinite(tag.unet_strength), "a LoRA strength not finite");
+    }
   } catch (const tiledraw::Error& e) {
     fuzz::refused(e);
   }
