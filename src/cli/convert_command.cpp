@@ -53,7 +53,9 @@ void run_convert(const ConvertArgs& args) {
   if (folder && !args.tokenizer.empty()) throw Error("--tokenizer: a diffusers folder keeps its tokenizer in tokenizer/");
   if (!args.loras.empty()) {
     const std::vector<LoraRequest> loras = lora_flags(args.loras);
-    options.updates = for_flag("--lora", [&] { return lora_updates(args.input, loras, {.tokenizer = args.tokenizer}); });
+    LoadOptions load;
+    load.tokenizer = args.tokenizer;
+    options.updates = for_flag("--lora", [&] { return lora_updates(args.input, loras, load); });
   }
   const ConvertReport report = folder ? convert_folder_to_8bit_s(args.input, args.output, options, report_progress)
                                       : convert_to_8bit_s(args.input, args.output, options, report_progress);
