@@ -69,6 +69,32 @@ TEST(Lora, ReadsEachFormatsNamesAndScales) {
       << "diffusers' attention processors: .processor. dropped, to_out is to_out.0";
 }
 
+// LoHa's elementwise product of two low-rank products, read as one product
+// of rank r1 x r2: hand-computed. w1 = [1, 2]^T [3, 4] = [[3, 4], [6, 8]],
+// w2 = I [[1, 1], [2, 0]], their product [[3, 4], [12, 0]], times alpha 2 / r1 1.
+TEST(Lora, ReadsLohaAsOneLowRankProduct) {
+  test::TempDir dir;
+  const std::string key = "lora_unet_down_blocks_0_attentions_0_proj_in";
+  write_f32(dir.file("loha.safetensors"),
+            {{key + ".hada_w1_a", {1, 2}}, {key + ".hada_w1_b", {3, 4}}, {key + ".hada_w2_a", {1, 0, 0, 1}},
+             {key + ".hada_w2_b", {1, 1, 2, 0}}, {key + ".alpha", {2.0f}}},
+            {{2, 1}, {1, 2}, {2, 2}, {2, 2}, {}});
+  const models::LoraFile file = models::read_lora(dir.file("loha.safetensors"));
+  const models::LoraLayer& layer = layer_named(file, "down_blocks_0_attentions_0_proj_in");
+  ASSERT_EQ(layer.rank, 2);
+  ASSERT_EQ(layer.in, 2);
+  ASSERT_EQ(layer.out, 2);
+  std::vector<float> update;
+  for (int64_t o = 0; o < 2; ++o) {
+    for (int64_t i = 0; i < 2; ++i) {
+      float sum = 0.0f;
+      for (int64_t c = 0; c < 2; ++c) sum += layer.up[static_cast<size_t>(o * 2 + c)] * layer.down[static_cast<size_t>(c * 2 + i)];
+      update.push_back(sum * layer.scale);
+    }
+  }
+  EXPECT_THAT(update, ElementsAre(6, 8, 24, 0));
+}
+
 TEST(Lora, RefusesWhatItCannotRunNamingFileAndKey) {
   test::TempDir dir;
   const std::vector<float> down(2 * 3, 0.5f), up(4 * 2, 0.25f);
@@ -92,7 +118,11 @@ TEST(Lora, RefusesWhatItCannotRunNamingFileAndKey) {
   EXPECT_THAT(refused({{key + ".lora_down.weight", poisoned}, {key + ".lora_up.weight", up}}, {{2, 3}, {4, 2}}),
               HasSubstr("'" + key + ".lora_down.weight' holds a value that is not finite"));
   EXPECT_THAT(refused({{key + ".lora_down.weight", down}}, {{2, 3}}), HasSubstr("has no '" + key + ".lora_up.weight'"));
-  EXPECT_THAT(refused({{key + ".hada_w1_a", up}}, {{4, 2}}), HasSubstr("is part of a LoHa adapter"));
+  EXPECT_THAT(refused({{key + ".hada_w1_a", up}}, {{4, 2}}), HasSubstr("'" + key + ".hada_w1_a' has no '" + key + ".hada_w1_b'"));
+  EXPECT_THAT(refused({{key + ".hada_w1_a", up}, {key + ".hada_w1_b", down}, {key + ".hada_w2_a", up}, {key + ".hada_w2_b", up}},
+                      {{4, 2}, {2, 3}, {4, 2}, {4, 2}}),
+              HasSubstr("the LoHa factors of '" + key + "' do not chain"));
+  EXPECT_THAT(refused({{key + ".lokr_w1", up}}, {{4, 2}}), HasSubstr("is part of a LoKr adapter"));
   EXPECT_THAT(refused({{"transformer.blocks.0.attn.lora_A.weight", down}, {"transformer.blocks.0.attn.lora_B.weight", up}},
                       {{2, 3}, {4, 2}}),
               HasSubstr("'transformer.blocks.0.attn' is not a layer of a Stable Diffusion UNet or text encoder"));

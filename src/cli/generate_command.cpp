@@ -260,7 +260,7 @@ void add_generate_command(CLI::App& app) {
                   "Use the text encoder's N-th layer from the end (default: the model's, 1 for SD 1.x, 2 for SD 2.x and SDXL)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--lora", args->loras,
-                  "A LoRA file (kohya-ss / A1111 or diffusers / PEFT) to run beside the model's layers, as FILE[:TE[:UNET]]: "
+                  "A LoRA file (kohya-ss / A1111, diffusers / PEFT, LyCORIS LoHa) to run beside the model's layers, as FILE[:TE[:UNET]]: "
                   "at a strength on the text encoders (default 1) and on the UNet (default: the same); repeatable");
   cmd->add_option("--lora-dir", args->lora_dir,
                   "Where the prompt's <lora:NAME:TE:UNET> tags find their adapters: a folder searched, with its "

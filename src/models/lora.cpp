@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "tiledraw/dtype.h"
@@ -30,7 +31,7 @@ constexpr FactorNames kFactorNames[] = {
 
 // Keys of adapter kinds that are not low-rank products of two factors.
 constexpr std::pair<const char*, const char*> kOtherKinds[] = {
-    {".hada_w1_a", "LoHa"}, {".lokr_w1", "LoKr"}, {".lokr_w1_a", "LoKr"},
+    {".hada_t1", "LoHa with Tucker factors (hada_t1)"}, {".lokr_w1", "LoKr"}, {".lokr_w1_a", "LoKr"},
     {".dora_scale", "DoRA"}, {".lora_mid.weight", "LoCon with a Tucker middle factor (lora_mid)"},
 };
 
@@ -81,6 +82,62 @@ std::vector<float> floats_of(const SafetensorsFile& file, const TensorInfo& t) {
   return out;
 }
 
+// The alpha beside a layer's factors as a scale: alpha / dim, or 1 without
+// one (kohya-ss reads an alpha of 0 as none too).
+float alpha_scale(const SafetensorsFile& file, const std::string& key, int64_t dim, std::set<std::string>& used) {
+  const TensorInfo* alpha = file.find(key + ".alpha");
+  if (!alpha) return 1.0f;
+  if (alpha->numel() != 1) throw Error(file.path() + ": '" + alpha->name + "' is not one value");
+  used.insert(alpha->name);
+  const float value = floats_of(file, *alpha).front();
+  return value != 0.0f ? value / static_cast<float>(dim) : 1.0f;
+}
+
+// LyCORIS's LoHa: dW = (w1_a w1_b) * (w2_a w2_b) elementwise, times alpha /
+// dim (dim: w1_b's rows). The elementwise product of two rank-r products is
+// one product of rank r1 x r2, down[(a, b), i] = w1_b[a, i] w2_b[b, i] and
+// up[o, (a, b)] = w1_a[o, a] w2_a[o, b], which runs like any LoRA layer.
+LoraLayer read_loha(const SafetensorsFile& file, const std::string& key, std::set<std::string>& used) {
+  const auto factor = [&](const char* suffix) -> const TensorInfo& {
+    const TensorInfo* t = file.find(key + suffix);
+    if (!t) throw Error(file.path() + ": '" + key + ".hada_w1_a' has no '" + key + suffix + "'");
+    used.insert(t->name);
+    return *t;
+  };
+  const TensorInfo& w1a = factor(".hada_w1_a");
+  const TensorInfo& w1b = factor(".hada_w1_b");
+  const TensorInfo& w2a = factor(".hada_w2_a");
+  const TensorInfo& w2b = factor(".hada_w2_b");
+  const int64_t out = w1a.shape.size() == 2 ? w1a.shape[0] : 0, r1 = out ? w1a.shape[1] : 0;
+  const int64_t r2 = w2a.shape.size() == 2 && w2a.shape[0] == out ? w2a.shape[1] : 0;
+  const int64_t in = r1 && !w1b.shape.empty() && w1b.shape[0] == r1 ? w1b.numel() / r1 : 0;
+  if (out <= 0 || r1 <= 0 || r2 <= 0 || in <= 0 || w2b.shape.empty() || w2b.shape[0] != r2 || w2b.numel() != r2 * in) {
+    throw Error(file.path() + ": the LoHa factors of '" + key + "' do not chain: hada_w1_a " + shape_string(w1a.shape) +
+                ", hada_w1_b " + shape_string(w1b.shape) + ", hada_w2_a " + shape_string(w2a.shape) + ", hada_w2_b " +
+                shape_string(w2b.shape) + " (expected [out, r1], [r1, in], [out, r2], [r2, in])");
+  }
+  const std::vector<float> a1 = floats_of(file, w1a), b1 = floats_of(file, w1b), a2 = floats_of(file, w2a),
+                           b2 = floats_of(file, w2b);
+  LoraLayer layer;
+  layer.rank = r1 * r2;
+  layer.in = in;
+  layer.out = out;
+  layer.down.resize(static_cast<size_t>(layer.rank * in));
+  layer.up.resize(static_cast<size_t>(out * layer.rank));
+  for (int64_t a = 0; a < r1; ++a) {
+    for (int64_t b = 0; b < r2; ++b) {
+      for (int64_t i = 0; i < in; ++i) {
+        layer.down[static_cast<size_t>((a * r2 + b) * in + i)] = b1[static_cast<size_t>(a * in + i)] * b2[static_cast<size_t>(b * in + i)];
+      }
+      for (int64_t o = 0; o < out; ++o) {
+        layer.up[static_cast<size_t>(o * layer.rank + a * r2 + b)] = a1[static_cast<size_t>(o * r1 + a)] * a2[static_cast<size_t>(o * r2 + b)];
+      }
+    }
+  }
+  layer.scale = alpha_scale(file, key, r1, used);
+  return layer;
+}
+
 }  // namespace
 
 LoraFile read_lora(const std::string& path) {
@@ -91,8 +148,16 @@ LoraFile read_lora(const std::string& path) {
     for (const auto& [marker, kind] : kOtherKinds) {
       if (t.name.find(marker) != std::string::npos) {
         throw Error(path + ": '" + t.name + "' is part of a " + kind + " adapter; tiledraw runs LoRA (lora_down/lora_up, "
-                    "lora_A/lora_B) adapters");
+                    "lora_A/lora_B) and LoHa (hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b) adapters");
       }
+    }
+    if (ends_with(t.name, ".hada_w1_a")) {
+      const std::string key = t.name.substr(0, t.name.size() - std::string(".hada_w1_a").size());
+      LoraLayer layer = read_loha(file, key, used);
+      std::tie(layer.component, layer.module) = locate(key, path);
+      layer.key = key;
+      out.layers.push_back(std::move(layer));
+      continue;
     }
     const FactorNames* names = nullptr;
     for (const FactorNames& candidate : kFactorNames) {
@@ -102,10 +167,8 @@ LoraFile read_lora(const std::string& path) {
     const std::string key = t.name.substr(0, t.name.size() - std::string(names->down).size());
     const TensorInfo* up = file.find(key + names->up);
     if (!up) throw Error(path + ": '" + t.name + "' has no '" + key + names->up + "'");
-    const auto [component, module] = locate(key, path);
     LoraLayer layer;
-    layer.component = component;
-    layer.module = module;
+    std::tie(layer.component, layer.module) = locate(key, path);
     layer.key = key;
     layer.rank = t.shape.empty() ? 0 : t.shape[0];
     layer.in = layer.rank ? t.numel() / layer.rank : 0;
@@ -119,18 +182,13 @@ LoraFile read_lora(const std::string& path) {
     layer.up = floats_of(file, *up);
     used.insert(t.name);
     used.insert(up->name);
-    if (const TensorInfo* alpha = file.find(key + ".alpha")) {
-      if (alpha->numel() != 1) throw Error(path + ": '" + alpha->name + "' is not one value");
-      const float value = floats_of(file, *alpha).front();
-      // kohya-ss reads an alpha of 0 as none: the rank, a scale of 1.
-      if (value != 0.0f) layer.scale = value / static_cast<float>(layer.rank);
-      used.insert(alpha->name);
-    }
+    layer.scale = alpha_scale(file, key, layer.rank, used);
     out.layers.push_back(std::move(layer));
   }
   for (const TensorInfo& t : file.tensors()) {
     if (!used.count(t.name)) {
-      throw Error(path + ": '" + t.name + "' is not part of a LoRA layer (lora_down/lora_up/alpha, lora_A/lora_B)");
+      throw Error(path + ": '" + t.name + "' is not part of a LoRA layer (lora_down/lora_up/alpha, lora_A/lora_B, "
+                  "hada_w1_a/hada_w1_b/hada_w2_a/hada_w2_b)");
     }
   }
   if (out.layers.empty()) throw Error(path + ": holds no LoRA layers");

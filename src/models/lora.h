@@ -14,7 +14,8 @@
 // layers without touching their weights: kohya-ss / A1111 files (lora_unet_*,
 // lora_te_*, lora_te1_*, lora_te2_* with lora_down, lora_up and alpha) and
 // diffusers / PEFT files (unet.*.lora_A.weight, lora_B, text_encoder.*,
-// text_encoder_2.*). A file is read once into its layers' updates, named as
+// text_encoder_2.*), and LyCORIS's LoHa (hada_w1_a, hada_w1_b, hada_w2_a,
+// hada_w2_b), read as one low-rank product. A file is read once into its layers' updates, named as
 // the file names them; matching them to a model's layers, by the names the
 // layers' parts go by (canonical or as stored, with dots or kohya's
 // underscores), happens per generation, with the strengths it asks for.

@@ -33,8 +33,11 @@ scale of 1). Checked with `tiledraw forward --lora FILE:STRENGTH`:
 - `convert --lora` bakes the adapters into a checkpoint: the SD 1.x/2.x
   files kept in float (--keep '*', within 1e-4) and as 8-bit S (within its
   bound), the SDXL folder in float;
+- LyCORIS's LoHa on the UNet's transformer layers and convolutions, in
+  float and beside 8-bit S weights;
 - refused, naming the file and key: an adapter for another family (SDXL's
-  lora_te2_ keys), a NaN, factors whose ranks differ, a LoHa file."""
+  lora_te2_ keys), a NaN, factors whose ranks differ, a LoKr file, and
+  `convert --lora` onto weights already 8-bit S."""
 import os
 import subprocess
 import sys
@@ -271,6 +274,37 @@ def check_sdxl(tmp):
     compare("sdxl folder convert --lora (float): both text encoders", got["hidden_states"], hidden, FLOAT_BOUND)
 
 
+def check_loha(tmp, label, model, path):
+    """LyCORIS's LoHa on the UNet's transformer layers and convolutions:
+    dW = (w1_a @ w1_b) * (w2_a @ w2_b) x alpha / dim, dims 2 and 3, the
+    convolutions' w1_b and w2_b flattened [dim, in x kh x kw]."""
+    g = torch.Generator().manual_seed(14)
+    tensors, state = {}, dict(model.unet)
+    alpha, dim1, dim2, strength = 1.5, 2, 3, 0.6
+    for module, shape in sorted({**unet_targets(model), **locon_targets(model)}.items()):
+        inputs = int(torch.tensor(shape[1:]).prod())
+        w1a, w1b = torch.randn((shape[0], dim1), generator=g) * 0.3, torch.randn((dim1, inputs), generator=g) * 0.3
+        w2a, w2b = torch.randn((shape[0], dim2), generator=g) * 0.3, torch.randn((dim2, inputs), generator=g) * 0.3
+        key = "lora_unet_" + module.replace(".", "_")
+        tensors.update({key + ".hada_w1_a": w1a.half(), key + ".hada_w1_b": w1b.half(), key + ".hada_w2_a": w2a.half(),
+                        key + ".hada_w2_b": w2b.half(), key + ".alpha": torch.tensor(alpha).half()})
+        w1a, w1b, w2a, w2b = (w.half().double() for w in (w1a, w1b, w2a, w2b))
+        weight = state[module + ".weight"]
+        delta = ((w1a @ w1b) * (w2a @ w2b)).reshape(weight.shape) * alpha / dim1 * strength
+        state[module + ".weight"] = (weight.double() + delta).float()
+    st_io.save(f"{tmp}/loha.safetensors", tensors, {"ss_network_module": "lycoris.kohya"})
+    reference = with_weights(model, state, model.text)
+    g = torch.Generator().manual_seed(15)
+    sample, t = torch.randn((2, 4, 8, 8), generator=g), torch.tensor([999.0, 250.0])
+    ctx = torch.randn((2, 77, model.text_width), generator=g)
+    st_io.save(f"{tmp}/loha-in.safetensors", {"sample": sample, "timestep": t, "encoder_hidden_states": ctx})
+    expected = reference.unet_forward(sample, t, ctx)
+    flags = ["--lora", f"{tmp}/loha.safetensors:{strength}"]
+    for precision, bound, metric in (("float", FLOAT_BOUND, "max"), ("8bit-s", INT8_BOUND, "rms")):
+        got = st_io.load(run_forward(tmp, path, "unet", f"{tmp}/loha-in.safetensors", precision, flags))[0]["out"]
+        compare(f"{label} unet, LoHa (dims 2 and 3) at {strength}, {precision}", got, expected, bound, metric)
+
+
 def relative_rms(error, reference):
     return (error.pow(2).mean().sqrt() / reference.pow(2).mean().sqrt()).item()
 
@@ -299,8 +333,8 @@ def check_refusals(tmp, model, path):
     refused(tmp, "a NaN", path, f"{tmp}/nan.safetensors", f"'{key}.lora_down.weight' holds a value that is not finite")
     st_io.save(f"{tmp}/rank.safetensors", {key + ".lora_down.weight": down, key + ".lora_up.weight": up[:, :RANK - 1]})
     refused(tmp, "ranks that differ", path, f"{tmp}/rank.safetensors", f"'{key}.lora_up.weight'")
-    st_io.save(f"{tmp}/loha.safetensors", {key + ".hada_w1_a": up.flatten(1), key + ".hada_w1_b": down.flatten(1)})
-    refused(tmp, "a LoHa file", path, f"{tmp}/loha.safetensors", "is part of a LoHa adapter")
+    st_io.save(f"{tmp}/lokr.safetensors", {key + ".lokr_w1": up.flatten(1), key + ".lokr_w2": down.flatten(1)})
+    refused(tmp, "a LoKr file", path, f"{tmp}/lokr.safetensors", "is part of a LoKr adapter")
     # Baking into weights that are 8-bit S already would round them twice.
     st_io.save(f"{tmp}/one.safetensors", {key + ".lora_down.weight": down, key + ".lora_up.weight": up})
     subprocess.run([TILEDRAW, "convert", "-q", path, f"{tmp}/rounded.safetensors", "--min-elements", "0"], check=True,
@@ -324,6 +358,7 @@ def main():
         sd2.write_single_file(f"{tmp}/sd2.safetensors")
         check(tmp, "sd1 file", sd1, f"{tmp}/sd1.safetensors")
         check(tmp, "sd2 file (OpenCLIP's fused in_proj)", sd2, f"{tmp}/sd2.safetensors")
+        check_loha(tmp, "sd1 file", sd1, f"{tmp}/sd1.safetensors")
         check_refusals(tmp, sd1, f"{tmp}/sd1.safetensors")
         check_sdxl(tmp)
     if failures:
