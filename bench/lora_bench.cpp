@@ -6,9 +6,12 @@
 // - the UNet's guided step (batch 2, 77 text tokens) at --size, with and
 //   without ADAPTER, interleaved pair by pair (`Pipeline::forward`'s median
 //   of --runs evaluations each time), and the ratio per pair;
-// - switching: building the adapters' layers for a new set of strengths
-//   (the file already read, as a server holds it), and reading the file the
-//   first time, each the median of --pairs.
+// - switching: a `forward` of the UNet at 8 x 8 latents with the adapter at
+//   strengths not used before (the file held, as a server holds it: its
+//   layers' branches built anew, the graph with them) less one without it;
+// - reading and matching the file the first time (`check_loras` on a fresh
+//   pipeline).
+// Each is the median of --pairs.
 //
 // bench/lora.py writes a rank-32 adapter on SD 1.5's attention and
 // feed-forward layers and runs this.
@@ -16,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -54,7 +58,7 @@ int main(int argc, char** argv) {
     const int64_t value = std::atoll(argv[i + 1]);
     if (flag == "--size") size = value;
     else if (flag == "--context") context = value;
-    else if (flag == "--pairs") pairs = value;
+    else if (flag == "--pairs") pairs = std::max<int64_t>(1, value);
     else if (flag == "--runs") runs = value;
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
@@ -68,30 +72,30 @@ int main(int argc, char** argv) {
         {"sample", normal({2, 4, size / 8, size / 8}, rng)},
         {"timestep", {{2}, {999.0f, 999.0f}}},
         {"encoder_hidden_states", normal({2, 77, context}, rng)}};
-    const auto seconds_since = [](auto start) {
+
+    const std::map<std::string, FloatTensor> small = {
+        {"sample", normal({2, 4, 8, 8}, rng)}, {"timestep", {{2}, {999.0f, 999.0f}}},
+        {"encoder_hidden_states", normal({2, 77, context}, rng)}};
+    const auto wall_of = [&](auto&& run) {
+      const auto start = std::chrono::steady_clock::now();
+      run();
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     };
-
-    std::vector<double> reads;
+    // Programs and auto's choices for every shape, made once, untimed.
+    tiledraw::Pipeline::ForwardTiming timing;
+    pipeline->forward("unet", small, 0, nullptr, {{adapter, 1.0, 1.0}});
+    pipeline->forward("unet", inputs, 1, &timing, {{adapter, 1.0, 1.0}});
+    std::vector<double> reads, switches;
     for (int64_t i = 0; i < pairs; ++i) {
-      // A fresh pipeline each time: its adapter files are not read yet.
-      const auto fresh = tiledraw::Pipeline::load(model_path);
-      const auto start = std::chrono::steady_clock::now();
-      fresh->check_loras({{adapter, 1.0, 1.0}});
-      reads.push_back(seconds_since(start));
-    }
-    std::vector<double> switches;
-    for (int64_t i = 0; i < pairs; ++i) {
-      // A strength not used before: the file is held, the layers are built anew.
-      const double strength = 0.5 + 0.01 * static_cast<double>(i);
-      const auto start = std::chrono::steady_clock::now();
-      pipeline->check_loras({{adapter, strength, strength}});
-      switches.push_back(seconds_since(start));
+      const auto fresh = tiledraw::Pipeline::load(model_path);  // its adapter files not read yet
+      reads.push_back(wall_of([&] { fresh->check_loras({{adapter, 1.0, 1.0}}); }));
+      const double strength = 0.5 + 0.01 * static_cast<double>(i);  // a set not built before
+      const double without = wall_of([&] { pipeline->forward("unet", small); });
+      const double with = wall_of([&] { pipeline->forward("unet", small, 0, nullptr, {{adapter, strength, strength}}); });
+      switches.push_back(with - without);
     }
 
     std::vector<double> plain, adapted, ratios;
-    tiledraw::Pipeline::ForwardTiming timing;
-    pipeline->forward("unet", inputs, 1, &timing, {{adapter, 1.0, 1.0}});  // programs and auto's choices, untimed
     for (int64_t i = 0; i < pairs; ++i) {
       pipeline->forward("unet", inputs, static_cast<int>(runs), &timing);
       plain.push_back(timing.median_seconds);
@@ -105,8 +109,8 @@ int main(int argc, char** argv) {
     std::printf("ratio per pair:");
     for (double r : ratios) std::printf(" %.3f", r);
     std::printf("; median %.3f\n", median(ratios));
-    std::printf("switching to new strengths (file held): median %.1f ms; first read of the file: median %.1f ms\n",
-                1000 * median(switches), 1000 * median(reads));
+    std::printf("switching to new strengths (file held): median %.1f ms; reading and matching the file the first time: "
+                "median %.1f ms\n", 1000 * median(switches), 1000 * median(reads));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tiledraw_lora_bench: %s\n", e.what());
     return 1;

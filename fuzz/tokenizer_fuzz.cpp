@@ -10,9 +10,8 @@
 // one with <|endoftext|> (SD 1.x). The vocabulary is OpenAI's, read once from
 // ../shared/data/clip beside the checkout.
 
-#include <string_view>
-
 #include <cmath>
+#include <string_view>
 
 #include "fuzz_util.h"
 #include "pipeline/lora_prompt.h"

@@ -92,7 +92,29 @@ TEST(Lora, ReadsLohaAsOneLowRankProduct) {
       update.push_back(sum * layer.scale);
     }
   }
-  EXPECT_THAT(update, ElementsAre(6, 8, 24, 0));
+  EXPECT_THAT(update, ElementsAre(6, 8, 24, 0));  // here r1 x r2 = 2 is the layer's rank: built whole
+
+  // r1 x r2 = 2 below the layer's rank 4: the product of rank 2, against
+  // (w1_a w1_b) * (w2_a w2_b) x alpha / r1 computed here.
+  const int64_t out = 5, in = 4;
+  const std::vector<float> a1 = test::random_floats(out, 11), b1 = test::random_floats(in, 12),
+                           a2 = test::random_floats(out * 2, 13), b2 = test::random_floats(2 * in, 14);
+  write_f32(dir.file("low.safetensors"),
+            {{key + ".hada_w1_a", a1}, {key + ".hada_w1_b", b1}, {key + ".hada_w2_a", a2}, {key + ".hada_w2_b", b2},
+             {key + ".alpha", {0.5f}}},
+            {{out, 1}, {1, in}, {out, 2}, {2, in}, {}});
+  const models::LoraFile low = models::read_lora(dir.file("low.safetensors"));
+  const models::LoraLayer& product = low.layers.front();
+  ASSERT_EQ(product.rank, 2);
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t i = 0; i < in; ++i) {
+      float got = 0.0f;
+      for (int64_t c = 0; c < 2; ++c) got += product.up[static_cast<size_t>(o * 2 + c)] * product.down[static_cast<size_t>(c * in + i)];
+      const float second = a2[static_cast<size_t>(o * 2)] * b2[static_cast<size_t>(i)] +
+                           a2[static_cast<size_t>(o * 2 + 1)] * b2[static_cast<size_t>(in + i)];
+      EXPECT_NEAR(got * product.scale, a1[static_cast<size_t>(o)] * b1[static_cast<size_t>(i)] * second * 0.5f, 1e-5f);
+    }
+  }
 }
 
 TEST(Lora, RefusesWhatItCannotRunNamingFileAndKey) {

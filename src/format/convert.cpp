@@ -118,10 +118,16 @@ std::map<std::string, std::string> output_metadata(const SafetensorsFile& in, co
   return metadata;
 }
 
-}  // namespace
+// Every update must be for one of `files` (canonical paths): one for a file
+// that is not converted would be dropped without a word.
+void require_updates_for(const ConvertOptions& options, const std::set<std::string>& files, const std::string& what) {
+  for (const auto& [where, update] : options.updates) {
+    if (!files.count(where.first)) throw Error(what + ": holds no file " + where.first + " to update '" + where.second + "' in");
+  }
+}
 
-ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string& output_path,
-                                const ConvertOptions& options, const ConvertProgress& progress) {
+ConvertReport convert_file(const std::string& input_path, const std::string& output_path, const ConvertOptions& options,
+                           const ConvertProgress& progress) {
   const SafetensorsFile in = SafetensorsFile::open(input_path);
   const std::map<std::string, std::string> metadata = output_metadata(in, options);
   std::set<std::string> already_8bit_s;
@@ -148,6 +154,19 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
     if (replaced.count(t.name)) continue;
     const Decision decision = decide(t, options, already_8bit_s);
     report.tensors.push_back({t.name, t.dtype, t.shape, decision.action, decision.reason, 0.0});
+    const auto found = options.updates.find({canonical_path, t.name});
+    const ConvertOptions::RowsUpdate* update = found == options.updates.end() ? nullptr : &found->second;
+    if (update) {
+      ++updated;
+      if (already_8bit_s.count(t.name)) {
+        throw Error(input_path + ": '" + t.name + "' is 8-bit S already; bake adapters into the float weights it came from");
+      }
+      if (decision.action != TensorAction::Quantized && t.dtype != DType::F32 && t.dtype != DType::F16 &&
+          t.dtype != DType::BF16) {
+        throw Error(input_path + ": '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
+                    "; adapters are baked into F32, F16 or BF16 weights");
+      }
+    }
     if (const auto stored = stored_weights.find(t.name); stored != stored_weights.end()) {
       const Weight8BitS& w = stored->second;
       const bool as_panels = written_as_panels(w.rows, w.cols);
@@ -163,14 +182,6 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
                          }
                        }});
         continue;
-      }
-    }
-    const auto found = options.updates.find({canonical_path, t.name});
-    const ConvertOptions::RowsUpdate* update = found == options.updates.end() ? nullptr : &found->second;
-    if (update) {
-      ++updated;
-      if (already_8bit_s.count(t.name)) {
-        throw Error(input_path + ": '" + t.name + "' is 8-bit S already; bake adapters into the float weights it came from");
       }
     }
     if (decision.action != TensorAction::Quantized) {
@@ -250,6 +261,14 @@ ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string
   return report;
 }
 
+}  // namespace
+
+ConvertReport convert_to_8bit_s(const std::string& input_path, const std::string& output_path,
+                                const ConvertOptions& options, const ConvertProgress& progress) {
+  require_updates_for(options, {std::filesystem::weakly_canonical(input_path).string()}, input_path);
+  return convert_file(input_path, output_path, options, progress);
+}
+
 ConvertReport convert_folder_to_8bit_s(const std::string& input_folder, const std::string& output_folder,
                                        const ConvertOptions& options, const ConvertProgress& progress) {
   namespace fs = std::filesystem;
@@ -274,13 +293,18 @@ ConvertReport convert_folder_to_8bit_s(const std::string& input_folder, const st
       if (entry.is_regular_file()) files.push_back(fs::relative(entry.path(), in));
     }
     std::sort(files.begin(), files.end());
+    std::set<std::string> converted;
+    for (const fs::path& file : files) {
+      if (file.extension() == ".safetensors") converted.insert(fs::weakly_canonical(in / file).string());
+    }
+    require_updates_for(options, converted, input_folder);
     for (const fs::path& file : files) {
       fs::create_directories((partial / file).parent_path());
       if (file.extension() != ".safetensors") {
         fs::copy_file(in / file, partial / file);
         continue;
       }
-      const ConvertReport part = convert_to_8bit_s((in / file).string(), (partial / file).string(), options, progress);
+      const ConvertReport part = convert_file((in / file).string(), (partial / file).string(), options, progress);
       const std::string component = file.parent_path().string() + "/";
       for (ConvertedTensor t : part.tensors) {
         t.name = component + t.name;

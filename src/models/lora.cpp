@@ -29,10 +29,12 @@ constexpr FactorNames kFactorNames[] = {
     {"_lora.down.weight", "_lora.up.weight"},                          // diffusers' attention processors (2023)
 };
 
-// Keys of adapter kinds that are not low-rank products of two factors.
+// Keys (or the start of keys: lokr_w1 and lokr_w1_a) of adapter kinds not run.
 constexpr std::pair<const char*, const char*> kOtherKinds[] = {
-    {".hada_t1", "LoHa with Tucker factors (hada_t1)"}, {".lokr_w1", "LoKr"}, {".lokr_w1_a", "LoKr"},
-    {".dora_scale", "DoRA"}, {".lora_mid.weight", "LoCon with a Tucker middle factor (lora_mid)"},
+    {".hada_t1", "LoHa with Tucker factors (hada_t1)"},
+    {".lokr_w1", "LoKr"},
+    {".dora_scale", "DoRA"},
+    {".lora_mid.weight", "LoCon with a Tucker middle factor (lora_mid)"},
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -96,7 +98,8 @@ float alpha_scale(const SafetensorsFile& file, const std::string& key, int64_t d
 // LyCORIS's LoHa: dW = (w1_a w1_b) * (w2_a w2_b) elementwise, times alpha /
 // dim (dim: w1_b's rows). The elementwise product of two rank-r products is
 // one product of rank r1 x r2, down[(a, b), i] = w1_b[a, i] w2_b[b, i] and
-// up[o, (a, b)] = w1_a[o, a] w2_a[o, b], which runs like any LoRA layer.
+// up[o, (a, b)] = w1_a[o, a] w2_a[o, b], which runs like any LoRA layer;
+// when r1 x r2 is not below the layer's own rank, the update is built whole.
 LoraLayer read_loha(const SafetensorsFile& file, const std::string& key, std::set<std::string>& used) {
   const auto factor = [&](const char* suffix) -> const TensorInfo& {
     const TensorInfo* t = file.find(key + suffix);
@@ -119,9 +122,29 @@ LoraLayer read_loha(const SafetensorsFile& file, const std::string& key, std::se
   const std::vector<float> a1 = floats_of(file, w1a), b1 = floats_of(file, w1b), a2 = floats_of(file, w2a),
                            b2 = floats_of(file, w2b);
   LoraLayer layer;
-  layer.rank = r1 * r2;
   layer.in = in;
   layer.out = out;
+  layer.scale = alpha_scale(file, key, r1, used);
+  if (r1 * r2 >= std::min(in, out)) {
+    // No lower rank than the layer's own: the update itself, as a product
+    // with an identity (memory bounded by the layer, not by r1 x r2).
+    std::vector<float> update(static_cast<size_t>(out * in));
+    for (int64_t o = 0; o < out; ++o) {
+      for (int64_t i = 0; i < in; ++i) {
+        float first = 0.0f, second = 0.0f;
+        for (int64_t a = 0; a < r1; ++a) first += a1[static_cast<size_t>(o * r1 + a)] * b1[static_cast<size_t>(a * in + i)];
+        for (int64_t b = 0; b < r2; ++b) second += a2[static_cast<size_t>(o * r2 + b)] * b2[static_cast<size_t>(b * in + i)];
+        update[static_cast<size_t>(o * in + i)] = first * second;
+      }
+    }
+    layer.rank = std::min(in, out);
+    std::vector<float> identity(static_cast<size_t>(layer.rank * layer.rank), 0.0f);
+    for (int64_t r = 0; r < layer.rank; ++r) identity[static_cast<size_t>(r * layer.rank + r)] = 1.0f;
+    layer.down = in <= out ? std::move(identity) : std::move(update);
+    layer.up = in <= out ? std::move(update) : std::move(identity);
+    return layer;
+  }
+  layer.rank = r1 * r2;
   layer.down.resize(static_cast<size_t>(layer.rank * in));
   layer.up.resize(static_cast<size_t>(out * layer.rank));
   for (int64_t a = 0; a < r1; ++a) {
@@ -134,7 +157,6 @@ LoraLayer read_loha(const SafetensorsFile& file, const std::string& key, std::se
       }
     }
   }
-  layer.scale = alpha_scale(file, key, r1, used);
   return layer;
 }
 
@@ -201,12 +223,13 @@ namespace {
 struct Update {
   const LayerPart* part;
   const LoraLayer* layer;
-  float scale;  // strength x alpha / rank
+  float scale;  // strength x the layer's alpha / dim
 };
 
 struct Matches {
-  std::vector<Update> updates;  // in the order the adapters give them
+  std::vector<Update> updates;  // in the order the adapters give them; none at strength 0
   std::vector<std::string> unmatched;  // "FILE: KEY"
+  size_t matched = 0;
 };
 
 Matches match_layers(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters,
@@ -230,7 +253,8 @@ Matches match_layers(const std::vector<LayerPart>& parts, const std::vector<Weig
                     std::to_string(layer.in) + "] weight, but the model's '" + part.names.front() + "' is [" +
                     std::to_string(part.rows) + ", " + std::to_string(part.cols) + "]");
       }
-      out.updates.push_back({&part, &layer, adapter.strength * layer.scale});
+      ++out.matched;
+      if (adapter.strength != 0.0f) out.updates.push_back({&part, &layer, adapter.strength * layer.scale});
     }
   }
   return out;
@@ -242,7 +266,7 @@ LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std:
                                  LoraComponent component, const Accelerator& accel) {
   Matches matches = match_layers(parts, adapters, component);
   unmatched_ = std::move(matches.unmatched);
-  matched_ = matches.updates.size();
+  matched_ = matches.matched;
   // Each layer's updates, in the order the adapters give them.
   std::map<const void*, std::vector<Update>> updates;
   for (const Update& u : matches.updates) updates[u.part->layer].push_back(u);
@@ -296,7 +320,7 @@ StoredUpdates::StoredUpdates(const std::vector<LayerPart>& parts, const std::vec
                              LoraComponent component) {
   Matches matches = match_layers(parts, adapters, component);
   unmatched_ = std::move(matches.unmatched);
-  matched_ = matches.updates.size();
+  matched_ = matches.matched;
   for (const Update& u : matches.updates) {
     Tensor& t = tensors_[{u.part->file, u.part->tensor}];
     t.push_back({u.part->tensor_row, u.part->rows, u.layer->rank, u.layer->down, u.layer->up, u.scale});
@@ -316,6 +340,13 @@ void StoredUpdates::add(const Tensor& updates, int64_t first_row, int64_t rows, 
       }
     }
   }
+}
+
+LoraMatch::LoraMatch(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters,
+                     LoraComponent component) {
+  Matches matches = match_layers(parts, adapters, component);
+  unmatched_ = std::move(matches.unmatched);
+  matched_ = matches.matched;
 }
 
 }  // namespace tiledraw::models

@@ -30,7 +30,7 @@ struct LoraLayer {
   std::string key;     // the file's key for the layer (without the suffix), for messages
   int64_t rank = 0, in = 0, out = 0;  // in: a convolution's in x kh x kw
   std::vector<float> down, up;        // [rank, in], [out, rank]
-  float scale = 1.0f;                 // alpha / rank; 1 without an alpha
+  float scale = 1.0f;                 // alpha / dim (the rank, or LoHa's first dim); 1 without an alpha
 };
 
 struct LoraFile {
@@ -75,6 +75,19 @@ class LowRankAdapters {
   std::deque<std::vector<int8_t>> int8_;
   std::vector<std::unique_ptr<PackedWeight>> packed_;
   runtime::LayerAdapters layers_;
+  std::vector<std::string> unmatched_;
+  size_t matched_ = 0;
+};
+
+// Only whether a set of adapters fits one component's parts (an Error for
+// a layer of the wrong shape), building nothing: for checking a request.
+class LoraMatch {
+ public:
+  LoraMatch(const std::vector<LayerPart>& parts, const std::vector<WeightedLora>& adapters, LoraComponent component);
+  const std::vector<std::string>& unmatched() const { return unmatched_; }
+  size_t matched() const { return matched_; }
+
+ private:
   std::vector<std::string> unmatched_;
   size_t matched_ = 0;
 };

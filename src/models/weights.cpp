@@ -33,7 +33,7 @@ kernels::AttentionMath attention_math(const LinearWeights& qkv) {
 }
 
 int conv2d(runtime::Graph& g, int x, const LinearWeights& w, runtime::ConvWindow window) {
-  const runtime::FloatWeight* merged = g.merged_weight(w.identity());
+  const runtime::FloatWeight* merged = w.weight ? nullptr : g.merged_weight(w.identity());
   const int y = w.weight ? g.conv2d(x, *w.weight, w.bias, window)
                          : g.conv2d(x, merged ? *merged : w.float_weight, w.bias, window);
   g.label(y, w.name);

@@ -110,6 +110,13 @@ auto per_component(const LoadedModel& m, const WeightedFiles& files, Make make) 
 
 }  // namespace
 
+void check_adapters(const LoadedModel& m, const std::vector<LoraRequest>& loras) {
+  if (loras.empty()) return;
+  per_component(m, weighted_files(m.loras, loras), [](const auto& parts, const auto& adapters, auto component) {
+    return std::make_unique<models::LoraMatch>(parts, adapters, component);
+  });
+}
+
 std::shared_ptr<const Adapters> match_adapters(const LoadedModel& m, const Accelerator& accel,
                                                const std::vector<LoraRequest>& loras) {
   static const auto none = std::make_shared<const Adapters>();

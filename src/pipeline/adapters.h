@@ -10,9 +10,11 @@
 #include "models/lora.h"
 #include "tiledraw/pipeline.h"
 
-// A request's LoRA adapters matched to a loaded model: the UNet's branches
-// and each text encoder's, built per generation from files read once, so
-// that changing adapters or strengths never touches the base weights.
+// A request's LoRA adapters matched to a loaded model: the UNet's and each
+// text encoder's (branches beside 8-bit S layers, merged copies of float
+// ones), built from files read once and kept for the next request with the
+// same set, so that changing adapters or strengths never touches the base
+// weights. Also what bakes them into a checkpoint (lora_updates).
 namespace tiledraw::pipeline {
 
 struct LoadedModel;
@@ -44,6 +46,9 @@ class LoraCache {
 
 // The request's adapters matched to the model's layers (none: an empty set); an
 // Error names the keys that matched no layer (an adapter for another family).
+// The same errors as match_adapters gives, building nothing (the files are read and kept).
+void check_adapters(const LoadedModel& model, const std::vector<LoraRequest>& loras);
+
 std::shared_ptr<const Adapters> match_adapters(const LoadedModel& model, const Accelerator& accel,
                                                const std::vector<LoraRequest>& loras);
 

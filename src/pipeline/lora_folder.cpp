@@ -24,7 +24,7 @@ LoraFolderEntry read_entry(const fs::path& file) {
   LoraFolderEntry entry{file.stem().string(), "", file.string(), {}};
   try {
     entry.metadata = SafetensorsFile::open(entry.path).metadata();  // the header; tensors stay unread
-  } catch (const Error&) {
+  } catch (const std::exception&) {
     // Listed by its name all the same: using it reports what is wrong with it.
   }
   const auto alias = entry.metadata.find("ss_output_name");

@@ -71,13 +71,13 @@ GenerationResult Pipeline::generate_and_release(const GenerationRequest& request
 
 void Pipeline::check_loras(const std::vector<LoraRequest>& loras) const {
   require_weights();
-  pipeline::match_adapters(*impl_->loaded, *impl_->accel, loras);
+  pipeline::check_adapters(*impl_->loaded, loras);
 }
 
 std::vector<LoraRequest> Pipeline::prompt_loras(const std::string& prompt) const {
   require_weights();
   std::vector<LoraRequest> loras = pipeline::prompt_loras(*impl_->loaded, prompt);
-  pipeline::match_adapters(*impl_->loaded, *impl_->accel, loras);
+  pipeline::check_adapters(*impl_->loaded, loras);
   return loras;
 }
 

@@ -47,8 +47,9 @@ struct FloatWeight {
 };
 
 // A layer's low-rank update (LoRA) beside its 8-bit S weight: y += up (down
-// x). `down` is 8-bit S: it reads the quantized x the layer reads, at the
-// accelerator's int8 rate. `up` stays f32 (the adapters' scales folded in),
+// x). `down` is 8-bit S, at the accelerator's int8 rate: beside a linear it
+// reads the quantized x the layer reads (a convolution's quantizes its own
+// window). `up` stays f32 (the adapters' scales folded in),
 // so that adapters of very different sizes concatenated along the rank keep
 // their own precision. down [rank, k], up [n, rank].
 struct LowRankBranch {
