@@ -219,6 +219,20 @@ LoraFile read_lora(const std::string& path) {
 
 namespace {
 
+// out[rows, cols] += scale x up[rows, rank] down[rank, cols], row by row in f32.
+void add_product(const float* up, const float* down, int64_t rows, int64_t rank, int64_t cols, float scale, float* out) {
+#pragma omp parallel for schedule(static) if (rows * rank * cols > 1 << 20)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = out + r * cols;
+    for (int64_t c = 0; c < rank; ++c) {
+      const float u = up[r * rank + c] * scale;
+      if (u == 0.0f) continue;
+      const float* d = down + c * cols;
+      for (int64_t k = 0; k < cols; ++k) row[k] += u * d[k];
+    }
+  }
+}
+
 // One adapter layer matched to the model part it updates, at its scale.
 struct Update {
   const LayerPart* part;
@@ -292,16 +306,7 @@ LowRankAdapters::LowRankAdapters(const std::vector<LayerPart>& parts, const std:
     if (whole.float_weight.data) {
       // W + up x down, in f32 whatever the files' dtypes.
       std::vector<float>& merged = floats_.emplace_back(whole.float_weight.data, whole.float_weight.data + rows * cols);
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) {
-        float* out = merged.data() + r * cols;
-        for (int64_t c = 0; c < rank; ++c) {
-          const float u = up[static_cast<size_t>(r * rank + c)];
-          if (u == 0.0f) continue;
-          const float* d = down.data() + c * cols;
-          for (int64_t k = 0; k < cols; ++k) out[k] += u * d[k];
-        }
-      }
+      add_product(up.data(), down.data(), rows, rank, cols, 1.0f, merged.data());
       layers_.merged.emplace(layer, runtime::FloatWeight{merged.data(), rows, cols});
       continue;
     }
@@ -330,15 +335,9 @@ StoredUpdates::StoredUpdates(const std::vector<LayerPart>& parts, const std::vec
 void StoredUpdates::add(const Tensor& updates, int64_t first_row, int64_t rows, int64_t cols, float* values) {
   for (const Rows& u : updates) {
     const int64_t begin = std::max(first_row, u.first_row), end = std::min(first_row + rows, u.first_row + u.rows);
-#pragma omp parallel for schedule(static) if ((end - begin) * cols * u.rank > 1 << 20)
-    for (int64_t r = begin; r < end; ++r) {
-      float* out = values + (r - first_row) * cols;
-      for (int64_t c = 0; c < u.rank; ++c) {
-        const float up = u.up[static_cast<size_t>((r - u.first_row) * u.rank + c)] * u.scale;
-        const float* down = u.down.data() + c * cols;
-        for (int64_t k = 0; k < cols; ++k) out[k] += up * down[k];
-      }
-    }
+    if (begin >= end) continue;
+    add_product(u.up.data() + (begin - u.first_row) * u.rank, u.down.data(), end - begin, u.rank, cols, u.scale,
+                values + (begin - first_row) * cols);
   }
 }
 
